@@ -1,0 +1,221 @@
+//! The driver: runs a [`Kernel`] for tokio tasks, turning its [`Wake`]s into
+//! wake-ups and its `Pending`/empty answers into waiting, with timeouts.
+//!
+//! One lock guards the kernel and the wait cells. A waiter registers its
+//! `Notified` future while holding the lock, so no wake-up between the kernel's
+//! answer and the wait can be lost.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+use tokio::sync::Notify;
+
+use crate::kernel::{
+    Kernel, RecvError, RecvOptions, SendError, SendStatus, SendTicket, TaskId, Waitable, Wake,
+};
+use crate::message::Message;
+use crate::types::{MsgReturn, Name};
+
+/// A kernel shared by the tokio tasks of one node process.
+#[derive(Clone, Debug)]
+pub struct Host {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+struct State {
+    kernel: Kernel,
+    waits: FxHashMap<Waitable, Arc<WaitCell>>,
+    sends: FxHashMap<SendTicket, Arc<Notify>>,
+    wakes: Vec<Wake>,
+}
+
+#[derive(Debug, Default)]
+struct WaitCell {
+    notify: Notify,
+    /// Bumped when the object dies or changes; `reason` says which.
+    epoch: AtomicU64,
+    reason: AtomicU32,
+}
+
+impl State {
+    fn dispatch_wakes(&mut self) {
+        self.kernel.drain_wakes_into(&mut self.wakes);
+        for wake in self.wakes.drain(..) {
+            match wake {
+                Wake::Readable(w) => {
+                    if let Some(cell) = self.waits.get(&w) {
+                        cell.notify.notify_one();
+                    }
+                }
+                Wake::Died(w) | Wake::Changed(w) => {
+                    if let Some(cell) = self.waits.remove(&w) {
+                        let reason = if matches!(wake, Wake::Died(_)) {
+                            MsgReturn::RcvPortDied
+                        } else {
+                            MsgReturn::RcvPortChanged
+                        };
+                        cell.reason.store(reason.code(), Ordering::Relaxed);
+                        cell.epoch.fetch_add(1, Ordering::Release);
+                        cell.notify.notify_waiters();
+                    }
+                }
+                Wake::SendDone(ticket) => {
+                    if let Some(n) = self.sends.remove(&ticket) {
+                        n.notify_one();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self::new(Kernel::default())
+    }
+}
+
+impl Host {
+    pub fn new(kernel: Kernel) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                kernel,
+                waits: FxHashMap::default(),
+                sends: FxHashMap::default(),
+                wakes: Vec::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .expect("kernel lock poisoned: a kernel call panicked")
+    }
+
+    /// Runs `f` on the kernel (port operations, task creation), then delivers the
+    /// wake-ups it caused.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Kernel) -> R) -> R {
+        let mut st = self.lock();
+        let r = f(&mut st.kernel);
+        st.dispatch_wakes();
+        r
+    }
+
+    /// `mach_msg(MACH_SEND_MSG)`, with `MACH_SEND_TIMEOUT` when `timeout` is set.
+    pub async fn send(
+        &self,
+        task: TaskId,
+        msg: Message,
+        timeout: Option<Duration>,
+    ) -> Result<(), SendError> {
+        let may_block = timeout != Some(Duration::ZERO);
+        let notify = {
+            let mut st = self.lock();
+            let status = st.kernel.send(task, msg, may_block);
+            st.dispatch_wakes();
+            match status? {
+                SendStatus::Sent => return Ok(()),
+                SendStatus::Pending(ticket) => {
+                    let notify = Arc::new(Notify::new());
+                    st.sends.insert(ticket, notify.clone());
+                    (ticket, notify)
+                }
+            }
+        };
+        let (ticket, notify) = notify;
+        let done = notify.notified();
+        let woke = match timeout {
+            None => {
+                done.await;
+                true
+            }
+            Some(t) => tokio::time::timeout(t, done).await.is_ok(),
+        };
+        let mut st = self.lock();
+        let result = if woke && st.kernel.send_completed(ticket) {
+            Ok(())
+        } else {
+            st.sends.remove(&ticket);
+            st.kernel.cancel_send(ticket)
+        };
+        st.dispatch_wakes();
+        result
+    }
+
+    /// `mach_msg(MACH_RCV_MSG)` on a receive right or port set, with
+    /// `MACH_RCV_TIMEOUT` when `timeout` is set.
+    pub async fn receive(
+        &self,
+        task: TaskId,
+        name: Name,
+        options: RecvOptions,
+        timeout: Option<Duration>,
+    ) -> Result<Message, RecvError> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let cell: Arc<WaitCell>;
+            let epoch;
+            let mut notified;
+            {
+                let mut st = self.lock();
+                let got = st.kernel.receive(task, name, options);
+                st.dispatch_wakes();
+                if let Some(msg) = got? {
+                    return Ok(msg);
+                }
+                if timeout == Some(Duration::ZERO) {
+                    return Err(timed_out());
+                }
+                let source = st.kernel.receive_source(task, name)?;
+                cell = st.waits.entry(source).or_default().clone();
+                epoch = cell.epoch.load(Ordering::Acquire);
+                notified = Box::pin(cell.notify.notified());
+                // Registered while the lock is held: see the module comment.
+                notified.as_mut().enable();
+            }
+            match deadline {
+                None => notified.await,
+                Some(d) => {
+                    if tokio::time::timeout_at(d, notified).await.is_err() {
+                        return Err(timed_out());
+                    }
+                }
+            }
+            if cell.epoch.load(Ordering::Acquire) != epoch {
+                let code = MsgReturn::from_code(cell.reason.load(Ordering::Relaxed))
+                    .unwrap_or(MsgReturn::RcvPortDied);
+                return Err(RecvError {
+                    code,
+                    size: None,
+                    header: None,
+                });
+            }
+        }
+    }
+
+    /// A MIG-style call: sends `request` (whose reply port is `reply_port`, a
+    /// receive right of `task`) and waits for the reply there.
+    pub async fn call(
+        &self,
+        task: TaskId,
+        request: Message,
+        reply_port: Name,
+    ) -> Result<Message, MsgReturn> {
+        self.send(task, request, None).await.map_err(|e| e.code)?;
+        self.receive(task, reply_port, RecvOptions::default(), None)
+            .await
+            .map_err(|e| e.code)
+    }
+}
+
+fn timed_out() -> RecvError {
+    RecvError {
+        code: MsgReturn::RcvTimedOut,
+        size: None,
+        header: None,
+    }
+}
