@@ -456,3 +456,26 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes checked"))
 }
+
+/// The decoder's fuzz property, shared by the fuzz target and the corpus test:
+/// the first byte picks the ABI; any input decodes or fails cleanly, and what
+/// decodes re-encodes to bytes that decode to the same message.
+#[doc(hidden)]
+pub fn fuzz_decode(data: &[u8]) {
+    let Some((&selector, bytes)) = data.split_first() else {
+        return;
+    };
+    let abi = if selector & 1 == 0 {
+        Abi::X86_64
+    } else {
+        Abi::I386
+    };
+    if let Ok(msg) = decode(abi, bytes) {
+        let again = encode(abi, &msg).expect("a decoded message re-encodes");
+        assert_eq!(decode(abi, &again).expect("re-encoded bytes decode"), msg);
+        assert!(
+            again.len() >= bytes.len(),
+            "only trailing padding may be added"
+        );
+    }
+}
