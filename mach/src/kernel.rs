@@ -287,6 +287,11 @@ struct Port {
     receiver: Receiver,
     mscount: u32,
     srights: u32,
+    /// Send rights `srights` still counts although no holder has them: GNU Mach's
+    /// `ipc_right_delta` turns a send right into a dead name without decrementing
+    /// when the receive right under the same name is destroyed, and a
+    /// port-destroyed request can keep the port alive afterwards.
+    stale_srights: u32,
     sorights: u32,
     nsrequest: Option<PortId>,
     pdrequest: Option<PortId>,
@@ -474,6 +479,7 @@ impl Kernel {
                 receiver,
                 mscount: 0,
                 srights: 0,
+                stale_srights: 0,
                 sorights: 0,
                 nsrequest: None,
                 pdrequest: None,
@@ -1957,7 +1963,9 @@ impl Kernel {
                 let mut dn = None;
                 if kind & ty::SEND != 0 {
                     // The port is destroyed "first": the send right becomes a dead
-                    // name without a no-senders notification.
+                    // name without a no-senders notification (and without leaving
+                    // `srights`, which matters if a port-destroyed request saves it).
+                    self.port(port).stale_srights += 1;
                     let entry = self.entry(task, name);
                     entry.kind = ty::DEAD_NAME;
                     if entry.dnrequest.take().is_some() {
@@ -2394,6 +2402,172 @@ impl Kernel {
         } else {
             Err(KernReturn::InvalidRight)
         }
+    }
+
+    // ----- oracle ----------------------------------------------------------------------
+
+    /// Recomputes every port's references, send and send-once counts, receiver and
+    /// reverse-map entries from scratch and compares them with the kernel's own
+    /// bookkeeping. For tests and simulators; `Err` describes the first mismatch.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        #[derive(Default)]
+        struct Count {
+            refs: u32,
+            srights: u32,
+            sorights: u32,
+        }
+        let mut counts: FxHashMap<PortId, Count> = FxHashMap::default();
+        let carried = |counts: &mut FxHashMap<PortId, Count>, right: Carried, form: u8| {
+            if let Carried::Port(p) = right {
+                let c = counts.entry(p).or_default();
+                c.refs += 1;
+                match form {
+                    msg_type::PORT_SEND => c.srights += 1,
+                    msg_type::PORT_SEND_ONCE => c.sorights += 1,
+                    _ => {}
+                }
+            }
+        };
+        let mut kmsgs: Vec<&KMsg> = Vec::new();
+        for port in self.ports.values() {
+            kmsgs.extend(port.queue.iter());
+        }
+        kmsgs.extend(self.pending.values().map(|p| &p.kmsg));
+        for kmsg in kmsgs {
+            if let Some(d) = kmsg.dest {
+                carried(&mut counts, Carried::Port(d), kmsg.dest_type);
+            }
+            carried(&mut counts, kmsg.reply, kmsg.reply_type);
+            if let KBody::Typed(items) = &kmsg.body {
+                for item in items {
+                    for &r in &item.rights {
+                        carried(&mut counts, r, item.item.type_name);
+                    }
+                }
+            }
+        }
+        for (id, port) in &self.ports {
+            for notify in port.nsrequest.iter().chain(port.pdrequest.iter()) {
+                carried(
+                    &mut counts,
+                    Carried::Port(*notify),
+                    msg_type::PORT_SEND_ONCE,
+                );
+            }
+            for r in port.dnrequests.iter().flatten() {
+                carried(
+                    &mut counts,
+                    Carried::Port(r.notify),
+                    msg_type::PORT_SEND_ONCE,
+                );
+            }
+            if let Receiver::InTransit {
+                destination: Some(d),
+            } = port.receiver
+            {
+                counts.entry(d).or_default().refs += 1;
+            }
+            if let Receiver::InSpace { task, name } = port.receiver {
+                let entry = self.spaces[task.0 as usize].entries.get(&name);
+                match entry {
+                    Some(e) if e.kind & ty::RECEIVE != 0 && e.object == Some(Object::Port(*id)) => {
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{id:?}: receiver {task:?}/{name:#x} does not hold it"
+                        ))
+                    }
+                }
+            }
+            if !port.active && (port.receiver != Receiver::Dead || !port.queue.is_empty()) {
+                return Err(format!("{id:?}: dead port with a receiver or messages"));
+            }
+        }
+        for (t, space) in self.spaces.iter().enumerate() {
+            if !space.active {
+                if !space.entries.is_empty() {
+                    return Err(format!("task {t}: destroyed space has entries"));
+                }
+                continue;
+            }
+            for (&name, e) in &space.entries {
+                if e.kind == 0 {
+                    return Err(format!("task {t} {name:#x}: empty entry"));
+                }
+                if space.free_list.contains(&name) {
+                    return Err(format!("task {t} {name:#x}: live name on the free list"));
+                }
+                match e.object {
+                    Some(Object::Port(p)) => {
+                        let c = counts.entry(p).or_default();
+                        c.refs += 1;
+                        let active = self.ports.get(&p).is_some_and(|port| port.active);
+                        if e.kind & ty::SEND != 0 && active {
+                            c.srights += 1;
+                        }
+                        if e.kind & ty::SEND_ONCE != 0 && active {
+                            c.sorights += 1;
+                        }
+                        let reverse = space.reverse.get(&p) == Some(&name);
+                        let send_only = e.kind & ty::SEND != 0 && e.kind & ty::RECEIVE == 0;
+                        if reverse != send_only {
+                            return Err(format!("task {t} {name:#x}: reverse map says {reverse}"));
+                        }
+                        if e.urefs == 0 && e.kind & ty::SEND != 0 || e.urefs > UREFS_MAX {
+                            return Err(format!("task {t} {name:#x}: {} user references", e.urefs));
+                        }
+                    }
+                    Some(Object::Pset(s)) => {
+                        if !self.psets.contains_key(&s) {
+                            return Err(format!("task {t} {name:#x}: missing port set"));
+                        }
+                    }
+                    None => {
+                        if e.kind != ty::DEAD_NAME || e.urefs == 0 {
+                            return Err(format!(
+                                "task {t} {name:#x}: objectless entry of kind {:#x}",
+                                e.kind
+                            ));
+                        }
+                    }
+                }
+            }
+            for (p, n) in &space.reverse {
+                if space.entries.get(n).and_then(|e| e.object) != Some(Object::Port(*p)) {
+                    return Err(format!("task {t}: reverse entry {n:#x} is stale"));
+                }
+            }
+        }
+        for (id, port) in &self.ports {
+            let c = counts.remove(id).unwrap_or_default();
+            if c.refs != port.refs {
+                return Err(format!(
+                    "{id:?}: {} references recorded, {} held",
+                    port.refs, c.refs
+                ));
+            }
+            if port.active
+                && (c.srights + port.stale_srights != port.srights || c.sorights != port.sorights)
+            {
+                return Err(format!(
+                    "{id:?}: srights {}/{} sorights {}/{} (recorded/held)",
+                    port.srights, c.srights, port.sorights, c.sorights
+                ));
+            }
+            if let Some(s) = port.pset {
+                if !self
+                    .psets
+                    .get(&s)
+                    .is_some_and(|set| set.members.contains(id))
+                {
+                    return Err(format!("{id:?}: not a member of its set"));
+                }
+            }
+        }
+        if let Some((id, _)) = counts.into_iter().next() {
+            return Err(format!("{id:?} is held but does not exist"));
+        }
+        Ok(())
     }
 
     // ----- inspection for tests and drivers ------------------------------------------

@@ -1014,3 +1014,92 @@ fn destroying_everything_leaves_no_port_objects() {
     k.destroy_task(b).unwrap();
     assert_eq!(k.port_objects(), 0);
 }
+
+#[test]
+fn receive_right_removed_by_mod_refs_keeps_its_send_count_like_gnu_mach() {
+    // ipc_right_delta(RECEIVE, -1) on a name that also holds a send right makes the
+    // send right a dead name without decrementing ip_srights ("the port is
+    // destroyed first"). With a port-destroyed request the port lives on, and its
+    // no-senders notification can no longer fire.
+    let (mut k, a, b) = kernel();
+    let port = receive_right(&mut k, a);
+    make_send(&mut k, a, port);
+    let backup = receive_right(&mut k, b);
+    let so = give_send_once(&mut k, b, backup, a);
+    k.port_request_notification(
+        a,
+        port,
+        notify_id::PORT_DESTROYED,
+        0,
+        so,
+        mt::MOVE_SEND_ONCE,
+    )
+    .unwrap();
+    k.port_mod_refs(a, port, PortRight::Receive as u32, -1)
+        .unwrap();
+    assert_eq!(type_of(&mut k, a, port), Ok(ty::DEAD_NAME));
+    let n = recv(&mut k, b, backup);
+    assert_eq!(n.id, notify_id::PORT_DESTROYED);
+    let saved = n.body[0].names_payload().unwrap()[0];
+    let status = k.port_get_receive_status(b, saved).unwrap();
+    assert!(
+        status.srights,
+        "the dead name's send right is still counted"
+    );
+    assert_eq!(
+        request(&mut k, b, saved, notify_id::NO_SENDERS, 0, backup),
+        Ok(NAME_NULL)
+    );
+    assert!(
+        nothing_queued(&mut k, b, backup),
+        "no-senders does not fire"
+    );
+    k.check_invariants().unwrap();
+}
+
+#[test]
+fn out_of_line_and_inline_port_arrays() {
+    let (mut k, a, b) = kernel();
+    let server = receive_right(&mut k, b);
+    let to_server = give_send(&mut k, b, server, a);
+    let p: Vec<Name> = (0..3).map(|_| receive_right(&mut k, a)).collect();
+    let body = vec![
+        Item::ool_ports(mt::MAKE_SEND, p.clone(), true),
+        Item::ports(mt::MAKE_SEND_ONCE, vec![p[0], NAME_NULL, NAME_DEAD]),
+    ];
+    send(
+        &mut k,
+        a,
+        Message::simple(to_server, mt::COPY_SEND, 1, body),
+    );
+    let got = recv(&mut k, b, server);
+    let ool = &got.body[0];
+    assert!(
+        !ool.inline && ool.deallocate,
+        "out-of-line arrays arrive as the receiver's memory"
+    );
+    assert_eq!(
+        (ool.type_name, ool.size, ool.number),
+        (mt::PORT_SEND, 32, 3),
+        "32-bit names out of line"
+    );
+    let names = ool.names_payload().unwrap();
+    for (&n, &orig) in names.iter().zip(&p) {
+        assert!(k.same_port(b, n, a, orig));
+        assert_eq!(type_of(&mut k, b, n), Ok(ty::SEND));
+    }
+    let inline = &got.body[1];
+    assert_eq!(
+        (inline.type_name, inline.size),
+        (mt::PORT_SEND_ONCE, 64),
+        "8-byte slots inline on x86_64"
+    );
+    let names = inline.names_payload().unwrap();
+    assert_eq!(
+        &names[1..],
+        [NAME_NULL, NAME_DEAD],
+        "null and dead pass through"
+    );
+    assert_eq!(type_of(&mut k, b, names[0]), Ok(ty::SEND_ONCE));
+    k.check_invariants().unwrap();
+}

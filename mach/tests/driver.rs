@@ -1,0 +1,179 @@
+//! The tokio driver: blocking, timeouts and deaths as a task sees them.
+
+use std::time::Duration;
+
+use mach::runtime::Host;
+use mach::types::{msg_type as mt, PortRight};
+use mach::{Item, Message, MsgReturn, Name, RecvOptions, TaskId};
+
+fn two_tasks(host: &Host) -> (TaskId, TaskId, Name, Name) {
+    host.with(|k| {
+        let a = k.create_task();
+        let b = k.create_task();
+        let port = k.port_allocate(a, PortRight::Receive).unwrap();
+        let send = k.port_extract_right(a, port, mt::MAKE_SEND, b).unwrap().0;
+        (a, b, port, send)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn receive_timeout_and_zero_timeout() {
+    let host = Host::default();
+    let (a, _, port, _) = two_tasks(&host);
+    let err = host
+        .receive(a, port, RecvOptions::default(), Some(Duration::ZERO))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, MsgReturn::RcvTimedOut);
+    let err = host
+        .receive(
+            a,
+            port,
+            RecvOptions::default(),
+            Some(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, MsgReturn::RcvTimedOut);
+    let err = host
+        .receive(a, 0x999, RecvOptions::default(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, MsgReturn::RcvInvalidName);
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocked_send_completes_when_the_receiver_drains() {
+    let host = Host::default();
+    let (a, b, port, send) = two_tasks(&host);
+    for i in 0..5 {
+        host.send(b, Message::simple(send, mt::COPY_SEND, i, vec![]), None)
+            .await
+            .unwrap();
+    }
+    let sender = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            host.send(b, Message::simple(send, mt::COPY_SEND, 5, vec![]), None)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!sender.is_finished(), "the queue is full: the sender waits");
+    let first = host
+        .receive(a, port, RecvOptions::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(first.id, 0);
+    sender.await.unwrap().unwrap();
+    let ids: Vec<i32> = futures_ids(&host, a, port, 5).await;
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+}
+
+async fn futures_ids(host: &Host, t: TaskId, port: Name, n: usize) -> Vec<i32> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(
+            host.receive(t, port, RecvOptions::default(), Some(Duration::ZERO))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_timeout_returns_the_rights_to_the_sender() {
+    let host = Host::default();
+    let (_, b, _, send) = two_tasks(&host);
+    for i in 0..5 {
+        host.send(b, Message::simple(send, mt::COPY_SEND, i, vec![]), None)
+            .await
+            .unwrap();
+    }
+    let mine = host.with(|k| k.port_allocate(b, PortRight::Receive).unwrap());
+    let msg = Message::simple(
+        send,
+        mt::COPY_SEND,
+        9,
+        vec![Item::port(mt::MOVE_RECEIVE, mine)],
+    );
+    let err = host
+        .send(b, msg, Some(Duration::from_millis(100)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, MsgReturn::SendTimedOut);
+    let back = err.message.body[0].names_payload().unwrap()[0];
+    assert_eq!(
+        host.with(|k| k.port_type(b, back)),
+        Ok(mach::types::port_type::RECEIVE),
+        "the receive right came back"
+    );
+    host.with(|k| k.check_invariants()).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_receiver_learns_the_port_died_or_moved() {
+    let host = Host::default();
+    let (a, _, port, _) = two_tasks(&host);
+    let waiter = {
+        let host = host.clone();
+        tokio::spawn(async move { host.receive(a, port, RecvOptions::default(), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    host.with(|k| k.port_destroy(a, port)).unwrap();
+    assert_eq!(
+        waiter.await.unwrap().unwrap_err().code,
+        MsgReturn::RcvPortDied
+    );
+
+    let (a, _, port, _) = two_tasks(&host);
+    let set = host
+        .with(|k| k.port_allocate(a, PortRight::PortSet))
+        .unwrap();
+    let waiter = {
+        let host = host.clone();
+        tokio::spawn(async move { host.receive(a, port, RecvOptions::default(), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    host.with(|k| k.port_move_member(a, port, set)).unwrap();
+    assert_eq!(
+        waiter.await.unwrap().unwrap_err().code,
+        MsgReturn::RcvPortChanged
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blocked_sender_to_a_dying_port_succeeds_and_its_rights_are_destroyed() {
+    let host = Host::default();
+    let (a, b, port, send) = two_tasks(&host);
+    for i in 0..5 {
+        host.send(b, Message::simple(send, mt::COPY_SEND, i, vec![]), None)
+            .await
+            .unwrap();
+    }
+    let reply = host
+        .with(|k| k.port_allocate(b, PortRight::Receive))
+        .unwrap();
+    let sender = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            host.send(
+                b,
+                Message::new(send, mt::COPY_SEND, reply, mt::MAKE_SEND_ONCE, 5, vec![]),
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    host.with(|k| k.port_destroy(a, port)).unwrap();
+    sender.await.unwrap().unwrap();
+    // The waiting message's send-once reply right was destroyed: b is told.
+    let n = host
+        .receive(b, reply, RecvOptions::default(), Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(n.id, mach::types::notify_id::SEND_ONCE);
+}
