@@ -1,0 +1,71 @@
+//! Length-delimited frames: a 32-bit little-endian length, then that many bytes.
+//! The length is checked against the configured maximum before anything is
+//! allocated.
+
+use bytes::Bytes;
+use quinn::{ReadError, ReadExactError, RecvStream, SendStream};
+
+use crate::Error;
+
+pub(crate) const HEADER_LEN: usize = 4;
+
+pub(crate) async fn write_frame(
+    stream: &mut SendStream,
+    frame: Bytes,
+    max: u64,
+) -> Result<(), Error> {
+    let length = frame.len() as u64;
+    if length > max || length > u64::from(u32::MAX) {
+        return Err(Error::FrameTooLargeToSend { length, max });
+    }
+    let header = Bytes::copy_from_slice(&(length as u32).to_le_bytes());
+    let mut chunks = [header, frame];
+    stream
+        .write_all_chunks(&mut chunks)
+        .await
+        .map_err(write_error)
+}
+
+/// The next frame, or `None` at a clean end of stream (FIN between frames).
+pub(crate) async fn read_frame(stream: &mut RecvStream, max: u64) -> Result<Option<Bytes>, Error> {
+    let mut header = [0u8; HEADER_LEN];
+    match stream.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(ReadExactError::FinishedEarly(n)) => {
+            return Err(Error::Protocol(format!(
+                "stream ended {n} bytes into a frame header"
+            )))
+        }
+        Err(ReadExactError::ReadError(e)) => return Err(read_error(e)),
+    }
+    let length = u64::from(u32::from_le_bytes(header));
+    if length > max {
+        return Err(Error::FrameTooLarge { length, max });
+    }
+    let mut body = vec![0u8; length as usize];
+    match stream.read_exact(&mut body).await {
+        Ok(()) => Ok(Some(Bytes::from(body))),
+        Err(ReadExactError::FinishedEarly(n)) => Err(Error::Protocol(format!(
+            "stream ended {n} bytes into a {length}-byte frame"
+        ))),
+        Err(ReadExactError::ReadError(e)) => Err(read_error(e)),
+    }
+}
+
+fn read_error(e: ReadError) -> Error {
+    match e {
+        ReadError::Reset(code) => Error::Reset(code.into_inner()),
+        ReadError::ConnectionLost(c) => Error::Connection(c),
+        other => Error::Protocol(other.to_string()),
+    }
+}
+
+fn write_error(e: quinn::WriteError) -> Error {
+    match e {
+        quinn::WriteError::ConnectionLost(c) => Error::Connection(c),
+        quinn::WriteError::Stopped(code) => Error::Reset(code.into_inner()),
+        quinn::WriteError::ClosedStream => Error::Finished,
+        other => Error::Protocol(other.to_string()),
+    }
+}

@@ -1,0 +1,320 @@
+//! Links between nodes on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{addr, fast_options, node, Ca};
+use transport::{CloseCode, Error, NodeEvent, TransportOptions};
+
+fn frame(i: u32, len: usize) -> Bytes {
+    let mut v = i.to_le_bytes().to_vec();
+    v.resize(len.max(4), (i % 251) as u8);
+    Bytes::from(v)
+}
+
+#[tokio::test]
+async fn frames_arrive_in_order_and_fin_ends_the_stream() {
+    let mut ca = Ca::new("test CA");
+    let a = node(&mut ca, "node-a", fast_options());
+    let b = node(&mut ca, "node-b", fast_options());
+    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    assert_eq!(link.peer().node, "node-b");
+    let mut tx = link.open_port(0xdead_beef_0000_0007).await.unwrap();
+    let sender = tokio::spawn(async move {
+        for i in 0..2000 {
+            tx.send(frame(i, 1 + (i as usize * 37) % 3000))
+                .await
+                .unwrap();
+        }
+        tx.finish().unwrap();
+    });
+    let NodeEvent::LinkUp(b_link) = b.next_event().await.unwrap() else {
+        panic!("expected LinkUp")
+    };
+    assert_eq!(b_link.peer().node, "node-a");
+    let mut rx = b_link.accept_port().await.unwrap();
+    assert_eq!(rx.port(), 0xdead_beef_0000_0007);
+    for i in 0..2000u32 {
+        let f = rx.recv().await.unwrap().unwrap();
+        assert_eq!(f, frame(i, 1 + (i as usize * 37) % 3000), "frame {i}");
+    }
+    assert!(
+        rx.recv().await.unwrap().is_none(),
+        "FIN after the last frame"
+    );
+    sender.await.unwrap();
+    // The control stream works both ways.
+    link.send_control(Bytes::from_static(b"ping"))
+        .await
+        .unwrap();
+    assert_eq!(b_link.recv_control().await.unwrap().unwrap(), "ping");
+    b_link
+        .send_control(Bytes::from_static(b"pong"))
+        .await
+        .unwrap();
+    assert_eq!(link.recv_control().await.unwrap().unwrap(), "pong");
+}
+
+#[tokio::test]
+async fn peer_identity_comes_from_the_certificate() {
+    let mut ca = Ca::new("test CA");
+    let leaf = ca.leaf("node-b");
+    let serial = leaf.serial.clone();
+    let b_tls = ca.tls_for(leaf);
+    let b = transport::Node::bind("node-b", common::loopback(), &b_tls, fast_options()).unwrap();
+    let a = node(&mut ca, "node-a", fast_options());
+    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    let id = link.peer();
+    assert_eq!(id.node, "node-b");
+    assert_eq!(
+        id.serial
+            .iter()
+            .skip_while(|&&b| b == 0)
+            .collect::<Vec<_>>(),
+        serial.iter().skip_while(|&&b| b == 0).collect::<Vec<_>>()
+    );
+    let days = id
+        .not_after
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs()
+        / 86400;
+    assert!((29..=30).contains(&days), "{days}");
+    // Dialing an address whose certificate names another node fails.
+    let c = node(&mut ca, "node-c", fast_options());
+    let err = a.dial("node-x", addr(&c)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Connection(_) | Error::Identity(_)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_stream_does_not_block_others() {
+    let mut ca = Ca::new("test CA");
+    let opts = TransportOptions {
+        stream_receive_window: 64 * 1024,
+        ..fast_options()
+    };
+    let a = node(&mut ca, "node-a", opts.clone());
+    let b = node(&mut ca, "node-b", opts);
+    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    let b_link = b.dial("node-a", addr(&a)).await.unwrap();
+    let mut stalled = link.open_port(1).await.unwrap();
+    let mut flowing = link.open_port(2).await.unwrap();
+    // Fill port 1's window: nobody reads it, so its sender blocks.
+    let blocked = tokio::spawn(async move {
+        for i in 0..1000 {
+            stalled.send(frame(i, 4096)).await.unwrap();
+        }
+        stalled
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !blocked.is_finished(),
+        "flow control stops the unread stream's sender"
+    );
+    for i in 0..200 {
+        flowing.send(frame(i, 100)).await.unwrap();
+    }
+    flowing.finish().unwrap();
+    let mut rx1 = b_link.accept_port().await.unwrap();
+    let mut rx2 = b_link.accept_port().await.unwrap();
+    if rx1.port() == 2 {
+        std::mem::swap(&mut rx1, &mut rx2);
+    }
+    for i in 0..200 {
+        assert_eq!(rx2.recv().await.unwrap().unwrap(), frame(i, 100));
+    }
+    assert!(rx2.recv().await.unwrap().is_none());
+    // Reading port 1 releases its sender.
+    for i in 0..1000 {
+        assert_eq!(rx1.recv().await.unwrap().unwrap(), frame(i, 4096));
+    }
+    blocked.await.unwrap();
+}
+
+#[tokio::test]
+async fn crossed_dials_end_with_one_link() {
+    let mut crossings = 0;
+    for round in 0..10 {
+        let mut ca = Ca::new("test CA");
+        let a = node(&mut ca, "node-a", fast_options());
+        let b = node(&mut ca, "node-b", fast_options());
+        let (ab, ba) = tokio::join!(a.dial("node-b", addr(&b)), b.dial("node-a", addr(&a)));
+        let (ab, ba) = (ab.unwrap(), ba.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !ab.is_closed() && !ba.is_closed(),
+            "round {round}: both keep a live link"
+        );
+        assert_eq!(a.links().len(), 1, "round {round}");
+        assert_eq!(b.links().len(), 1, "round {round}");
+        // The losing connection was closed; quinn forgets it once it has drained.
+        let drained = async {
+            while a.open_connections() > 1 || b.open_connections() > 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(3), drained)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "round {round}: {} and {} connections remain",
+                    a.open_connections(),
+                    b.open_connections()
+                )
+            });
+        // It is the same connection: a stream opened on one side arrives on the other.
+        let mut tx = ab.open_port(round).await.unwrap();
+        tx.send(Bytes::from_static(b"hi")).await.unwrap();
+        let mut rx = ba.accept_port().await.unwrap();
+        assert_eq!(rx.port(), round);
+        assert_eq!(rx.recv().await.unwrap().unwrap(), "hi");
+        // Only node-a (the smaller name) refuses the connection node-b dialed.
+        assert_eq!(b.duplicates_refused(), 0);
+        crossings += a.duplicates_refused();
+    }
+    assert!(
+        crossings > 0,
+        "the dials never crossed; the test proves nothing"
+    );
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_only_that_link() {
+    let mut ca = Ca::new("test CA");
+    let small = TransportOptions {
+        max_frame: 1024,
+        ..fast_options()
+    };
+    let a = node(&mut ca, "node-a", small);
+    let b = node(&mut ca, "node-b", fast_options());
+    let c = node(&mut ca, "node-c", fast_options());
+    let from_b = b.dial("node-a", addr(&a)).await.unwrap();
+    let from_c = c.dial("node-a", addr(&a)).await.unwrap();
+    let mut tx = from_b.open_port(5).await.unwrap();
+    tx.send(Bytes::from(vec![0u8; 4096])).await.unwrap();
+    let a_b = a.link("node-b").unwrap();
+    let mut rx = a_b.accept_port().await.unwrap();
+    let err = rx.recv().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::FrameTooLarge {
+                length: 4096,
+                max: 1024
+            }
+        ),
+        "{err}"
+    );
+    let closed = from_b.closed().await;
+    assert_eq!(closed.code, Some(CloseCode::ProtocolViolation));
+    assert!(closed.by_peer);
+    assert!(closed.reason.contains("4096"), "{}", closed.reason);
+    // The other link is untouched.
+    let mut tx = from_c.open_port(6).await.unwrap();
+    tx.send(Bytes::from_static(b"still here")).await.unwrap();
+    let mut rx = a.link("node-c").unwrap().accept_port().await.unwrap();
+    assert_eq!(rx.recv().await.unwrap().unwrap(), "still here");
+}
+
+#[tokio::test]
+async fn garbage_stream_header_closes_the_link() {
+    let mut ca = Ca::new("test CA");
+    let a = node(&mut ca, "node-a", fast_options());
+    let b = node(&mut ca, "node-b", fast_options());
+    let link = b.dial("node-a", addr(&a)).await.unwrap();
+    let mut raw = link.quic_connection().open_uni().await.unwrap();
+    raw.write_all(b"\x05\x00\x00\x00garbage").await.unwrap();
+    let closed = link.closed().await;
+    assert_eq!(closed.code, Some(CloseCode::ProtocolViolation), "{closed}");
+    assert!(closed.reason.contains("header"), "{}", closed.reason);
+}
+
+#[tokio::test]
+async fn a_vanished_peer_is_reported_within_the_idle_timeout() {
+    let mut ca = Ca::new("test CA");
+    let a = node(&mut ca, "node-a", fast_options());
+    let b = node(&mut ca, "node-b", fast_options());
+    let relay = transport::relay::Relay::start(addr(&b), 7).await.unwrap();
+    let link = a.dial("node-b", relay.addr()).await.unwrap();
+    let NodeEvent::LinkUp(_) = a.next_event().await.unwrap() else {
+        panic!()
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!link.is_closed(), "keep-alives hold an idle link open");
+    relay.set_blackhole(true);
+    let start = std::time::Instant::now();
+    let event = tokio::time::timeout(Duration::from_secs(5), a.next_event())
+        .await
+        .unwrap()
+        .unwrap();
+    let NodeEvent::LinkDown { peer, closed } = event else {
+        panic!("expected LinkDown")
+    };
+    assert_eq!(peer, "node-b");
+    assert!(closed.timed_out, "{closed}");
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "reported after {took:?}"
+    );
+    assert!(a.link("node-b").is_none());
+}
+
+#[tokio::test]
+async fn a_peer_that_shuts_down_is_reported_at_once() {
+    let mut ca = Ca::new("test CA");
+    let a = node(&mut ca, "node-a", fast_options());
+    let b = node(&mut ca, "node-b", fast_options());
+    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    b.shutdown();
+    let closed = tokio::time::timeout(Duration::from_millis(500), link.closed())
+        .await
+        .unwrap();
+    assert_eq!(closed.code, Some(CloseCode::Shutdown));
+    assert!(closed.by_peer);
+}
+
+#[tokio::test]
+async fn stream_credit_exhaustion_waits_then_recovers() {
+    let mut ca = Ca::new("test CA");
+    let tight = TransportOptions {
+        max_port_streams: 4,
+        ..fast_options()
+    };
+    let a = node(&mut ca, "node-a", fast_options());
+    let b = node(&mut ca, "node-b", tight);
+    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    let b_link = b.link("node-a").unwrap();
+    let mut senders = Vec::new();
+    for p in 0..4 {
+        let mut s = link.open_port(p).await.unwrap();
+        s.send(Bytes::from_static(b"x")).await.unwrap();
+        senders.push(s);
+    }
+    let fifth = {
+        let link = link.clone();
+        tokio::spawn(async move { link.open_port(4).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!fifth.is_finished(), "the fifth open waits for credit");
+    assert_eq!(link.stats().opens_blocked_on_credit, 1);
+    // Finishing a stream and reading it to the end returns its credit.
+    let first = senders.remove(0);
+    first.finish().unwrap();
+    let mut rx = b_link.accept_port().await.unwrap();
+    assert_eq!(rx.port(), 0);
+    assert_eq!(rx.recv().await.unwrap().unwrap(), "x");
+    assert!(rx.recv().await.unwrap().is_none());
+    drop(rx);
+    let mut s5 = tokio::time::timeout(Duration::from_secs(2), fifth)
+        .await
+        .expect("credit came back")
+        .unwrap()
+        .unwrap();
+    s5.send(Bytes::from_static(b"y")).await.unwrap();
+}
