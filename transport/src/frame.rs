@@ -2,7 +2,7 @@
 //! The length is checked against the configured maximum before anything is
 //! allocated.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quinn::{ReadError, ReadExactError, RecvStream, SendStream};
 
 use crate::Error;
@@ -43,14 +43,38 @@ pub(crate) async fn read_frame(stream: &mut RecvStream, max: u64) -> Result<Opti
     if length > max {
         return Err(Error::FrameTooLarge { length, max });
     }
-    let mut body = vec![0u8; length as usize];
-    match stream.read_exact(&mut body).await {
-        Ok(()) => Ok(Some(Bytes::from(body))),
-        Err(ReadExactError::FinishedEarly(n)) => Err(Error::Protocol(format!(
-            "stream ended {n} bytes into a {length}-byte frame"
-        ))),
-        Err(ReadExactError::ReadError(e)) => Err(read_error(e)),
+    let length = length as usize;
+    let mut body: Option<BytesMut> = None;
+    let mut first: Option<Bytes> = None;
+    let mut have = 0usize;
+    while have < length {
+        // Chunks come straight from quinn's buffers; one chunk is the common case.
+        let chunk = match stream.read_chunk(length - have, true).await {
+            Ok(Some(c)) => c.bytes,
+            Ok(None) => {
+                return Err(Error::Protocol(format!(
+                    "stream ended {have} bytes into a {length}-byte frame"
+                )))
+            }
+            Err(e) => return Err(read_error(e)),
+        };
+        have += chunk.len();
+        match (&mut body, &first) {
+            (None, None) => first = Some(chunk),
+            (None, Some(f)) => {
+                let mut b = BytesMut::with_capacity(length);
+                b.extend_from_slice(f);
+                b.extend_from_slice(&chunk);
+                body = Some(b);
+            }
+            (Some(b), _) => b.extend_from_slice(&chunk),
+        }
     }
+    Ok(Some(match (body, first) {
+        (Some(b), _) => b.freeze(),
+        (None, Some(f)) => f,
+        (None, None) => Bytes::new(),
+    }))
 }
 
 fn read_error(e: ReadError) -> Error {

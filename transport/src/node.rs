@@ -60,7 +60,8 @@ impl Default for TransportOptions {
 }
 
 impl TransportOptions {
-    fn transport_config(&self) -> Result<TransportConfig, Error> {
+    /// The QUIC transport parameters links use.
+    pub fn transport_config(&self) -> Result<TransportConfig, Error> {
         let mut t = TransportConfig::default();
         t.max_concurrent_uni_streams(VarInt::from_u32(self.max_port_streams));
         // One bidirectional stream: the control stream the dialer opens.

@@ -71,7 +71,8 @@ impl NodeTls {
         })
     }
 
-    pub(crate) fn server_config(&self) -> Result<QuicServerConfig, Error> {
+    /// The QUIC server crypto config links use (also for baselines and tools).
+    pub fn server_config(&self) -> Result<QuicServerConfig, Error> {
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| Error::TlsConfig(e.to_string()))?
@@ -83,7 +84,8 @@ impl NodeTls {
         QuicServerConfig::try_from(config).map_err(|e| Error::TlsConfig(e.to_string()))
     }
 
-    pub(crate) fn client_config(&self) -> Result<QuicClientConfig, Error> {
+    /// The QUIC client crypto config links use.
+    pub fn client_config(&self) -> Result<QuicClientConfig, Error> {
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| Error::TlsConfig(e.to_string()))?
