@@ -165,7 +165,7 @@ async fn netmsg(certs: &Certs, rounds: usize, bulk: usize, streams: usize) -> Re
     for _ in 0..total / CHUNK {
         sink.send(chunk.clone()).await.unwrap();
     }
-    sink.finish().unwrap();
+    sink.finish().await.unwrap();
     let mut done = rx_wait.await.unwrap();
     let n = done.recv().await.unwrap().unwrap();
     assert_eq!(usize::from_le_bytes(n[..8].try_into().unwrap()), total);

@@ -14,12 +14,22 @@ pub(crate) async fn write_frame(
     frame: Bytes,
     max: u64,
 ) -> Result<(), Error> {
-    let length = frame.len() as u64;
+    write_frame_parts(stream, Bytes::new(), frame, max).await
+}
+
+/// One frame made of `prefix` then `body`, written without copying `body`.
+pub(crate) async fn write_frame_parts(
+    stream: &mut SendStream,
+    prefix: Bytes,
+    body: Bytes,
+    max: u64,
+) -> Result<(), Error> {
+    let length = (prefix.len() + body.len()) as u64;
     if length > max || length > u64::from(u32::MAX) {
         return Err(Error::FrameTooLargeToSend { length, max });
     }
     let header = Bytes::copy_from_slice(&(length as u32).to_le_bytes());
-    let mut chunks = [header, frame];
+    let mut chunks = [header, prefix, body];
     stream
         .write_all_chunks(&mut chunks)
         .await

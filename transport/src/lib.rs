@@ -22,7 +22,7 @@ mod tls;
 
 pub use error::{CloseCode, Error};
 pub use identity::PeerIdentity;
-pub use link::{Link, LinkClosed, LinkStats, PortReceiver, PortSender};
+pub use link::{CreditPolicy, Link, LinkClosed, LinkStats, PortReceiver, PortSender};
 pub use node::{Node, NodeEvent, TransportOptions};
 pub use tls::NodeTls;
 

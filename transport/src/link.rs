@@ -10,13 +10,34 @@ use bytes::{Buf, Bytes};
 use quinn::{Connection, ConnectionError, RecvStream, SendStream};
 use tokio::sync::mpsc;
 
-use crate::frame::{read_frame, write_frame};
+use crate::frame::{read_frame, write_frame, write_frame_parts};
 use crate::{CloseCode, Error, PeerIdentity};
 
 /// First byte of a port stream's first frame.
 pub(crate) const STREAM_PORT: u8 = 1;
-/// Bytes of a port stream's first frame: kind, then the port ID (little-endian).
+/// First byte of the overflow stream's first frame.
+pub(crate) const STREAM_OVERFLOW: u8 = 2;
+/// Bytes of a stream's first frame: kind, then the port ID (little-endian; 0
+/// for the overflow stream).
 pub(crate) const PORT_HEADER_LEN: usize = 9;
+/// On the overflow stream each frame starts with the port ID and a flag.
+const OVERFLOW_PREFIX_LEN: usize = 9;
+const OVERFLOW_DATA: u8 = 0;
+const OVERFLOW_FIN: u8 = 1;
+/// Frames buffered per port behind the overflow stream before it stops reading.
+const OVERFLOW_PORT_BUFFER: usize = 32;
+
+/// What `open_port` does when the peer's stream credit is used up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CreditPolicy {
+    /// Carry the port on the link's shared overflow stream (opened at set-up, so
+    /// it never needs credit). Ports there share one stream's order and flow
+    /// control: a port whose reader stops holds up the others on it.
+    #[default]
+    Overflow,
+    /// Wait until a port stream ends and the peer returns credit.
+    Wait,
+}
 
 /// Why a link ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,8 +106,10 @@ impl LinkClosed {
 pub struct LinkStats {
     pub ports_opened: u64,
     pub ports_accepted: u64,
-    /// Opens that had to wait for stream credit (MAX_STREAMS) from the peer.
+    /// Opens that found the peer's stream credit (MAX_STREAMS) used up.
     pub opens_blocked_on_credit: u64,
+    /// Ports carried on the overflow stream because credit was used up.
+    pub ports_on_overflow: u64,
 }
 
 pub(crate) struct LinkInner {
@@ -99,7 +122,10 @@ pub(crate) struct LinkInner {
     control_rx: tokio::sync::Mutex<RecvStream>,
     incoming: tokio::sync::Mutex<mpsc::Receiver<PortReceiver>>,
     local_close: Mutex<Option<(CloseCode, String)>>,
+    overflow: Arc<tokio::sync::Mutex<SendStream>>,
+    credit_policy: CreditPolicy,
     ports_opened: AtomicU64,
+    ports_on_overflow: AtomicU64,
     ports_accepted: AtomicU64,
     opens_blocked: AtomicU64,
 }
@@ -120,7 +146,8 @@ impl fmt::Debug for Link {
 }
 
 impl Link {
-    pub(crate) fn start(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start(
         id: u64,
         conn: Connection,
         peer: PeerIdentity,
@@ -128,7 +155,14 @@ impl Link {
         control: (SendStream, RecvStream),
         max_frame: u64,
         header_timeout: Duration,
-    ) -> Link {
+        credit_policy: CreditPolicy,
+    ) -> Result<Link, Error> {
+        // The overflow stream is this side's first port-direction stream: a fresh
+        // connection always has the credit for it.
+        let mut overflow = conn.open_uni().await?;
+        let mut header = [0u8; PORT_HEADER_LEN];
+        header[0] = STREAM_OVERFLOW;
+        write_frame(&mut overflow, Bytes::copy_from_slice(&header), max_frame).await?;
         let (tx, rx) = mpsc::channel(64);
         let inner = Arc::new(LinkInner {
             id,
@@ -140,7 +174,10 @@ impl Link {
             control_rx: tokio::sync::Mutex::new(control.1),
             incoming: tokio::sync::Mutex::new(rx),
             local_close: Mutex::new(None),
+            overflow: Arc::new(tokio::sync::Mutex::new(overflow)),
+            credit_policy,
             ports_opened: AtomicU64::new(0),
+            ports_on_overflow: AtomicU64::new(0),
             ports_accepted: AtomicU64::new(0),
             opens_blocked: AtomicU64::new(0),
         });
@@ -152,7 +189,7 @@ impl Link {
             max_frame,
             header_timeout,
         ));
-        link
+        Ok(link)
     }
 
     fn downgrade(&self) -> std::sync::Weak<LinkInner> {
@@ -168,15 +205,26 @@ impl Link {
         self.inner.conn.remote_address()
     }
 
-    /// Opens the stream for `port`. Waits while the peer's stream credit is used
-    /// up (counted in [`LinkStats::opens_blocked_on_credit`]).
+    /// Opens the stream for `port`. When the peer's stream credit is used up,
+    /// this is logged and counted, and the link's [`CreditPolicy`] applies.
     pub async fn open_port(&self, port: u64) -> Result<PortSender, Error> {
         let conn = &self.inner.conn;
         let mut stream = match tokio::time::timeout(Duration::ZERO, conn.open_uni()).await {
             Ok(opened) => opened?,
             Err(_) => {
                 self.inner.opens_blocked.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = %self.inner.peer.node, port, "port stream open waits for stream credit");
+                let policy = self.inner.credit_policy;
+                tracing::warn!(peer = %self.inner.peer.node, port, ?policy, "no stream credit for a new port stream");
+                if policy == CreditPolicy::Overflow {
+                    self.inner.ports_on_overflow.fetch_add(1, Ordering::Relaxed);
+                    self.inner.ports_opened.fetch_add(1, Ordering::Relaxed);
+                    let overflow = self.inner.overflow.clone();
+                    return Ok(PortSender {
+                        port,
+                        max_frame: self.inner.max_frame,
+                        path: SendPath::Overflow(overflow),
+                    });
+                }
                 conn.open_uni().await?
             }
         };
@@ -192,8 +240,8 @@ impl Link {
         self.inner.ports_opened.fetch_add(1, Ordering::Relaxed);
         Ok(PortSender {
             port,
-            stream,
             max_frame: self.inner.max_frame,
+            path: SendPath::Stream(stream),
         })
     }
 
@@ -244,6 +292,7 @@ impl Link {
             ports_opened: self.inner.ports_opened.load(Ordering::Relaxed),
             ports_accepted: self.inner.ports_accepted.load(Ordering::Relaxed),
             opens_blocked_on_credit: self.inner.opens_blocked.load(Ordering::Relaxed),
+            ports_on_overflow: self.inner.ports_on_overflow.load(Ordering::Relaxed),
         }
     }
 
@@ -275,6 +324,14 @@ fn enforce<T>(
     r
 }
 
+fn violation(link: &std::sync::Weak<LinkInner>, conn: &Connection, reason: String) {
+    tracing::warn!(%reason, "closing link: protocol violation");
+    if let Some(l) = link.upgrade() {
+        *l.local_close.lock().expect("lock") = Some((CloseCode::ProtocolViolation, reason.clone()));
+    }
+    conn.close(CloseCode::ProtocolViolation.varint(), reason.as_bytes());
+}
+
 async fn accept_ports(
     link: std::sync::Weak<LinkInner>,
     conn: Connection,
@@ -282,6 +339,7 @@ async fn accept_ports(
     max_frame: u64,
     header_timeout: Duration,
 ) {
+    let mut overflow_seen = false;
     loop {
         let Ok(mut stream) = conn.accept_uni().await else {
             return;
@@ -291,46 +349,117 @@ async fn accept_ports(
             read_frame(&mut stream, PORT_HEADER_LEN as u64),
         )
         .await;
-        let port = match header {
-            Ok(Ok(Some(h))) if h.len() == PORT_HEADER_LEN && h[0] == STREAM_PORT => {
-                (&h[1..]).get_u64_le()
-            }
+        let (kind, port) = match header {
+            Ok(Ok(Some(h))) if h.len() == PORT_HEADER_LEN => (h[0], (&h[1..]).get_u64_le()),
             Ok(Err(Error::Connection(_))) => return,
             Ok(other) => {
                 let reason = match other {
-                    Ok(Some(h)) => format!(
-                        "bad stream header of {} bytes (kind {:?})",
-                        h.len(),
-                        h.first()
-                    ),
-                    Ok(None) => "port stream ended before its header".into(),
-                    Err(e) => format!("port stream header: {e}"),
+                    Ok(Some(h)) => format!("bad stream header of {} bytes", h.len()),
+                    Ok(None) => "stream ended before its header".into(),
+                    Err(e) => format!("stream header: {e}"),
                 };
-                if let Some(l) = link.upgrade() {
-                    *l.local_close.lock().expect("lock") =
-                        Some((CloseCode::ProtocolViolation, reason.clone()));
+                return violation(&link, &conn, reason);
+            }
+            Err(_) => return violation(&link, &conn, "stream header not received in time".into()),
+        };
+        match kind {
+            STREAM_PORT => {
+                let Some(inner) = link.upgrade() else { return };
+                inner.ports_accepted.fetch_add(1, Ordering::Relaxed);
+                drop(inner);
+                let source = RecvPath::Stream {
+                    stream,
+                    conn: conn.clone(),
+                    link: link.clone(),
+                };
+                if tx
+                    .send(PortReceiver {
+                        port,
+                        max_frame,
+                        path: source,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
-                conn.close(CloseCode::ProtocolViolation.varint(), reason.as_bytes());
-                return;
             }
-            Err(_) => {
-                let reason = "port stream header not received in time";
-                conn.close(CloseCode::ProtocolViolation.varint(), reason.as_bytes());
-                return;
+            STREAM_OVERFLOW if !overflow_seen => {
+                overflow_seen = true;
+                tokio::spawn(demux_overflow(
+                    link.clone(),
+                    conn.clone(),
+                    stream,
+                    tx.clone(),
+                    max_frame,
+                ));
             }
+            other => return violation(&link, &conn, format!("bad stream header: kind {other}")),
+        }
+    }
+}
+
+/// Splits the peer's overflow stream into its ports.
+async fn demux_overflow(
+    link: std::sync::Weak<LinkInner>,
+    conn: Connection,
+    mut stream: RecvStream,
+    incoming: mpsc::Sender<PortReceiver>,
+    max_frame: u64,
+) {
+    let mut ports: std::collections::HashMap<u64, mpsc::Sender<Bytes>> =
+        std::collections::HashMap::new();
+    loop {
+        let frame = match read_frame(&mut stream, max_frame).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(Error::Connection(_)) => return,
+            Err(e) => return violation(&link, &conn, format!("overflow stream: {e}")),
         };
-        let Some(inner) = link.upgrade() else { return };
-        inner.ports_accepted.fetch_add(1, Ordering::Relaxed);
-        let receiver = PortReceiver {
-            port,
-            stream,
-            max_frame,
-            conn: conn.clone(),
-            link: Arc::downgrade(&inner),
-        };
-        drop(inner);
-        if tx.send(receiver).await.is_err() {
-            return;
+        if frame.len() < OVERFLOW_PREFIX_LEN {
+            return violation(
+                &link,
+                &conn,
+                format!("overflow frame of {} bytes", frame.len()),
+            );
+        }
+        let port = (&frame[..8]).get_u64_le();
+        let flag = frame[8];
+        let payload = frame.slice(OVERFLOW_PREFIX_LEN..);
+        match flag {
+            OVERFLOW_DATA => {
+                if !ports.contains_key(&port) {
+                    let (tx, rx) = mpsc::channel(OVERFLOW_PORT_BUFFER);
+                    ports.insert(port, tx);
+                    if let Some(inner) = link.upgrade() {
+                        inner.ports_accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let receiver = PortReceiver {
+                        port,
+                        max_frame,
+                        path: RecvPath::Overflow(rx),
+                    };
+                    if incoming.send(receiver).await.is_err() {
+                        return;
+                    }
+                }
+                // Waiting here stops the whole overflow stream: its flow control
+                // then pushes back on every port carried on it.
+                let tx = ports.get(&port).expect("inserted above");
+                if tx.send(payload).await.is_err() {
+                    ports.remove(&port);
+                }
+            }
+            OVERFLOW_FIN if payload.is_empty() => {
+                if ports.remove(&port).is_none() {
+                    return violation(
+                        &link,
+                        &conn,
+                        format!("overflow FIN for port {port} that sent nothing"),
+                    );
+                }
+            }
+            _ => return violation(&link, &conn, format!("overflow frame with flag {flag}")),
         }
     }
 }
@@ -341,8 +470,14 @@ async fn accept_ports(
 #[derive(Debug)]
 pub struct PortSender {
     port: u64,
-    stream: SendStream,
     max_frame: u64,
+    path: SendPath,
+}
+
+#[derive(Debug)]
+enum SendPath {
+    Stream(SendStream),
+    Overflow(Arc<tokio::sync::Mutex<SendStream>>),
 }
 
 impl PortSender {
@@ -350,24 +485,67 @@ impl PortSender {
         self.port
     }
 
+    /// Whether this port travels on the shared overflow stream.
+    pub fn on_overflow(&self) -> bool {
+        matches!(self.path, SendPath::Overflow(_))
+    }
+
     pub async fn send(&mut self, frame: Bytes) -> Result<(), Error> {
-        write_frame(&mut self.stream, frame, self.max_frame).await
+        match &mut self.path {
+            SendPath::Stream(stream) => write_frame(stream, frame, self.max_frame).await,
+            SendPath::Overflow(shared) => {
+                if frame.len() as u64 + OVERFLOW_PREFIX_LEN as u64 > self.max_frame {
+                    return Err(Error::FrameTooLargeToSend {
+                        length: frame.len() as u64,
+                        max: self.max_frame,
+                    });
+                }
+                let prefix = overflow_prefix(self.port, OVERFLOW_DATA);
+                write_frame_parts(&mut *shared.lock().await, prefix, frame, self.max_frame).await
+            }
+        }
     }
 
     /// FIN: no more frames. Does not wait for acknowledgements.
-    pub fn finish(mut self) -> Result<(), Error> {
-        self.stream.finish().map_err(|_| Error::Finished)
+    pub async fn finish(self) -> Result<(), Error> {
+        match self.path {
+            SendPath::Stream(mut stream) => stream.finish().map_err(|_| Error::Finished),
+            SendPath::Overflow(shared) => {
+                let prefix = overflow_prefix(self.port, OVERFLOW_FIN);
+                write_frame_parts(
+                    &mut *shared.lock().await,
+                    prefix,
+                    Bytes::new(),
+                    self.max_frame,
+                )
+                .await
+            }
+        }
     }
+}
+
+fn overflow_prefix(port: u64, flag: u8) -> Bytes {
+    let mut p = [0u8; OVERFLOW_PREFIX_LEN];
+    p[..8].copy_from_slice(&port.to_le_bytes());
+    p[8] = flag;
+    Bytes::copy_from_slice(&p)
 }
 
 /// The receiving half of a port's stream. Reading only when there is room for
 /// what is read lets QUIC flow control push back on the sender.
 pub struct PortReceiver {
     port: u64,
-    stream: RecvStream,
     max_frame: u64,
-    conn: Connection,
-    link: std::sync::Weak<LinkInner>,
+    path: RecvPath,
+}
+
+enum RecvPath {
+    Stream {
+        stream: RecvStream,
+        conn: Connection,
+        link: std::sync::Weak<LinkInner>,
+    },
+    Overflow(mpsc::Receiver<Bytes>),
 }
 
 impl fmt::Debug for PortReceiver {
@@ -386,10 +564,15 @@ impl PortReceiver {
     /// The next frame, or `None` after the sender's FIN. An oversized or
     /// truncated frame closes the link with `ProtocolViolation`.
     pub async fn recv(&mut self) -> Result<Option<Bytes>, Error> {
-        let r = read_frame(&mut self.stream, self.max_frame).await;
-        match self.link.upgrade() {
-            Some(inner) => enforce(&self.conn, &inner.local_close, r),
-            None => enforce(&self.conn, &Mutex::new(None), r),
+        match &mut self.path {
+            RecvPath::Stream { stream, conn, link } => {
+                let r = read_frame(stream, self.max_frame).await;
+                match link.upgrade() {
+                    Some(inner) => enforce(conn, &inner.local_close, r),
+                    None => enforce(conn, &Mutex::new(None), r),
+                }
+            }
+            RecvPath::Overflow(rx) => Ok(rx.recv().await),
         }
     }
 }

@@ -21,7 +21,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::sync::{mpsc, Notify};
 
 use crate::frame::{read_frame, write_frame};
-use crate::link::{Link, LinkClosed};
+use crate::link::{CreditPolicy, Link, LinkClosed};
 use crate::tls::NodeTls;
 use crate::{CloseCode, Error, PeerIdentity};
 
@@ -44,6 +44,8 @@ pub struct TransportOptions {
     pub idle_timeout: Duration,
     /// Limit for a handshake and the HELLO/CONFIRM exchange.
     pub handshake_timeout: Duration,
+    /// What opening a port does when the peer's stream credit is used up.
+    pub credit_policy: CreditPolicy,
 }
 
 impl Default for TransportOptions {
@@ -55,6 +57,7 @@ impl Default for TransportOptions {
             keep_alive: Duration::from_millis(500),
             idle_timeout: Duration::from_secs(3),
             handshake_timeout: Duration::from_secs(10),
+            credit_policy: CreditPolicy::default(),
         }
     }
 }
@@ -285,7 +288,7 @@ impl Node {
                 return Err(Error::TimedOut("waiting for CONFIRM"));
             }
         };
-        let link = self.new_link(conn, identity, incarnation, (tx, rx));
+        let link = self.new_link(conn, identity, incarnation, (tx, rx)).await?;
         Self::install_locked(
             &mut self.inner.registry.lock().expect("lock"),
             &link,
@@ -303,13 +306,13 @@ impl Node {
         b.freeze()
     }
 
-    fn new_link(
+    async fn new_link(
         &self,
         conn: Connection,
         identity: PeerIdentity,
         incarnation: u64,
         control: (quinn::SendStream, quinn::RecvStream),
-    ) -> Link {
+    ) -> Result<Link, Error> {
         let id = self.inner.next_link_id.fetch_add(1, Ordering::Relaxed);
         let o = &self.inner.options;
         Link::start(
@@ -320,7 +323,9 @@ impl Node {
             control,
             o.max_frame,
             o.handshake_timeout,
+            o.credit_policy,
         )
+        .await
     }
 
     /// Puts `link` in the table, closing a previous link to the same peer.
@@ -387,7 +392,10 @@ impl Node {
             }
         };
         let peer = identity.node.clone();
-        let link = {
+        let link = self
+            .new_link(conn.clone(), identity, incarnation, (tx, rx))
+            .await?;
+        {
             let mut reg = self.inner.registry.lock().expect("lock");
             let existing = reg.links.get(&peer).filter(|l| !l.is_closed());
             let same_incarnation =
@@ -399,21 +407,19 @@ impl Node {
                 self.inner
                     .duplicates_refused
                     .fetch_add(1, Ordering::Relaxed);
-                conn.close(
-                    CloseCode::Duplicate.varint(),
-                    b"crossed dial: keeping the connection the other way",
+                link.close(
+                    CloseCode::Duplicate,
+                    "crossed dial: keeping the connection the other way",
                 );
                 return Ok(());
             }
-            let link = self.new_link(conn, identity, incarnation, (tx, rx));
             let code = if same_incarnation {
                 CloseCode::Duplicate
             } else {
                 CloseCode::Superseded
             };
             Self::install_locked(&mut reg, &link, code);
-            link
-        };
+        }
         self.watch(link.clone());
         link.send_control(self.hello()).await
     }

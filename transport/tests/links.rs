@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{addr, fast_options, node, Ca};
-use transport::{CloseCode, Error, NodeEvent, TransportOptions};
+use transport::{CloseCode, CreditPolicy, Error, NodeEvent, TransportOptions};
 
 fn frame(i: u32, len: usize) -> Bytes {
     let mut v = i.to_le_bytes().to_vec();
@@ -28,7 +28,7 @@ async fn frames_arrive_in_order_and_fin_ends_the_stream() {
                 .await
                 .unwrap();
         }
-        tx.finish().unwrap();
+        tx.finish().await.unwrap();
     });
     let NodeEvent::LinkUp(b_link) = b.next_event().await.unwrap() else {
         panic!("expected LinkUp")
@@ -119,7 +119,7 @@ async fn a_stalled_stream_does_not_block_others() {
     for i in 0..200 {
         flowing.send(frame(i, 100)).await.unwrap();
     }
-    flowing.finish().unwrap();
+    flowing.finish().await.unwrap();
     let mut rx1 = b_link.accept_port().await.unwrap();
     let mut rx2 = b_link.accept_port().await.unwrap();
     if rx1.port() == 2 {
@@ -280,7 +280,56 @@ async fn a_peer_that_shuts_down_is_reported_at_once() {
 }
 
 #[tokio::test]
-async fn stream_credit_exhaustion_waits_then_recovers() {
+async fn with_the_wait_policy_credit_exhaustion_waits_then_recovers() {
+    let mut ca = Ca::new("test CA");
+    let tight = TransportOptions {
+        max_port_streams: 4,
+        ..fast_options()
+    };
+    let a = node(
+        &mut ca,
+        "node-a",
+        TransportOptions {
+            credit_policy: CreditPolicy::Wait,
+            ..fast_options()
+        },
+    );
+    let b = node(&mut ca, "node-b", tight);
+    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    let b_link = b.link("node-a").unwrap();
+    // The overflow stream holds one of the 4 credits from the start.
+    let mut senders = Vec::new();
+    for p in 0..3 {
+        let mut s = link.open_port(p).await.unwrap();
+        s.send(Bytes::from_static(b"x")).await.unwrap();
+        senders.push(s);
+    }
+    let fourth = {
+        let link = link.clone();
+        tokio::spawn(async move { link.open_port(3).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!fourth.is_finished(), "the fourth open waits for credit");
+    assert_eq!(link.stats().opens_blocked_on_credit, 1);
+    // Finishing a stream and reading it to the end returns its credit.
+    let first = senders.remove(0);
+    first.finish().await.unwrap();
+    let mut rx = b_link.accept_port().await.unwrap();
+    assert_eq!(rx.port(), 0);
+    assert_eq!(rx.recv().await.unwrap().unwrap(), "x");
+    assert!(rx.recv().await.unwrap().is_none());
+    drop(rx);
+    let mut s4 = tokio::time::timeout(Duration::from_secs(2), fourth)
+        .await
+        .expect("credit came back")
+        .unwrap()
+        .unwrap();
+    assert!(!s4.on_overflow());
+    s4.send(Bytes::from_static(b"y")).await.unwrap();
+}
+
+#[tokio::test]
+async fn with_the_overflow_policy_ports_share_one_stream_when_credit_runs_out() {
     let mut ca = Ca::new("test CA");
     let tight = TransportOptions {
         max_port_streams: 4,
@@ -291,30 +340,96 @@ async fn stream_credit_exhaustion_waits_then_recovers() {
     let link = a.dial("node-b", addr(&b)).await.unwrap();
     let b_link = b.link("node-a").unwrap();
     let mut senders = Vec::new();
-    for p in 0..4 {
-        let mut s = link.open_port(p).await.unwrap();
-        s.send(Bytes::from_static(b"x")).await.unwrap();
+    for p in 0..10u64 {
+        let s = tokio::time::timeout(Duration::from_secs(1), link.open_port(p))
+            .await
+            .expect("never waits")
+            .unwrap();
+        assert_eq!(s.on_overflow(), p >= 3, "port {p}");
         senders.push(s);
     }
-    let fifth = {
-        let link = link.clone();
-        tokio::spawn(async move { link.open_port(4).await })
+    let stats = link.stats();
+    assert_eq!(
+        (stats.opens_blocked_on_credit, stats.ports_on_overflow),
+        (7, 7)
+    );
+    // Interleave frames across all ports; each port's order holds.
+    for round in 0..20u32 {
+        for s in senders.iter_mut() {
+            let port = s.port();
+            s.send(Bytes::from(format!("{port}:{round}")))
+                .await
+                .unwrap();
+        }
+    }
+    for s in senders {
+        s.finish().await.unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let mut rx = b_link.accept_port().await.unwrap();
+        let port = rx.port();
+        for round in 0..20u32 {
+            assert_eq!(rx.recv().await.unwrap().unwrap(), format!("{port}:{round}"));
+        }
+        assert!(
+            rx.recv().await.unwrap().is_none(),
+            "port {port} ends with its FIN"
+        );
+        seen.insert(port);
+    }
+    assert_eq!(seen, (0..10).collect());
+}
+
+#[tokio::test]
+async fn a_stalled_overflow_port_holds_up_only_the_overflow_stream() {
+    let mut ca = Ca::new("test CA");
+    let tight = TransportOptions {
+        max_port_streams: 2,
+        stream_receive_window: 16 * 1024,
+        ..fast_options()
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!fifth.is_finished(), "the fifth open waits for credit");
-    assert_eq!(link.stats().opens_blocked_on_credit, 1);
-    // Finishing a stream and reading it to the end returns its credit.
-    let first = senders.remove(0);
-    first.finish().unwrap();
-    let mut rx = b_link.accept_port().await.unwrap();
-    assert_eq!(rx.port(), 0);
-    assert_eq!(rx.recv().await.unwrap().unwrap(), "x");
-    assert!(rx.recv().await.unwrap().is_none());
-    drop(rx);
-    let mut s5 = tokio::time::timeout(Duration::from_secs(2), fifth)
-        .await
-        .expect("credit came back")
-        .unwrap()
-        .unwrap();
-    s5.send(Bytes::from_static(b"y")).await.unwrap();
+    let a = node(&mut ca, "node-a", fast_options());
+    let b = node(&mut ca, "node-b", tight);
+    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    let b_link = b.link("node-a").unwrap();
+    let mut dedicated = link.open_port(1).await.unwrap();
+    let mut cold = link.open_port(2).await.unwrap();
+    let mut other_cold = link.open_port(3).await.unwrap();
+    assert!(!dedicated.on_overflow() && cold.on_overflow() && other_cold.on_overflow());
+    // Nobody reads port 2: its frames fill its buffer, then the overflow stream.
+    let stalled = tokio::spawn(async move {
+        for i in 0..200 {
+            cold.send(frame(i, 1024)).await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !stalled.is_finished(),
+        "the overflow stream is flow-controlled"
+    );
+    // A dedicated port still flows (within its own 16 KiB window).
+    for i in 0..50 {
+        dedicated.send(frame(i, 100)).await.unwrap();
+    }
+    let mut rx1 = b_link.accept_port().await.unwrap();
+    let mut rx2 = b_link.accept_port().await.unwrap();
+    if rx1.port() != 1 {
+        std::mem::swap(&mut rx1, &mut rx2);
+    }
+    for i in 0..50 {
+        assert_eq!(rx1.recv().await.unwrap().unwrap(), frame(i, 100));
+    }
+    // Draining port 2 lets the overflow stream, and port 3, move again.
+    let sender3 = tokio::spawn(async move { other_cold.send(Bytes::from_static(b"late")).await });
+    for i in 0..200 {
+        assert_eq!(rx2.recv().await.unwrap().unwrap(), frame(i, 1024));
+    }
+    stalled.await.unwrap();
+    sender3.await.unwrap().unwrap();
+    let mut rx3 = b_link.accept_port().await.unwrap();
+    assert_eq!(
+        (rx3.port(), rx3.recv().await.unwrap().unwrap()),
+        (3, Bytes::from_static(b"late"))
+    );
 }
