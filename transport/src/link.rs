@@ -428,24 +428,26 @@ async fn demux_overflow(
         let payload = frame.slice(OVERFLOW_PREFIX_LEN..);
         match flag {
             OVERFLOW_DATA => {
-                if !ports.contains_key(&port) {
-                    let (tx, rx) = mpsc::channel(OVERFLOW_PORT_BUFFER);
-                    ports.insert(port, tx);
-                    if let Some(inner) = link.upgrade() {
-                        inner.ports_accepted.fetch_add(1, Ordering::Relaxed);
+                let tx = match ports.entry(port) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let (tx, rx) = mpsc::channel(OVERFLOW_PORT_BUFFER);
+                        if let Some(inner) = link.upgrade() {
+                            inner.ports_accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let receiver = PortReceiver {
+                            port,
+                            max_frame,
+                            path: RecvPath::Overflow(rx),
+                        };
+                        if incoming.send(receiver).await.is_err() {
+                            return;
+                        }
+                        v.insert(tx)
                     }
-                    let receiver = PortReceiver {
-                        port,
-                        max_frame,
-                        path: RecvPath::Overflow(rx),
-                    };
-                    if incoming.send(receiver).await.is_err() {
-                        return;
-                    }
-                }
+                };
                 // Waiting here stops the whole overflow stream: its flow control
                 // then pushes back on every port carried on it.
-                let tx = ports.get(&port).expect("inserted above");
                 if tx.send(payload).await.is_err() {
                     ports.remove(&port);
                 }
