@@ -105,6 +105,8 @@ struct NodeInner {
     duplicates_refused: AtomicU64,
     events: mpsc::UnboundedSender<NodeEvent>,
     events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<NodeEvent>>,
+    /// Connections that negotiated another ALPN go to its handler.
+    handlers: Mutex<HashMap<Vec<u8>, mpsc::Sender<Connection>>>,
 }
 
 /// A node's endpoint and its links. Cheap to clone.
@@ -163,6 +165,7 @@ impl Node {
                 duplicates_refused: AtomicU64::new(0),
                 events,
                 events_rx: tokio::sync::Mutex::new(events_rx),
+                handlers: Mutex::new(HashMap::new()),
             }),
         };
         tokio::spawn(accept_loop(node.clone()));
@@ -344,6 +347,19 @@ impl Node {
         let _ = self.inner.events.send(NodeEvent::LinkUp(link.clone()));
         let node = self.clone();
         let peer = link.peer().node.clone();
+        let expiring = link.clone();
+        tokio::spawn(async move {
+            // A link does not outlive the peer certificate it was made with.
+            let left = expiring
+                .peer()
+                .not_after
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(left) => expiring.close(CloseCode::Revoked, "peer certificate expired"),
+                _ = expiring.closed() => {}
+            }
+        });
         tokio::spawn(async move {
             let closed = link.closed().await;
             let mut reg = node.inner.registry.lock().expect("lock");
@@ -365,6 +381,37 @@ impl Node {
         let conn = tokio::time::timeout(timeout, incoming)
             .await
             .map_err(|_| Error::TimedOut("handshake"))??;
+        let alpn = conn
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol);
+        if let Some(alpn) = alpn.filter(|a| a.as_slice() != crate::ALPN) {
+            let handler = self
+                .inner
+                .handlers
+                .lock()
+                .expect("lock")
+                .get(&alpn)
+                .cloned();
+            return match handler {
+                Some(h) => h
+                    .send(conn)
+                    .await
+                    .map_err(|_| Error::TimedOut("handler gone")),
+                None => {
+                    conn.close(
+                        CloseCode::ProtocolViolation.varint(),
+                        b"protocol not served here",
+                    );
+                    Err(Error::Protocol(format!(
+                        "no handler for ALPN {:?}",
+                        String::from_utf8_lossy(&alpn)
+                    )))
+                }
+            };
+        }
+        // Cluster links always need a verified client certificate, even when the
+        // verifier lets other protocols' clients in without one.
         let identity = match peer_identity(&conn) {
             Ok(id) => id,
             Err(e) => {
@@ -466,6 +513,37 @@ async fn accept_loop(node: Node) {
 }
 
 impl Node {
+    /// Hands connections that negotiate `alpn` (listed in `NodeTls::extra_alpns`)
+    /// to the returned receiver, after the TLS handshake.
+    pub fn serve_alpn(&self, alpn: &[u8], backlog: usize) -> mpsc::Receiver<Connection> {
+        let (tx, rx) = mpsc::channel(backlog);
+        self.inner
+            .handlers
+            .lock()
+            .expect("lock")
+            .insert(alpn.to_vec(), tx);
+        rx
+    }
+
+    /// Closes every link whose peer `condemned` says must go (for example, its
+    /// certificate serial is in a new CRL). Returns the peers closed.
+    pub fn close_links_where(
+        &self,
+        code: CloseCode,
+        reason: &str,
+        condemned: impl Fn(&PeerIdentity) -> bool,
+    ) -> Vec<String> {
+        let links: Vec<Link> = self.links();
+        let mut closed = Vec::new();
+        for link in links {
+            if condemned(link.peer()) {
+                link.close(code, reason);
+                closed.push(link.peer().node.clone());
+            }
+        }
+        closed
+    }
+
     /// Incoming connections closed as the losing half of a crossed dial.
     pub fn duplicates_refused(&self) -> u64 {
         self.inner.duplicates_refused.load(Ordering::Relaxed)

@@ -25,6 +25,10 @@ pub struct NodeTls {
     pub client_verifier: Arc<dyn ClientCertVerifier>,
     /// Checks server certificates (peers we dial), including the node name.
     pub server_verifier: Arc<dyn ServerCertVerifier>,
+    /// Other ALPN protocols this node serves on the same port (for example
+    /// enrollment). Their clients need not present a certificate, so the client
+    /// verifier must allow that; cluster links (`netmsg/1`) still require one.
+    pub extra_alpns: Vec<Vec<u8>>,
 }
 
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -68,7 +72,41 @@ impl NodeTls {
             key,
             client_verifier,
             server_verifier,
+            extra_alpns: Vec::new(),
         })
+    }
+
+    /// As [`NodeTls::from_ca`], also serving `extra_alpns` on the same port to
+    /// clients without a certificate (cluster links still require one).
+    pub fn from_ca_serving(
+        cert_chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        ca: &[CertificateDer<'static>],
+        crls: Vec<CertificateRevocationListDer<'static>>,
+        strict_crl: bool,
+        extra_alpns: Vec<Vec<u8>>,
+    ) -> Result<Self, Error> {
+        let mut tls = Self::from_ca(cert_chain, key, ca, crls.clone(), strict_crl)?;
+        if !extra_alpns.is_empty() {
+            let mut roots = RootCertStore::empty();
+            for c in ca {
+                roots
+                    .add(c.clone())
+                    .map_err(|e| Error::TlsConfig(format!("CA certificate: {e}")))?;
+            }
+            let mut client =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                    .with_crls(crls)
+                    .allow_unauthenticated();
+            if strict_crl {
+                client = client.enforce_revocation_expiration();
+            }
+            tls.client_verifier = client
+                .build()
+                .map_err(|e| Error::TlsConfig(e.to_string()))?;
+            tls.extra_alpns = extra_alpns;
+        }
+        Ok(tls)
     }
 
     /// The QUIC server crypto config links use (also for baselines and tools).
@@ -80,6 +118,9 @@ impl NodeTls {
             .with_single_cert(self.cert_chain.clone(), self.key.clone_key())
             .map_err(|e| Error::TlsConfig(format!("node certificate and key: {e}")))?;
         config.alpn_protocols = vec![ALPN.to_vec()];
+        config
+            .alpn_protocols
+            .extend(self.extra_alpns.iter().cloned());
         config.max_early_data_size = 0;
         QuicServerConfig::try_from(config).map_err(|e| Error::TlsConfig(e.to_string()))
     }
