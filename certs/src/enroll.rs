@@ -126,25 +126,26 @@ async fn connect(
             "netmsg-ca",
         )
         .map_err(net)?;
-    let conn =
-        match tokio::time::timeout(Duration::from_secs(10), connecting).await {
-            Err(_) => return Err(Error::Network(format!(
+    let conn = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+        Err(_) => {
+            return Err(Error::Network(format!(
                 "no answer from {server} within 10 s (is `netmsg serve --enroll` running there?)"
-            ))),
-            Ok(Err(e)) => {
-                let text = e.to_string();
-                if let Some(i) = text.find("pin mismatch: expected ") {
-                    let rest = &text[i + "pin mismatch: expected ".len()..];
-                    let (expected, found) = rest.split_once(" found ").unwrap_or((rest, "?"));
-                    return Err(Error::PinMismatch {
-                        expected: expected.to_owned(),
-                        found: found.trim_end_matches(')').to_owned(),
-                    });
-                }
-                return Err(Error::Network(format!("connecting to {server}: {text}")));
+            )))
+        }
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            if let Some(i) = text.find("pin mismatch: expected ") {
+                let rest = &text[i + "pin mismatch: expected ".len()..];
+                let (expected, found) = rest.split_once(" found ").unwrap_or((rest, "?"));
+                return Err(Error::PinMismatch {
+                    expected: expected.to_owned(),
+                    found: found.trim_end_matches(')').to_owned(),
+                });
             }
-            Ok(Ok(c)) => c,
-        };
+            return Err(Error::Network(format!("connecting to {server}: {text}")));
+        }
+        Ok(Ok(c)) => c,
+    };
     Ok((endpoint, conn))
 }
 
@@ -266,6 +267,26 @@ pub async fn renew(state: &StateDir, server: SocketAddr) -> Result<Credentials, 
         },
     )
     .await?;
+    store(state, &key, &response, current.ca_pin(), false)
+}
+
+/// Renews the CA node's own certificate with a new key, without the network.
+pub fn renew_local(
+    state: &StateDir,
+    authority: &mut Authority,
+    now: SystemTime,
+) -> Result<Credentials, Error> {
+    let current = Credentials::load(state)?;
+    let key = KeyPair::generate()?;
+    let csr = CertificateParams::new(vec![current.node.clone()])?.serialize_request(&key)?;
+    let issued = authority.renew(&current.node, &current.serial, csr.der(), now)?;
+    let response = Response {
+        ok: true,
+        error: String::new(),
+        cert: hex::encode(&issued.cert),
+        ca: hex::encode(&issued.ca),
+        crl: hex::encode(&issued.crl),
+    };
     store(state, &key, &response, current.ca_pin(), false)
 }
 

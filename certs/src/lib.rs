@@ -20,7 +20,7 @@ mod token;
 
 pub use authority::{Authority, Issued, IssuedCert, TokenInfo, CRL_TTL, LEAF_TTL};
 pub use credentials::{renewal_time, Credentials, CrlInfo};
-pub use enroll::{enroll, renew, serve_connection, EnrollmentGuard, ENROLL_ALPN};
+pub use enroll::{enroll, renew, renew_local, serve_connection, EnrollmentGuard, ENROLL_ALPN};
 pub use error::Error;
 pub use pin::spki_sha256;
 pub use state::StateDir;

@@ -118,6 +118,18 @@ impl StateDir {
         })
     }
 
+    /// Writes a small non-secret file (such as the remembered CA address).
+    pub fn write_note(&self, name: &str, text: &str) -> Result<(), Error> {
+        self.write(name, text.as_bytes(), false, false)
+    }
+
+    /// Reads a file written by [`StateDir::write_note`].
+    pub fn read_note(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(name))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+
     pub(crate) fn read_text(&self, name: &str, hint: &'static str) -> Result<String, Error> {
         let bytes = self.read(name, hint)?;
         String::from_utf8(bytes)

@@ -1,7 +1,9 @@
 //! The `netmsg` command.
 #![forbid(unsafe_code)]
 
+mod cert;
 mod decode;
+mod serve;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -17,12 +19,24 @@ use clap::{Parser, Subcommand};
     about = "Mach messages between machines over QUIC"
 )]
 struct Cli {
+    /// The node's state directory (default: $XDG_STATE_HOME/netmsg).
+    #[arg(long, global = true)]
+    state: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The cluster CA, join tokens, enrollment, renewal and revocation.
+    Cert {
+        #[command(subcommand)]
+        command: cert::CertCommand,
+    },
+    /// Run this node: its links, enrollment (--enroll, CA node), renewal.
+    ///
+    /// Example: netmsg serve --enroll
+    Serve(serve::ServeArgs),
     /// Work with raw Mach messages.
     Msg {
         #[command(subcommand)]
@@ -48,6 +62,13 @@ enum MsgCommand {
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NETMSG_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,7 +80,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let state = || certs::StateDir::new(cli.state.clone());
     match cli.command {
+        Command::Cert { command } => cert::run(&state()?, command),
+        Command::Serve(args) => serve::run(state()?, args),
         Command::Msg {
             command: MsgCommand::Decode { abi, hex, file },
         } => {

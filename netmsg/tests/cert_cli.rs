@@ -1,0 +1,174 @@
+//! `netmsg cert …` and `netmsg serve --enroll` as a user runs them.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+fn netmsg(state: &PathBuf, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_netmsg"))
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("NETMSG_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("netmsg-cli-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(state: &PathBuf) -> (Daemon, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netmsg"))
+        .arg("--state")
+        .arg(state)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--enroll",
+            "--reload-every",
+            "200ms",
+        ])
+        .env("NETMSG_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(line.contains("listening on"), "{line}");
+    (Daemon(child), addr)
+}
+
+#[test]
+fn a_cluster_from_the_command_line() {
+    let a = temp("a");
+    let b = temp("b");
+    let (code, out, err) = netmsg(
+        &a,
+        &["cert", "init-ca", "--cluster", "lab", "--name", "node-a"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let fingerprint = out
+        .lines()
+        .find_map(|l| l.split("public key): ").nth(1))
+        .unwrap()
+        .to_owned();
+    assert_eq!(fingerprint.len(), 64);
+    let (code, _, err) = netmsg(&a, &["cert", "init-ca", "--name", "node-a"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("already exists") && err.contains("refusing to overwrite"),
+        "{err}"
+    );
+
+    let (code, token, err) = netmsg(
+        &a,
+        &["cert", "token", "--name", "node-b", "--ttl", "10m"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_owned();
+    assert!(
+        token.starts_with(&format!("NMT1-{fingerprint}-")),
+        "the token pins the CA: {token}"
+    );
+
+    let (daemon, addr) = serve(&a);
+    let (code, _, err) = netmsg(&b, &["cert", "enroll", "--name", "node-b", &addr], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no token") && err.contains("NETMSG_TOKEN"),
+        "{err}"
+    );
+    let (code, out, err) = netmsg(
+        &b,
+        &["cert", "enroll", "--name", "node-b", &addr],
+        &[("NETMSG_TOKEN", &token)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Enrolled as \"node-b\""), "{out}");
+    let (code, _, err) = netmsg(
+        &b,
+        &["cert", "enroll", "--name", "node-b", &addr],
+        &[("NETMSG_TOKEN", &token)],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("already enrolled"), "{err}");
+
+    let (code, status, err) = netmsg(&b, &["cert", "status"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(status.contains("node:        node-b"), "{status}");
+    assert!(status.contains(&fingerprint), "{status}");
+    let (_, list, _) = netmsg(&a, &["cert", "token", "list"], &[]);
+    assert!(list.contains("node-b") && list.contains("used"), "{list}");
+    assert!(
+        !list.contains(token.rsplit('.').next().unwrap()),
+        "never the secret"
+    );
+
+    // Renewal over the node's own identity, through the daemon.
+    let (code, out, err) = netmsg(&b, &["cert", "renew"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Renewed"), "{out}");
+
+    // Revocation: a new CRL on the CA node, exported and imported on the node.
+    let (code, _, err) = netmsg(&a, &["cert", "revoke", "node-b"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let crl = temp("crl.der");
+    let (code, _, err) = netmsg(&a, &["cert", "crl", "export", crl.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = netmsg(&b, &["cert", "crl", "import", crl.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked"), "{out}");
+    let (code, _, err) = netmsg(&b, &["cert", "crl", "import", crl.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not newer"), "{err}");
+    // A revoked node cannot renew.
+    let (code, _, err) = netmsg(&b, &["cert", "renew"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("revoked"), "{err}");
+    drop(daemon);
+
+    // A damaged file is named in the error.
+    std::fs::write(b.join("node.pem"), "garbage").unwrap();
+    let (code, _, err) = netmsg(&b, &["cert", "status"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("node.pem"), "{err}");
+}
+
+#[test]
+fn help_shows_examples() {
+    for cmd in [
+        &["cert", "token", "--help"][..],
+        &["cert", "enroll", "--help"],
+        &["cert", "init-ca", "--help"],
+        &["serve", "--help"],
+    ] {
+        let (code, out, _) = netmsg(&temp("help"), cmd, &[]);
+        assert_eq!(code, 0);
+        assert!(out.contains("Example"), "{cmd:?}: {out}");
+    }
+}
