@@ -134,9 +134,48 @@ fn a_cluster_from_the_command_line() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Renewed"), "{out}");
 
-    // Revocation: a new CRL on the CA node, exported and imported on the node.
+    // node-b links to the running daemon with its enrolled identity.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let creds = certs::Credentials::load(&certs::StateDir::new(Some(b.clone())).unwrap()).unwrap();
+    let tls = transport::NodeTls::from_ca(
+        creds.chain.clone(),
+        creds.key.clone_key(),
+        &creds.ca,
+        vec![creds.crl.clone().into()],
+        false,
+    )
+    .unwrap();
+    let (node_b, link) = runtime.block_on(async {
+        let node = transport::Node::bind(
+            "node-b",
+            "127.0.0.1:0".parse().unwrap(),
+            &tls,
+            transport::TransportOptions::default(),
+        )
+        .unwrap();
+        let link = node.dial("node-a", addr.parse().unwrap()).await.unwrap();
+        (node, link)
+    });
+    assert_eq!(link.peer().node, "node-a");
+
+    // Revocation: the daemon picks up the new CRL and closes node-b's live link.
     let (code, _, err) = netmsg(&a, &["cert", "revoke", "node-b"], &[]);
     assert_eq!(code, 0, "{err}");
+    let closed = runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(5), link.closed()).await
+    });
+    let closed = closed.expect("the daemon closes the revoked peer's link");
+    assert_eq!(closed.code, Some(transport::CloseCode::Revoked), "{closed}");
+    assert!(
+        runtime
+            .block_on(node_b.dial("node-a", addr.parse().unwrap()))
+            .is_err(),
+        "and refuses it afterwards"
+    );
     let crl = temp("crl.der");
     let (code, _, err) = netmsg(&a, &["cert", "crl", "export", crl.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
