@@ -504,3 +504,17 @@ fn tokens_parse_strictly() {
         );
     }
 }
+
+#[test]
+fn a_crl_past_its_next_update_is_reported_stale() {
+    let state = temp_state("stale");
+    let ten_days_ago = SystemTime::now() - Duration::from_secs(10 * 86400);
+    Authority::init(&state, "test", "ca-node", ten_days_ago).unwrap();
+    let creds = Credentials::load(&state).unwrap();
+    let info = creds.crl_info();
+    assert!(
+        info.is_stale(SystemTime::now()),
+        "next update was 3 days ago"
+    );
+    assert!(!info.is_stale(ten_days_ago));
+}

@@ -211,3 +211,22 @@ fn help_shows_examples() {
         assert!(out.contains("Example"), "{cmd:?}: {out}");
     }
 }
+
+#[test]
+fn status_flags_a_stale_crl() {
+    let a = temp("stale");
+    let ten_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(10 * 86400);
+    certs::Authority::init(
+        &certs::StateDir::new(Some(a.clone())).unwrap(),
+        "lab",
+        "node-a",
+        ten_days_ago,
+    )
+    .unwrap();
+    let (code, out, err) = netmsg(&a, &["cert", "status"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("STALE") && out.contains("crl import") && out.contains("--strict-crl"),
+        "{out}"
+    );
+}
