@@ -970,60 +970,70 @@ fn flush_request(client: ClientId, page: PageIndex, ps: u64, writer: bool) -> Ac
 }
 
 /// Merges per-page supplies and lock requests to one kernel over adjacent pages
-/// into multi-page messages (keeping the order of everything else).
+/// into multi-page messages. Only messages to the same kernel are merged, and
+/// only with that kernel's previous message, so each kernel sees its messages in
+/// the order they were decided (order across kernels carries no meaning).
 fn coalesce(actions: Vec<Action>) -> Vec<Action> {
     let mut out: Vec<Action> = Vec::with_capacity(actions.len());
+    let mut last_for: BTreeMap<ClientId, usize> = BTreeMap::new();
     for a in actions {
-        if let Some(last) = out.last_mut() {
-            match (last, &a) {
+        let client = match &a {
+            Action::Supply { client, .. }
+            | Action::LockRequest { client, .. }
+            | Action::DataError { client, .. }
+            | Action::Ready { client } => Some(*client),
+            _ => None,
+        };
+        if let Some(&i) = client.and_then(|c| last_for.get(&c)) {
+            let merged = match (&mut out[i], &a) {
                 (
                     Action::Supply {
-                        client: c1,
                         offset: o1,
                         data: d1,
                         lock_value: l1,
+                        ..
                     },
                     Action::Supply {
-                        client: c2,
                         offset: o2,
                         data: d2,
                         lock_value: l2,
+                        ..
                     },
-                ) if c1 == c2 && l1 == l2 && *o1 + d1.len() as u64 == *o2 => {
+                ) if l1 == l2 && *o1 + d1.len() as u64 == *o2 => {
                     d1.extend_from_slice(d2);
-                    continue;
+                    true
                 }
                 (
                     Action::LockRequest {
-                        client: c1,
                         offset: o1,
                         length: n1,
                         should_return: r1,
                         should_flush: f1,
                         lock_value: l1,
                         reply: y1,
+                        ..
                     },
                     Action::LockRequest {
-                        client: c2,
                         offset: o2,
                         length: n2,
                         should_return: r2,
                         should_flush: f2,
                         lock_value: l2,
                         reply: y2,
+                        ..
                     },
-                ) if c1 == c2
-                    && r1 == r2
-                    && f1 == f2
-                    && l1 == l2
-                    && y1 == y2
-                    && *o1 + *n1 == *o2 =>
-                {
+                ) if r1 == r2 && f1 == f2 && l1 == l2 && y1 == y2 && *o1 + *n1 == *o2 => {
                     *n1 += n2;
-                    continue;
+                    true
                 }
-                _ => {}
+                _ => false,
+            };
+            if merged {
+                continue;
             }
+        }
+        if let Some(c) = client {
+            last_for.insert(c, out.len());
         }
         out.push(a);
     }
