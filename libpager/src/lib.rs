@@ -7,5 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod server;
 
 pub use engine::{Access, Action, ClientId, Config, Engine, Event, PageIndex};
+pub use server::{BackingStore, Pager};
