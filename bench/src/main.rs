@@ -1,10 +1,12 @@
 //! netmsg benchmarks. Each run measures its subjects side by side and prints
 //! ratios; results are recorded in `bench/RESULTS.md`.
 //!
-//! `netmsg-bench mach-rpc [--rounds N]`, `netmsg-bench transport [--rounds N]`.
+//! `netmsg-bench mach-rpc [--rounds N]`, `netmsg-bench transport [--rounds N]`,
+//! `netmsg-bench pager [--events N] [--pages N]`.
 #![forbid(unsafe_code)]
 
 mod mach_rpc;
+mod pager_bench;
 mod transport_bench;
 
 use std::time::Duration;
@@ -58,13 +60,19 @@ fn main() {
     };
     match args.get(1).map(String::as_str) {
         Some("mach-rpc") => mach_rpc::run(number("--rounds", 200_000)),
+        Some("pager") => pager_bench::run(
+            number("--events", 2_000_000),
+            number("--pages", 100_000) as u64,
+        ),
         Some("transport") => transport_bench::run(
             number("--rounds", 20_000),
             number("--bulk-mib", 512),
             number("--streams", 1000),
         ),
         other => {
-            eprintln!("netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, transport");
+            eprintln!(
+                "netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, pager, transport"
+            );
             std::process::exit(2);
         }
     }
