@@ -1,0 +1,5 @@
+//! netmsg: Mach messages between machines. The library holds the translator's
+//! parts; `src/main.rs` is the `netmsg` command.
+#![forbid(unsafe_code)]
+
+pub mod wire;

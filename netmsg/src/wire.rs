@@ -1,0 +1,557 @@
+//! The canonical, architecture-neutral encoding of a Mach message on a port's
+//! stream (`docs/protocol.md`, "netmsg messages"). Little-endian, explicit
+//! sizes; out-of-line data travels inside the frame; rights travel as wire
+//! references whose meaning the translation core gives them. One decoder, which
+//! checks every count against the bytes left before allocating, and rejects
+//! unknown values and trailing bytes.
+
+use mach::types::msg_type;
+use thiserror::Error;
+
+/// Frame type of a message on a port stream.
+pub const FRAME_MESSAGE: u8 = 1;
+/// Format version carried by every message frame.
+pub const VERSION: u8 = 1;
+/// Longest node name in a global identity (a DNS name).
+pub const MAX_NODE_NAME: usize = 253;
+
+/// A malformed frame from a peer.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    #[error("frame truncated at byte {at}: {what} needs {needed} bytes, {left} left")]
+    Truncated {
+        at: usize,
+        what: &'static str,
+        needed: u64,
+        left: usize,
+    },
+    #[error("byte {at}: {what} has the invalid value {value}")]
+    Invalid {
+        at: usize,
+        what: &'static str,
+        value: u64,
+    },
+    #[error("{0} bytes after the end of the message")]
+    Trailing(usize),
+    #[error("item {index}: {bytes} bytes of data for {number} elements of {size} bits")]
+    DataLength {
+        index: usize,
+        bytes: u64,
+        number: u32,
+        size: u16,
+    },
+}
+
+/// The form a right travels in (its received form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    Receive,
+    Send,
+    SendOnce,
+}
+
+impl Form {
+    pub fn msg_type(self) -> u8 {
+        match self {
+            Form::Receive => msg_type::PORT_RECEIVE,
+            Form::Send => msg_type::PORT_SEND,
+            Form::SendOnce => msg_type::PORT_SEND_ONCE,
+        }
+    }
+    pub fn from_msg_type(t: u8) -> Option<Form> {
+        match t {
+            msg_type::PORT_RECEIVE => Some(Form::Receive),
+            msg_type::PORT_SEND => Some(Form::Send),
+            msg_type::PORT_SEND_ONCE => Some(Form::SendOnce),
+            _ => None,
+        }
+    }
+}
+
+/// A port's identity across the cluster: the node holding its receive right
+/// when it was first exported, the port's number there, and an incarnation
+/// that changes when that node restarts. Used to give a task one name for a
+/// port it reaches by two paths; never an authority.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GlobalId {
+    pub home: String,
+    pub port: u64,
+    pub incarnation: u64,
+}
+
+/// What a right in a message refers to, from the frame sender's point of view.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum WireRef {
+    /// `MACH_PORT_NULL`.
+    Null,
+    /// `MACH_PORT_DEAD`.
+    Dead,
+    /// A port the sender exports to the receiver, under the sender's
+    /// connection-scoped `id` (never reused on the link).
+    SenderExport { id: u64, global: GlobalId },
+    /// A port the receiver exported, coming home (its `id` in the receiver's
+    /// export table).
+    ReceiverExport { id: u64 },
+}
+
+/// One right carried in a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireRight {
+    pub form: Form,
+    pub reference: WireRef,
+    /// The sender's position on this port's stream when the right left, so the
+    /// receiver can hold later messages until that stream has caught up.
+    pub watermark: u64,
+}
+
+/// A typed item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireItem {
+    Data {
+        type_name: u8,
+        size: u16,
+        number: u32,
+        inline: bool,
+        longform: bool,
+        deallocate: bool,
+        bytes: Vec<u8>,
+    },
+    Rights {
+        form: Form,
+        inline: bool,
+        longform: bool,
+        deallocate: bool,
+        rights: Vec<WireRight>,
+    },
+}
+
+/// A causal dependency: deliver only once the stream of port `port` (as seen
+/// on the link from node `via`) has been delivered up to `position`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Dependency {
+    pub via: String,
+    pub port: u64,
+    pub position: u64,
+}
+
+/// A Mach message bound for the stream's port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireMessage {
+    pub id: i32,
+    /// `msgh_bits` other than the port types and `COMPLEX` (kept for fidelity).
+    pub other_bits: u32,
+    /// The form of the destination right the sender used (send or send-once).
+    pub dest_form: Form,
+    pub reply: Option<WireRight>,
+    pub dependencies: Vec<Dependency>,
+    pub items: Vec<WireItem>,
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
+    fn form(&mut self, f: Form) {
+        self.u8(f.msg_type());
+    }
+    fn flags(&mut self, inline: bool, longform: bool, deallocate: bool) {
+        self.u8(u8::from(inline) | u8::from(longform) << 1 | u8::from(deallocate) << 2);
+    }
+    fn right(&mut self, r: &WireRight) {
+        self.form(r.form);
+        match &r.reference {
+            WireRef::Null => self.u8(0),
+            WireRef::Dead => self.u8(1),
+            WireRef::SenderExport { id, global } => {
+                self.u8(2);
+                self.u64(*id);
+                self.bytes(global.home.as_bytes());
+                self.u64(global.port);
+                self.u64(global.incarnation);
+            }
+            WireRef::ReceiverExport { id } => {
+                self.u8(3);
+                self.u64(*id);
+            }
+        }
+        self.u64(r.watermark);
+    }
+}
+
+impl WireMessage {
+    /// The frame (without the transport's length prefix).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(64));
+        w.u8(FRAME_MESSAGE);
+        w.u8(VERSION);
+        w.u32(self.id as u32);
+        w.u32(self.other_bits);
+        w.form(self.dest_form);
+        match &self.reply {
+            None => w.u8(0),
+            Some(r) => {
+                w.u8(1);
+                w.right(r);
+            }
+        }
+        w.u16(self.dependencies.len() as u16);
+        for d in &self.dependencies {
+            w.bytes(d.via.as_bytes());
+            w.u64(d.port);
+            w.u64(d.position);
+        }
+        w.u32(self.items.len() as u32);
+        for item in &self.items {
+            match item {
+                WireItem::Data {
+                    type_name,
+                    size,
+                    number,
+                    inline,
+                    longform,
+                    deallocate,
+                    bytes,
+                } => {
+                    w.u8(0);
+                    w.u8(*type_name);
+                    w.u16(*size);
+                    w.u32(*number);
+                    w.flags(*inline, *longform, *deallocate);
+                    w.bytes(bytes);
+                }
+                WireItem::Rights {
+                    form,
+                    inline,
+                    longform,
+                    deallocate,
+                    rights,
+                } => {
+                    w.u8(1);
+                    w.form(*form);
+                    w.flags(*inline, *longform, *deallocate);
+                    w.u32(rights.len() as u32);
+                    for r in rights {
+                        w.right(r);
+                    }
+                }
+            }
+        }
+        w.0
+    }
+
+    /// Decodes one frame exactly.
+    pub fn decode(frame: &[u8]) -> Result<WireMessage, WireError> {
+        let mut r = Reader { b: frame, at: 0 };
+        let kind = r.u8("frame type")?;
+        if kind != FRAME_MESSAGE {
+            return Err(WireError::Invalid {
+                at: 0,
+                what: "frame type",
+                value: u64::from(kind),
+            });
+        }
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(WireError::Invalid {
+                at: 1,
+                what: "version",
+                value: u64::from(version),
+            });
+        }
+        let id = r.u32("message id")? as i32;
+        let other_bits = r.u32("header bits")?;
+        if other_bits & (mach::types::msgh_bits::PORTS_MASK | mach::types::msgh_bits::COMPLEX) != 0
+        {
+            return Err(WireError::Invalid {
+                at: 6,
+                what: "header bits",
+                value: u64::from(other_bits),
+            });
+        }
+        let dest_form = r.form()?;
+        if dest_form == Form::Receive {
+            return Err(WireError::Invalid {
+                at: r.at - 1,
+                what: "destination form",
+                value: 16,
+            });
+        }
+        let reply = match r.u8("reply presence")? {
+            0 => None,
+            1 => {
+                let right = r.right()?;
+                if right.form == Form::Receive {
+                    return Err(WireError::Invalid {
+                        at: r.at,
+                        what: "reply form",
+                        value: 16,
+                    });
+                }
+                Some(right)
+            }
+            v => {
+                return Err(WireError::Invalid {
+                    at: r.at - 1,
+                    what: "reply presence",
+                    value: u64::from(v),
+                })
+            }
+        };
+        let ndeps = r.u16("dependency count")? as usize;
+        // Each dependency takes at least 20 bytes.
+        r.need(ndeps as u64 * 20, "dependencies")?;
+        let mut dependencies = Vec::with_capacity(ndeps);
+        for _ in 0..ndeps {
+            let via = r.node_name()?;
+            let port = r.u64("dependency port")?;
+            let position = r.u64("dependency position")?;
+            dependencies.push(Dependency {
+                via,
+                port,
+                position,
+            });
+        }
+        let nitems = r.u32("item count")? as usize;
+        // Each item takes at least 7 bytes.
+        r.need(nitems as u64 * 7, "items")?;
+        let mut items = Vec::with_capacity(nitems);
+        for index in 0..nitems {
+            let at = r.at;
+            items.push(match r.u8("item kind")? {
+                0 => {
+                    let type_name = r.u8("type name")?;
+                    if !msg_type::is_known(type_name) || msg_type::is_port_any(type_name) {
+                        return Err(WireError::Invalid {
+                            at: r.at - 1,
+                            what: "data type name",
+                            value: u64::from(type_name),
+                        });
+                    }
+                    let size = r.u16("element size")?;
+                    let number = r.u32("element count")?;
+                    let (inline, longform, deallocate) = r.flags()?;
+                    let bytes = r.bytes("data")?;
+                    let expected = (u64::from(number) * u64::from(size)).div_ceil(8);
+                    if bytes.len() as u64 != expected {
+                        return Err(WireError::DataLength {
+                            index,
+                            bytes: bytes.len() as u64,
+                            number,
+                            size,
+                        });
+                    }
+                    WireItem::Data {
+                        type_name,
+                        size,
+                        number,
+                        inline,
+                        longform,
+                        deallocate,
+                        bytes,
+                    }
+                }
+                1 => {
+                    let form = r.form()?;
+                    let (inline, longform, deallocate) = r.flags()?;
+                    let count = r.u32("right count")? as usize;
+                    // Each right takes at least 10 bytes.
+                    r.need(count as u64 * 10, "rights")?;
+                    let mut rights = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        let right = r.right()?;
+                        if right.form != form {
+                            return Err(WireError::Invalid {
+                                at: r.at,
+                                what: "right form within its item",
+                                value: right.form.msg_type() as u64,
+                            });
+                        }
+                        rights.push(right);
+                    }
+                    WireItem::Rights {
+                        form,
+                        inline,
+                        longform,
+                        deallocate,
+                        rights,
+                    }
+                }
+                v => {
+                    return Err(WireError::Invalid {
+                        at,
+                        what: "item kind",
+                        value: u64::from(v),
+                    })
+                }
+            });
+        }
+        if r.at != frame.len() {
+            return Err(WireError::Trailing(frame.len() - r.at));
+        }
+        Ok(WireMessage {
+            id,
+            other_bits,
+            dest_form,
+            reply,
+            dependencies,
+            items,
+        })
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn need(&self, n: u64, what: &'static str) -> Result<(), WireError> {
+        let left = self.b.len() - self.at;
+        if n > left as u64 {
+            return Err(WireError::Truncated {
+                at: self.at,
+                what,
+                needed: n,
+                left,
+            });
+        }
+        Ok(())
+    }
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&[u8], WireError> {
+        self.need(n as u64, what)?;
+        let s = &self.b[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+        Ok(u16::from_le_bytes(
+            self.take(2, what)?.try_into().expect("2"),
+        ))
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4"),
+        ))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?.try_into().expect("8"),
+        ))
+    }
+    fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, WireError> {
+        let n = self.u32(what)? as usize;
+        Ok(self.take(n, what)?.to_vec())
+    }
+    fn form(&mut self) -> Result<Form, WireError> {
+        let at = self.at;
+        let v = self.u8("right form")?;
+        Form::from_msg_type(v).ok_or(WireError::Invalid {
+            at,
+            what: "right form",
+            value: u64::from(v),
+        })
+    }
+    fn flags(&mut self) -> Result<(bool, bool, bool), WireError> {
+        let at = self.at;
+        let f = self.u8("item flags")?;
+        if f & !0b111 != 0 {
+            return Err(WireError::Invalid {
+                at,
+                what: "item flags",
+                value: u64::from(f),
+            });
+        }
+        let (inline, longform, deallocate) = (f & 1 != 0, f & 2 != 0, f & 4 != 0);
+        if inline && deallocate {
+            return Err(WireError::Invalid {
+                at,
+                what: "item flags (inline and deallocate)",
+                value: u64::from(f),
+            });
+        }
+        Ok((inline, longform, deallocate))
+    }
+    fn node_name(&mut self) -> Result<String, WireError> {
+        let at = self.at;
+        let raw = self.bytes("node name")?;
+        let ok = !raw.is_empty()
+            && raw.len() <= MAX_NODE_NAME
+            && raw
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.');
+        if !ok {
+            return Err(WireError::Invalid {
+                at,
+                what: "node name",
+                value: raw.len() as u64,
+            });
+        }
+        Ok(String::from_utf8(raw).expect("ascii"))
+    }
+    fn right(&mut self) -> Result<WireRight, WireError> {
+        let form = self.form()?;
+        let at = self.at;
+        let reference = match self.u8("reference tag")? {
+            0 => WireRef::Null,
+            1 => WireRef::Dead,
+            2 => {
+                let id = self.u64("export id")?;
+                let home = self.node_name()?;
+                let port = self.u64("home port")?;
+                let incarnation = self.u64("incarnation")?;
+                WireRef::SenderExport {
+                    id,
+                    global: GlobalId {
+                        home,
+                        port,
+                        incarnation,
+                    },
+                }
+            }
+            3 => WireRef::ReceiverExport {
+                id: self.u64("export id")?,
+            },
+            v => {
+                return Err(WireError::Invalid {
+                    at,
+                    what: "reference tag",
+                    value: u64::from(v),
+                })
+            }
+        };
+        let watermark = self.u64("watermark")?;
+        Ok(WireRight {
+            form,
+            reference,
+            watermark,
+        })
+    }
+}
+
+/// The decoder's fuzz property (shared by the fuzz target and the corpus test):
+/// any input decodes or fails cleanly; what decodes re-encodes to the same bytes.
+#[doc(hidden)]
+pub fn fuzz_decode(data: &[u8]) {
+    if let Ok(m) = WireMessage::decode(data) {
+        assert_eq!(m.encode(), data, "decoding is exact");
+    }
+}
