@@ -72,22 +72,12 @@ impl Credentials {
         parse_crl(&crl).map_err(|what| Error::file(&state.path(CRL), what))?;
         let (_, leaf) = x509_parser::parse_x509_certificate(chain[0].as_ref())
             .expect("checked by pem::certificates");
-        let node = leaf
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .and_then(|san| {
-                san.value.general_names.iter().find_map(|n| match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
-                    _ => None,
-                })
-            })
-            .ok_or_else(|| {
-                Error::file(
-                    &state.path(NODE_CERT),
-                    "the certificate names no node (no DNS name)",
-                )
-            })?;
+        let node = node_name(&leaf).ok_or_else(|| {
+            Error::file(
+                &state.path(NODE_CERT),
+                "the certificate names no node (no DNS name)",
+            )
+        })?;
         let serial = normalize_serial(leaf.raw_serial());
         let at = |t: i64| UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
         let not_before = at(leaf.validity().not_before.timestamp());
@@ -162,6 +152,15 @@ impl Credentials {
         state.write(CRL, der, false, false)?;
         Ok(new)
     }
+}
+
+/// The node a certificate names: its first DNS subject-alternative name.
+pub(crate) fn node_name(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    let san = cert.subject_alternative_name().ok().flatten()?;
+    san.value.general_names.iter().find_map(|n| match n {
+        x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+        _ => None,
+    })
 }
 
 pub(crate) fn parse_crl(der: &[u8]) -> Result<CrlInfo, String> {

@@ -424,16 +424,7 @@ fn handle(
                 })?;
             let (_, leaf) = x509_parser::parse_x509_certificate(certs[0].as_ref())
                 .map_err(|e| Error::Protocol(e.to_string()))?;
-            let node = leaf
-                .subject_alternative_name()
-                .ok()
-                .flatten()
-                .and_then(|san| {
-                    san.value.general_names.iter().find_map(|n| match n {
-                        x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
-                        _ => None,
-                    })
-                })
+            let node = crate::credentials::node_name(&leaf)
                 .ok_or_else(|| Error::Refused("the certificate names no node".into()))?;
             let serial = normalize_serial(leaf.raw_serial());
             let mut ca = authority.lock().expect("lock");

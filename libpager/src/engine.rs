@@ -218,6 +218,14 @@ impl Page {
     fn holds(&self, c: ClientId) -> bool {
         self.readers.contains(&c) || self.writer == Some(c)
     }
+
+    /// `c` no longer holds the page in any mode.
+    fn release(&mut self, c: ClientId) {
+        self.readers.remove(&c);
+        if self.writer == Some(c) {
+            self.writer = None;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -483,10 +491,7 @@ impl Engine {
             if p.revoking.contains_key(&client) {
                 p.requested_again.insert(client);
             } else {
-                p.readers.remove(&client);
-                if p.writer == Some(client) {
-                    p.writer = None;
-                }
+                p.release(client);
             }
         }
         enqueue(p, client, access, false);
@@ -518,10 +523,7 @@ impl Engine {
             }
         }
         if !kernel_copy {
-            p.readers.remove(&client);
-            if p.writer == Some(client) {
-                p.writer = None;
-            }
+            p.release(client);
         }
         self.advance(now, page, out);
     }
@@ -552,10 +554,7 @@ impl Engine {
                 }
             }
             Revoke::Flush | Revoke::External { flush: true } => {
-                p.readers.remove(&client);
-                if p.writer == Some(client) {
-                    p.writer = None;
-                }
+                p.release(client);
             }
             Revoke::External { flush: false } => {}
         }
@@ -579,10 +578,7 @@ impl Engine {
             .collect();
         for page in touched {
             let p = self.pages.get_mut(&page).expect("listed");
-            p.readers.remove(&client);
-            if p.writer == Some(client) {
-                p.writer = None;
-            }
+            p.release(client);
             p.waiters.retain(|w| w.client != client);
             p.revoking.remove(&client);
             p.requested_again.remove(&client);
@@ -670,10 +666,7 @@ impl Engine {
             }
             if !head.has_copy {
                 // It asked for data: it has no copy, whatever we believed.
-                p.readers.remove(&c);
-                if p.writer == Some(c) {
-                    p.writer = None;
-                }
+                p.release(c);
             } else if p.writer == Some(c) {
                 // Already writable for this kernel: nothing to give.
                 p.waiters.pop_front();

@@ -220,6 +220,15 @@ fn a_writer_is_downgraded_and_its_returned_data_goes_straight_to_the_reader() {
     );
 }
 
+/// Counts a transfer of write access and checks it respects the hold time.
+fn transfer(last: &mut Option<u64>, transfers: &mut u64, now: u64, hold: u64) {
+    if let Some(l) = *last {
+        assert!(now - l >= hold, "page moved after {} ms", now - l);
+    }
+    *last = Some(now);
+    *transfers += 1;
+}
+
 #[test]
 fn the_hold_time_bounds_ping_pong() {
     let hold = 50;
@@ -276,11 +285,7 @@ fn the_hold_time_bounds_ping_pong() {
                         lock_value: vm_prot::NONE,
                         ..
                     } => {
-                        if let Some(l) = last_transfer {
-                            assert!(now - l >= hold, "page moved after {} ms", now - l);
-                        }
-                        last_transfer = Some(now);
-                        transfers += 1;
+                        transfer(&mut last_transfer, &mut transfers, now, hold);
                         holder = client;
                     }
                     _ => {}
@@ -317,11 +322,7 @@ fn the_hold_time_bounds_ping_pong() {
                                 lock_value: vm_prot::NONE,
                                 ..
                             } => {
-                                if let Some(l) = last_transfer {
-                                    assert!(now - l >= hold, "page moved after {} ms", now - l);
-                                }
-                                last_transfer = Some(now);
-                                transfers += 1;
+                                transfer(&mut last_transfer, &mut transfers, now, hold);
                                 holder = client;
                             }
                             Action::WritePage { .. } => {

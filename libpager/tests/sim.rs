@@ -50,6 +50,18 @@ struct Sim {
     log: Vec<String>,
 }
 
+/// A thread waiting on an unlock re-faults when its page goes away.
+fn refault(kernel: &mut Kernel, k: usize, page: PageIndex) {
+    if kernel.pending.get(&page) == Some(&Access::Write) {
+        kernel.outbox.push_back(Event::DataRequest {
+            client: k as ClientId,
+            offset: page * PS,
+            length: PS,
+            access: Access::Write,
+        });
+    }
+}
+
 fn data(v: u64) -> Vec<u8> {
     v.to_le_bytes().to_vec()
 }
@@ -283,15 +295,7 @@ impl Sim {
                     let kernel = &mut self.kernels[k];
                     if should_flush {
                         kernel.pages.remove(&page);
-                        // A thread waiting on an unlock re-faults on the missing page.
-                        if kernel.pending.get(&page) == Some(&Access::Write) {
-                            kernel.outbox.push_back(Event::DataRequest {
-                                client: k as ClientId,
-                                offset: page * PS,
-                                length: PS,
-                                access: Access::Write,
-                            });
-                        }
+                        refault(kernel, k, page);
                     } else {
                         let entry = kernel.pages.get_mut(&page).expect("resident");
                         if ret != should_return::NONE {
@@ -413,15 +417,7 @@ impl Sim {
                     kernel_copy: false,
                 });
             }
-            // A thread waiting on an unlock re-faults on the missing page.
-            if kernel.pending.get(&page) == Some(&Access::Write) {
-                kernel.outbox.push_back(Event::DataRequest {
-                    client: k as ClientId,
-                    offset: page * PS,
-                    length: PS,
-                    access: Access::Write,
-                });
-            }
+            refault(kernel, k, page);
         }
     }
 
