@@ -334,9 +334,44 @@ enum KBody {
 
 #[derive(Debug)]
 struct KItem {
-    /// For port items the payload is empty; `rights` holds the objects.
+    /// For port items `rights` holds the objects (the payload keeps the names
+    /// the sender gave, for a failed send to return them).
     item: Item,
     rights: Vec<Carried>,
+    /// The sender's type name, size and deallocate flag, which copyin changes.
+    sent_as: (u8, u16, bool),
+}
+
+impl KItem {
+    fn new(item: Item, rights: Vec<Carried>) -> Self {
+        let sent_as = (item.type_name, item.size, item.deallocate);
+        Self {
+            item,
+            rights,
+            sent_as,
+        }
+    }
+
+    /// The item as the sender wrote it.
+    fn into_sent(self) -> Item {
+        let (type_name, size, deallocate) = self.sent_as;
+        Item {
+            type_name,
+            size,
+            deallocate,
+            ..self.item
+        }
+    }
+}
+
+/// A body that failed to copy in: what was copied (to destroy), the rights of
+/// the failing item copied before the failure, and the items as sent.
+struct BodyFailure {
+    code: MsgReturn,
+    done: Vec<KItem>,
+    partial: (Vec<Carried>, u8),
+    failed: Item,
+    rest: Vec<Item>,
 }
 
 #[derive(Debug)]
@@ -773,10 +808,7 @@ impl Kernel {
     }
 
     fn name_item(name: Name) -> KItem {
-        KItem {
-            item: Item::port_name(name),
-            rights: Vec::new(),
-        }
+        KItem::new(Item::port_name(name), Vec::new())
     }
 
     /// `ipc_notify_port_deleted`.
@@ -803,10 +835,7 @@ impl Kernel {
 
     /// `ipc_notify_no_senders`.
     fn notify_no_senders(&mut self, soright: PortId, mscount: u32) {
-        let item = KItem {
-            item: Item::int32(mscount as i32),
-            rights: Vec::new(),
-        };
+        let item = KItem::new(Item::int32(mscount as i32), Vec::new());
         let kmsg = self.notification(soright, notify_id::NO_SENDERS, vec![item], false);
         self.deliver_always(kmsg);
     }
@@ -824,10 +853,7 @@ impl Kernel {
         let mut item = Item::port(msg_type::PORT_RECEIVE, NAME_NULL);
         item.size = self.abi.port_inline_bits();
         item.payload = Payload::Names(Vec::new());
-        let body = vec![KItem {
-            item,
-            rights: vec![Carried::Port(port)],
-        }];
+        let body = vec![KItem::new(item, vec![Carried::Port(port)])];
         let kmsg = self.notification(soright, notify_id::PORT_DESTROYED, body, true);
         self.deliver_always(kmsg);
     }
@@ -1224,100 +1250,85 @@ impl Kernel {
         ))
     }
 
-    /// `ipc_kmsg_copyin_body`. On error, everything copied in so far (and the
-    /// header's rights) is destroyed, as `ipc_kmsg_clean_partial` does.
+    /// `ipc_kmsg_copyin_body`. Items are moved, not copied; on failure the
+    /// caller gets them back with what must be destroyed (`ipc_kmsg_clean_partial`).
     fn copyin_body(
         &mut self,
         task: TaskId,
-        kmsg: &mut KMsg,
-        items: &[Item],
-    ) -> Result<(), MsgReturn> {
-        let mut out = Vec::with_capacity(items.len());
-        let mut failure = None;
-        for item in items {
+        items: Vec<Item>,
+    ) -> Result<Vec<KItem>, Box<BodyFailure>> {
+        let mut done = Vec::with_capacity(items.len());
+        let mut rest = items.into_iter();
+        while let Some(item) = rest.next() {
             match self.copyin_item(task, item) {
-                Ok(k) => out.push(k),
-                Err((code, partial)) => {
-                    if let Some(p) = partial {
-                        out.push(p);
-                    }
-                    failure = Some(code);
-                    break;
+                Ok(k) => done.push(k),
+                Err((code, failed, partial)) => {
+                    let form = msg_type::copyin_type(failed.type_name);
+                    return Err(Box::new(BodyFailure {
+                        code,
+                        done,
+                        partial: (partial, form),
+                        failed,
+                        rest: rest.collect(),
+                    }));
                 }
             }
         }
-        kmsg.body = KBody::Typed(out);
-        match failure {
-            None => Ok(()),
-            Some(code) => Err(code),
-        }
+        Ok(done)
     }
 
+    /// One item. On failure: the code, the item as given, and the rights of it
+    /// already copied in.
     #[allow(clippy::type_complexity)]
     fn copyin_item(
         &mut self,
         task: TaskId,
-        item: &Item,
-    ) -> Result<KItem, (MsgReturn, Option<KItem>)> {
+        item: Item,
+    ) -> Result<KItem, (MsgReturn, Item, Vec<Carried>)> {
         let is_port = msg_type::is_port_any(item.type_name);
         if item.deallocate && item.inline {
-            return Err((MsgReturn::SendInvalidType, None));
+            return Err((MsgReturn::SendInvalidType, item, Vec::new()));
         }
         if !is_port {
-            return match &item.payload {
-                Payload::Bytes(b) if b.len() as u64 == item.data_len() => {
-                    let mut copy = item.clone();
-                    // A moved region is gone from the sender; a copied one is a copy.
-                    copy.deallocate = false;
-                    Ok(KItem {
-                        item: copy,
-                        rights: Vec::new(),
-                    })
-                }
-                Payload::Bytes(_) => Err((MsgReturn::SendMsgTooSmall, None)),
-                Payload::Address(_) => Err((MsgReturn::SendInvalidMemory, None)),
-                Payload::Names(_) => Err((MsgReturn::SendInvalidType, None)),
+            let code = match &item.payload {
+                Payload::Bytes(b) if b.len() as u64 == item.data_len() => None,
+                Payload::Bytes(_) => Some(MsgReturn::SendMsgTooSmall),
+                Payload::Address(_) => Some(MsgReturn::SendInvalidMemory),
+                Payload::Names(_) => Some(MsgReturn::SendInvalidType),
             };
+            if let Some(code) = code {
+                return Err((code, item, Vec::new()));
+            }
+            let mut k = KItem::new(item, Vec::new());
+            // A moved region is gone from the sender; a copied one is a copy.
+            k.item.deallocate = false;
+            return Ok(k);
         }
-        let Payload::Names(names) = &item.payload else {
-            return Err((MsgReturn::SendInvalidType, None));
+        let names = match &item.payload {
+            Payload::Names(n) if n.len() as u64 == u64::from(item.number) => n.clone(),
+            Payload::Names(_) => return Err((MsgReturn::SendMsgTooSmall, item, Vec::new())),
+            _ => return Err((MsgReturn::SendInvalidType, item, Vec::new())),
         };
-        if names.len() as u64 != u64::from(item.number) {
-            return Err((MsgReturn::SendMsgTooSmall, None));
-        }
-        let form = msg_type::copyin_type(item.type_name);
-        let mut shell = item.clone();
-        shell.type_name = form;
-        shell.size = if item.inline {
-            self.abi.port_inline_bits()
-        } else {
-            32
-        };
-        shell.deallocate = false;
-        shell.payload = Payload::Names(Vec::new());
         let mut rights = Vec::with_capacity(names.len());
-        for &name in names {
+        for name in names {
             if !name_valid(name) {
                 rights.push(Carried::from_invalid_name(name));
                 continue;
             }
             match self.object_copyin(task, name, item.type_name) {
                 Ok(right) => rights.push(right),
-                Err(_) => {
-                    return Err((
-                        MsgReturn::SendInvalidRight,
-                        Some(KItem {
-                            item: shell,
-                            rights,
-                        }),
-                    ))
-                }
+                Err(_) => return Err((MsgReturn::SendInvalidRight, item, rights)),
             }
         }
-        Ok(KItem {
-            item: shell,
-            rights,
-        })
+        let mut k = KItem::new(item, rights);
+        k.item.type_name = msg_type::copyin_type(k.sent_as.0);
+        k.item.size = if k.item.inline {
+            self.abi.port_inline_bits()
+        } else {
+            32
+        };
+        k.item.deallocate = false;
+        Ok(k)
     }
 
     // ----- copyout -------------------------------------------------------------------
@@ -1465,11 +1476,32 @@ impl Kernel {
         msg: Message,
         may_block: bool,
     ) -> Result<SendStatus, SendError> {
-        let bits = msg.bits & !msgh_bits::CIRCULAR;
+        let Message {
+            bits: sent_bits,
+            remote_port,
+            local_port,
+            seqno,
+            id,
+            body,
+        } = msg;
+        let bits = sent_bits & !msgh_bits::CIRCULAR;
+        let rebuild = |body| Message {
+            bits: sent_bits,
+            remote_port,
+            local_port,
+            seqno,
+            id,
+            body,
+        };
         let (dest, dest_type, reply, reply_type) =
-            match self.copyin_header(task, bits, msg.remote_port, msg.local_port) {
+            match self.copyin_header(task, bits, remote_port, local_port) {
                 Ok(v) => v,
-                Err(code) => return Err(SendError { code, message: msg }),
+                Err(code) => {
+                    return Err(SendError {
+                        code,
+                        message: rebuild(body),
+                    })
+                }
             };
         let mut kmsg = KMsg {
             other_bits: msgh_bits::other(bits) & !msgh_bits::COMPLEX,
@@ -1477,16 +1509,38 @@ impl Kernel {
             dest_type,
             reply,
             reply_type,
-            id: msg.id,
+            id,
             body: KBody::Raw(Vec::new()),
             stamp: 0,
         };
         if bits & msgh_bits::COMPLEX == 0 {
-            kmsg.body = KBody::Raw(msg.body);
+            kmsg.body = KBody::Raw(body);
         } else {
-            if let Err(code) = self.copyin_body(task, &mut kmsg, &msg.body) {
-                self.destroy_kmsg(kmsg);
-                return Err(SendError { code, message: msg });
+            match self.copyin_body(task, body) {
+                Ok(items) => kmsg.body = KBody::Typed(items),
+                Err(failure) => {
+                    let failure = *failure;
+                    // ipc_kmsg_clean_partial: the header's rights, then the body's
+                    // in order; the task gets its message back as it sent it.
+                    self.destroy_kmsg(kmsg);
+                    let mut sent = Vec::with_capacity(failure.done.len() + 1 + failure.rest.len());
+                    for mut k in failure.done {
+                        for right in std::mem::take(&mut k.rights) {
+                            self.destroy_right(right, k.item.type_name);
+                        }
+                        sent.push(k.into_sent());
+                    }
+                    let (partial, form) = failure.partial;
+                    for right in partial {
+                        self.destroy_right(right, form);
+                    }
+                    sent.push(failure.failed);
+                    sent.extend(failure.rest);
+                    return Err(SendError {
+                        code: failure.code,
+                        message: rebuild(sent),
+                    });
+                }
             }
             kmsg.other_bits |= msgh_bits::COMPLEX;
             if self.moves_receive_circularly(&kmsg) {
