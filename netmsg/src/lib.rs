@@ -2,4 +2,5 @@
 //! parts; `src/main.rs` is the `netmsg` command.
 #![forbid(unsafe_code)]
 
+pub mod release;
 pub mod wire;

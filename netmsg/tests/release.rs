@@ -1,0 +1,386 @@
+//! The release protocol between two nodes, randomized, with the invariants of
+//! `shared/models/release.pml` checked as it runs: A exports ports to B, B's
+//! tasks send to them and drop their rights, no-senders notifications arrive
+//! late, ports die at any moment, and the rights travel in messages on other
+//! streams (in any order relative to the port's own stream).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use netmsg::release::{Effect, Frame, Imported, Ledger};
+use proptest::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum OnStream {
+    Msg,
+    Frame(Frame),
+}
+
+#[derive(Default)]
+struct World {
+    a: Ledger,
+    b: Ledger,
+    ports_alive: BTreeMap<u64, bool>,
+    /// Rights (export ids) in flight from A to B, in any order.
+    carried: Vec<u64>,
+    /// Per export id: B -> A (messages, releases) and A -> B (dead, ack).
+    to_a: BTreeMap<u64, VecDeque<OnStream>>,
+    to_b: BTreeMap<u64, VecDeque<Frame>>,
+    /// B's kernel: send rights its tasks hold per proxy, make-send counts,
+    /// pending no-senders notifications (proxy, mscount).
+    b_rights: BTreeMap<u64, u64>,
+    made: BTreeMap<u64, u64>,
+    proxy_id: BTreeMap<u64, u64>,
+    no_senders: Vec<(u64, u64)>,
+    b_saw_dead: BTreeSet<u64>,
+    sent_msgs: u64,
+    delivered: u64,
+    destroyed: u64,
+    export_port: BTreeMap<u64, u64>,
+    rng: u64,
+}
+
+impl World {
+    fn rand(&mut self, n: usize) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % n.max(1) as u64) as usize
+    }
+
+    fn apply_a(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Send(f) => {
+                    let id = match f {
+                        Frame::Dead { id } | Frame::Ack { id, .. } | Frame::Release { id, .. } => {
+                            id
+                        }
+                    };
+                    self.to_b.entry(id).or_default().push_back(f);
+                }
+                Effect::ReleasePort { port } => {
+                    // The export dies: nothing may still refer to it.
+                    let ids: Vec<u64> = self
+                        .export_port
+                        .iter()
+                        .filter(|(_, &p)| p == port)
+                        .map(|(&i, _)| i)
+                        .collect();
+                    for id in ids {
+                        if self.a.exports().iter().any(|e| e.0 == id) {
+                            continue;
+                        }
+                        assert!(
+                            !self.carried.contains(&id),
+                            "export {id} freed with a right in flight"
+                        );
+                        assert!(
+                            self.b.proxy_of(id).is_none(),
+                            "export {id} freed while B holds a live proxy"
+                        );
+                        assert!(
+                            !self
+                                .to_a
+                                .get(&id)
+                                .is_some_and(|q| q.contains(&OnStream::Msg)),
+                            "export {id} freed with messages queued"
+                        );
+                        self.export_port.remove(&id);
+                    }
+                }
+                Effect::Finish { .. } => {}
+                other => panic!("A did {other:?}"),
+            }
+        }
+    }
+
+    fn apply_b(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Send(f @ Frame::Release { id, .. }) => self
+                    .to_a
+                    .entry(id)
+                    .or_default()
+                    .push_back(OnStream::Frame(f)),
+                Effect::CreateProxy { proxy, id } => {
+                    self.proxy_id.insert(proxy, id);
+                    self.made.insert(proxy, 0);
+                    self.b_rights.insert(proxy, 0);
+                }
+                // Tasks' rights become dead names: only right if the port died
+                // (or no task holds one).
+                Effect::DestroyProxy { proxy } => {
+                    let held = self.b_rights.remove(&proxy).unwrap_or(0);
+                    let id = self.proxy_id[&proxy];
+                    assert!(
+                        held == 0 || self.b_saw_dead.contains(&id),
+                        "proxy of live export {id} destroyed while tasks hold {held} rights"
+                    );
+                }
+                Effect::Finish { .. } => {}
+                other => panic!("B did {other:?}"),
+            }
+        }
+    }
+
+    fn step(&mut self, ports: u64) {
+        match self.rand(9) {
+            0 => {
+                let port = self.rand(ports as usize) as u64;
+                if self.ports_alive[&port] {
+                    let id = self.a.export(port);
+                    self.export_port.insert(id, port);
+                    self.carried.push(id);
+                }
+            }
+            1 if !self.carried.is_empty() => {
+                let i = self.rand(self.carried.len());
+                let id = self.carried.swap_remove(i);
+                let (imported, effects) = self.b.import(id);
+                self.apply_b(effects);
+                if let Imported::Proxy(p) = imported {
+                    assert!(
+                        !self.b_saw_dead.contains(&id),
+                        "B handed out a live right to dead export {id}"
+                    );
+                    *self.made.get_mut(&p).unwrap() += 1;
+                    *self.b_rights.get_mut(&p).unwrap() += 1;
+                }
+            }
+            2 => {
+                let live: Vec<u64> = self
+                    .b_rights
+                    .iter()
+                    .filter(|(_, &n)| n > 0)
+                    .map(|(&p, _)| p)
+                    .collect();
+                if !live.is_empty() {
+                    let p = live[self.rand(live.len())];
+                    let id = self.proxy_id[&p];
+                    self.to_a.entry(id).or_default().push_back(OnStream::Msg);
+                    self.sent_msgs += 1;
+                }
+            }
+            3 => self.drop_a_right(),
+            4 if !self.no_senders.is_empty() => {
+                let i = self.rand(self.no_senders.len());
+                let (p, m) = self.no_senders.swap_remove(i);
+                let effects = self.b.no_senders(p, m);
+                self.apply_b(effects);
+            }
+            5 => {
+                let ids: Vec<u64> = self
+                    .to_a
+                    .iter()
+                    .filter(|(_, q)| !q.is_empty())
+                    .map(|(&i, _)| i)
+                    .collect();
+                if !ids.is_empty() {
+                    let id = ids[self.rand(ids.len())];
+                    self.deliver_to_a(id);
+                }
+            }
+            6 => {
+                let ids: Vec<u64> = self
+                    .to_b
+                    .iter()
+                    .filter(|(_, q)| !q.is_empty())
+                    .map(|(&i, _)| i)
+                    .collect();
+                if !ids.is_empty() {
+                    let id = ids[self.rand(ids.len())];
+                    self.deliver_to_b(id);
+                }
+            }
+            7 if self.rand(6) == 0 => {
+                let port = self.rand(ports as usize) as u64;
+                if self.ports_alive[&port] {
+                    self.ports_alive.insert(port, false);
+                    let effects = self.a.port_died(port);
+                    self.apply_a(effects);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn drop_a_right(&mut self) {
+        let live: Vec<u64> = self
+            .b_rights
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(&p, _)| p)
+            .collect();
+        if live.is_empty() {
+            return;
+        }
+        let p = live[self.rand(live.len())];
+        let n = self.b_rights.get_mut(&p).unwrap();
+        *n -= 1;
+        if *n == 0 {
+            self.no_senders.push((p, self.made[&p]));
+        }
+    }
+
+    fn deliver_to_a(&mut self, id: u64) {
+        match self.to_a.get_mut(&id).and_then(VecDeque::pop_front) {
+            Some(OnStream::Msg) => {
+                let port = self.export_port[&id];
+                if self.ports_alive[&port] {
+                    self.delivered += 1;
+                } else {
+                    self.destroyed += 1;
+                }
+            }
+            Some(OnStream::Frame(f)) => {
+                let effects = self.a.on_frame(f).expect("B never breaks the protocol");
+                self.apply_a(effects);
+            }
+            None => {}
+        }
+    }
+
+    fn deliver_to_b(&mut self, id: u64) {
+        if let Some(f) = self.to_b.get_mut(&id).and_then(VecDeque::pop_front) {
+            if matches!(f, Frame::Dead { .. }) {
+                self.b_saw_dead.insert(id);
+            }
+            let effects = self.b.on_frame(f).expect("A never breaks the protocol");
+            self.apply_b(effects);
+        }
+    }
+
+    /// Everything in flight is delivered and every task drops its rights.
+    fn drain(&mut self) {
+        for _ in 0..100_000 {
+            let mut moved = false;
+            if let Some(id) = self.carried.pop() {
+                let (imported, effects) = self.b.import(id);
+                self.apply_b(effects);
+                if let Imported::Proxy(p) = imported {
+                    *self.made.get_mut(&p).unwrap() += 1;
+                    *self.b_rights.get_mut(&p).unwrap() += 1;
+                }
+                moved = true;
+            }
+            if self.b_rights.values().any(|&n| n > 0) {
+                self.drop_a_right();
+                moved = true;
+            }
+            if let Some((p, m)) = self.no_senders.pop() {
+                let effects = self.b.no_senders(p, m);
+                self.apply_b(effects);
+                moved = true;
+            }
+            let ids: Vec<u64> = self.to_a.keys().copied().collect();
+            for id in ids {
+                if !self.to_a[&id].is_empty() {
+                    self.deliver_to_a(id);
+                    moved = true;
+                }
+            }
+            let ids: Vec<u64> = self.to_b.keys().copied().collect();
+            for id in ids {
+                if !self.to_b[&id].is_empty() {
+                    self.deliver_to_b(id);
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("no quiescence");
+    }
+}
+
+fn run(seed: u64, ports: u64, steps: usize) {
+    let mut w = World {
+        a: Ledger::new(),
+        b: Ledger::new(),
+        rng: seed | 1,
+        ..World::default()
+    };
+    for p in 0..ports {
+        w.ports_alive.insert(p, true);
+    }
+    for _ in 0..steps {
+        w.step(ports);
+    }
+    w.drain();
+    // When nothing can move, everything is accounted for.
+    assert!(
+        w.a.is_empty(),
+        "seed {seed}: A still exports {:?}",
+        w.a.exports()
+    );
+    assert!(w.b.is_empty(), "seed {seed}: B still imports");
+    assert!(w.carried.is_empty() && w.no_senders.is_empty());
+    assert!(w.to_a.values().all(VecDeque::is_empty) && w.to_b.values().all(VecDeque::is_empty));
+    assert_eq!(
+        w.delivered + w.destroyed,
+        w.sent_msgs,
+        "seed {seed}: a message was lost"
+    );
+}
+
+#[test]
+fn fixed_seeds_keep_the_model_invariants() {
+    for seed in 1..=500 {
+        run(seed, 1 + seed % 4, 400);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200), ..ProptestConfig::default() })]
+    #[test]
+    fn random_seeds_keep_the_model_invariants(seed in any::<u64>(), ports in 1u64..5, steps in 10usize..600) {
+        run(seed, ports, steps);
+    }
+}
+
+#[test]
+fn link_loss_frees_everything() {
+    let mut a = Ledger::new();
+    let mut b = Ledger::new();
+    let id = a.export(7);
+    let (Imported::Proxy(proxy), effects) = b.import(id) else {
+        panic!()
+    };
+    assert_eq!(effects, [Effect::CreateProxy { proxy, id }]);
+    assert_eq!(b.link_lost(), [Effect::DestroyProxy { proxy }]);
+    assert_eq!(a.link_lost(), [Effect::ReleasePort { port: 7 }]);
+    assert!(a.is_empty() && b.is_empty());
+}
+
+#[test]
+fn a_peer_that_over_releases_is_a_protocol_error() {
+    let mut a = Ledger::new();
+    let id = a.export(1);
+    assert!(a.on_frame(Frame::Release { id, count: 2 }).is_err());
+    assert!(a.on_frame(Frame::Release { id: 99, count: 1 }).is_err());
+    // Export IDs are never reused, even for the same port after it was freed.
+    assert_eq!(
+        a.on_frame(Frame::Release { id, count: 1 }).unwrap().len(),
+        3
+    );
+    assert_ne!(a.export(1), id);
+}
+
+#[test]
+fn a_stale_no_senders_is_ignored() {
+    let mut b = Ledger::new();
+    let (Imported::Proxy(p), _) = b.import(5) else {
+        panic!()
+    };
+    // The notification was generated with mscount 1, but another right came since.
+    let _ = b.import(5);
+    assert_eq!(b.no_senders(p, 1), []);
+    assert_eq!(
+        b.no_senders(p, 2),
+        [
+            Effect::Send(Frame::Release { id: 5, count: 2 }),
+            Effect::DestroyProxy { proxy: p }
+        ]
+    );
+}
