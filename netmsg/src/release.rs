@@ -7,9 +7,12 @@
 //! settled, so a right still in flight arrives as a dead name. FIN comes last.
 //!
 //! This is the protocol of `shared/models/release.pml`, over any number of
-//! ports. Frames go on the port's stream: `Release` importer → exporter (after
-//! every message the importer queued for that port), `Dead` and `Ack` exporter
-//! → importer.
+//! ports, plus send-once rights: each is exported one-shot; the far side uses
+//! it once or reports it destroyed unused, so the home side destroys the right
+//! it holds and the receiver gets its send-once notification. Frames go on the
+//! port's stream: `Release` and `SendOnceDestroyed` importer → exporter (after
+//! every message the importer queued for that port), `Dead` and `Ack`
+//! exporter → importer.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +28,8 @@ pub enum Frame {
     Dead { id: u64 },
     /// `left` rights remain unreleased; 0 means the export is gone.
     Ack { id: u64, left: u64 },
+    /// A send-once right (exported one-shot) was destroyed unused.
+    SendOnceDestroyed { id: u64 },
 }
 
 /// What the driver must do.
@@ -32,13 +37,18 @@ pub enum Frame {
 pub enum Effect {
     /// Write a frame on the port's stream toward the peer.
     Send(Frame),
-    /// Create a proxy port for the import `id` (the driver maps `proxy` to a
-    /// receive right and asks for its no-senders notification).
-    CreateProxy { proxy: u64, id: u64 },
-    /// Destroy a proxy: tasks' send rights to it become dead names.
+    /// Create a proxy port for import `id` (the driver maps `proxy` to a
+    /// receive right; for a send proxy it asks for no-senders, for a `once`
+    /// proxy it gives out one send-once right and watches for its use or its
+    /// send-once notification).
+    CreateProxy { proxy: u64, id: u64, once: bool },
+    /// Destroy a proxy: tasks' rights to it become dead names.
     DestroyProxy { proxy: u64 },
     /// The export of this local port is gone: drop netmsg's send right to it.
     ReleasePort { port: u64 },
+    /// Destroy the send-once right netmsg holds for a one-shot export (the
+    /// kernel then sends the receiver its send-once notification).
+    DestroySendOnce { right: u64 },
     /// Both sides are done with the port's streams: FIN them.
     Finish { id: u64 },
 }
@@ -49,23 +59,37 @@ pub enum Effect {
 pub enum ReleaseError {
     #[error("peer released {count} rights of export {id}, but only {sent} were sent")]
     OverRelease { id: u64, count: u64, sent: u64 },
-    #[error("peer sent a frame for unknown export {id}")]
+    #[error("peer sent a frame for unknown export {id} (or of the wrong kind)")]
     UnknownExport { id: u64 },
+    #[error("peer sent a right with ID {id}, which is not a fresh ID of that kind")]
+    BadImport { id: u64 },
 }
+
+/// One-shot (send-once) export IDs have this bit set, so that a late `Dead`
+/// for a one-shot export the importer already settled is recognised and
+/// ignored rather than opening a tombstone nobody closes.
+pub const SEND_ONCE_ID_BIT: u64 = 1 << 63;
 
 /// What a received right becomes for the local task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Imported {
-    /// A send right made on this proxy (the ledger counted the make-send).
+    /// A right made on this proxy (the ledger counted the make-send).
     Proxy(u64),
     /// The port is known dead: the task gets a dead name.
     Dead,
 }
 
 #[derive(Debug)]
+enum ExportKind {
+    /// Send rights to local port `port`, `sent` of them not yet released.
+    Send { port: u64, sent: u64 },
+    /// One send-once right netmsg holds (`right`), given to the peer once.
+    Once { right: u64 },
+}
+
+#[derive(Debug)]
 struct Export {
-    port: u64,
-    sent: u64,
+    kind: ExportKind,
     dead: bool,
 }
 
@@ -93,6 +117,8 @@ pub struct Ledger {
     next_export: u64,
     imports: BTreeMap<u64, Import>,
     import_of_proxy: BTreeMap<u64, u64>,
+    /// One-shot imports: proxy → export id.
+    once_proxies: BTreeMap<u64, u64>,
     next_proxy: u64,
 }
 
@@ -105,6 +131,22 @@ impl Ledger {
         }
     }
 
+    fn new_export(&mut self, kind: ExportKind) -> u64 {
+        let id = match kind {
+            ExportKind::Send { .. } => self.next_export,
+            ExportKind::Once { .. } => self.next_export | SEND_ONCE_ID_BIT,
+        };
+        self.next_export += 1;
+        self.exports.insert(id, Export { kind, dead: false });
+        id
+    }
+
+    fn new_proxy(&mut self) -> u64 {
+        let proxy = self.next_proxy;
+        self.next_proxy += 1;
+        proxy
+    }
+
     // ----- exporter side --------------------------------------------------------
 
     /// A send right to local `port` leaves for the peer: its export ID. IDs are
@@ -113,69 +155,116 @@ impl Ledger {
         let id = match self.export_of.get(&port) {
             Some(&id) if !self.exports[&id].dead => id,
             _ => {
-                let id = self.next_export;
-                self.next_export += 1;
-                self.exports.insert(
-                    id,
-                    Export {
-                        port,
-                        sent: 0,
-                        dead: false,
-                    },
-                );
+                let id = self.new_export(ExportKind::Send { port, sent: 0 });
                 self.export_of.insert(port, id);
                 id
             }
         };
-        self.exports.get_mut(&id).expect("present").sent += 1;
+        if let Some(Export {
+            kind: ExportKind::Send { sent, .. },
+            ..
+        }) = self.exports.get_mut(&id)
+        {
+            *sent += 1;
+        }
         id
     }
 
-    /// The local port died: tell the importer (if it was exported).
-    pub fn port_died(&mut self, port: u64) -> Vec<Effect> {
-        let Some(&id) = self.export_of.get(&port) else {
-            return Vec::new();
-        };
-        let e = self.exports.get_mut(&id).expect("present");
-        if e.dead {
-            return Vec::new();
+    /// A send-once right (held by netmsg as `right`) leaves for the peer: a
+    /// one-shot export with its own ID.
+    pub fn export_send_once(&mut self, right: u64) -> u64 {
+        self.new_export(ExportKind::Once { right })
+    }
+
+    /// The peer used one-shot export `id`: its message is delivered with the
+    /// held right, which that consumes.
+    pub fn send_once_used(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
+        match self.exports.get(&id) {
+            Some(Export {
+                kind: ExportKind::Once { .. },
+                ..
+            }) => {
+                self.exports.remove(&id);
+                Ok(vec![Effect::Finish { id }])
+            }
+            _ => Err(ReleaseError::UnknownExport { id }),
         }
-        e.dead = true;
-        vec![Effect::Send(Frame::Dead { id })]
+    }
+
+    /// The local port died: tell the importer of every export of it — the send
+    /// export of `port`, or the one-shot export whose held right is `port`.
+    pub fn port_died(&mut self, port: u64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for (&id, e) in self.exports.iter_mut() {
+            let matches = match e.kind {
+                ExportKind::Send { port: p, .. } => p == port,
+                ExportKind::Once { right } => right == port,
+            };
+            if matches && !e.dead {
+                e.dead = true;
+                effects.push(Effect::Send(Frame::Dead { id }));
+            }
+        }
+        effects
     }
 
     fn on_release(&mut self, id: u64, count: u64) -> Result<Vec<Effect>, ReleaseError> {
-        let e = self
-            .exports
-            .get_mut(&id)
-            .ok_or(ReleaseError::UnknownExport { id })?;
-        if count > e.sent {
+        let Some(Export {
+            kind: ExportKind::Send { port, sent },
+            ..
+        }) = self.exports.get_mut(&id)
+        else {
+            return Err(ReleaseError::UnknownExport { id });
+        };
+        if count > *sent {
             return Err(ReleaseError::OverRelease {
                 id,
                 count,
-                sent: e.sent,
+                sent: *sent,
             });
         }
-        e.sent -= count;
-        if e.sent > 0 {
-            return Ok(vec![Effect::Send(Frame::Ack { id, left: e.sent })]);
+        *sent -= count;
+        if *sent > 0 {
+            return Ok(vec![Effect::Send(Frame::Ack { id, left: *sent })]);
         }
-        let e = self.exports.remove(&id).expect("present");
-        if self.export_of.get(&e.port) == Some(&id) {
-            self.export_of.remove(&e.port);
+        let port = *port;
+        self.exports.remove(&id);
+        if self.export_of.get(&port) == Some(&id) {
+            self.export_of.remove(&port);
         }
         Ok(vec![
-            Effect::ReleasePort { port: e.port },
+            Effect::ReleasePort { port },
             Effect::Send(Frame::Ack { id, left: 0 }),
             Effect::Finish { id },
         ])
     }
 
+    fn on_send_once_destroyed(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
+        let Some(Export {
+            kind: ExportKind::Once { right },
+            dead,
+        }) = self.exports.remove(&id)
+        else {
+            return Err(ReleaseError::UnknownExport { id });
+        };
+        // A dead port's right is already a dead name: there is nothing to notify.
+        let mut effects = if dead {
+            Vec::new()
+        } else {
+            vec![Effect::DestroySendOnce { right }]
+        };
+        effects.push(Effect::Finish { id });
+        Ok(effects)
+    }
+
     // ----- importer side --------------------------------------------------------
 
     /// A send right of the peer's export `id` arrived in a message.
-    pub fn import(&mut self, id: u64) -> (Imported, Vec<Effect>) {
-        match self.imports.get_mut(&id) {
+    pub fn import(&mut self, id: u64) -> Result<(Imported, Vec<Effect>), ReleaseError> {
+        if id & SEND_ONCE_ID_BIT != 0 {
+            return Err(ReleaseError::BadImport { id });
+        }
+        Ok(match self.imports.get_mut(&id) {
             Some(Import {
                 state: ImportState::Live { proxy, made },
                 received,
@@ -193,8 +282,7 @@ impl Ledger {
                 vec![Effect::Send(Frame::Release { id, count: 1 })],
             ),
             None => {
-                let proxy = self.next_proxy;
-                self.next_proxy += 1;
+                let proxy = self.new_proxy();
                 self.imports.insert(
                     id,
                     Import {
@@ -205,10 +293,53 @@ impl Ledger {
                 self.import_of_proxy.insert(proxy, id);
                 (
                     Imported::Proxy(proxy),
-                    vec![Effect::CreateProxy { proxy, id }],
+                    vec![Effect::CreateProxy {
+                        proxy,
+                        id,
+                        once: false,
+                    }],
                 )
             }
+        })
+    }
+
+    /// A send-once right of the peer's one-shot export `id` arrived: a proxy
+    /// that stands for it alone.
+    /// Each one-shot ID arrives at most once; a repeat is a protocol error
+    /// only while the first is still live (settled IDs are not remembered).
+    pub fn import_send_once(&mut self, id: u64) -> Result<(Imported, Vec<Effect>), ReleaseError> {
+        if id & SEND_ONCE_ID_BIT == 0 || self.once_proxies.values().any(|&i| i == id) {
+            return Err(ReleaseError::BadImport { id });
         }
+        let proxy = self.new_proxy();
+        self.once_proxies.insert(proxy, id);
+        Ok((
+            Imported::Proxy(proxy),
+            vec![Effect::CreateProxy {
+                proxy,
+                id,
+                once: true,
+            }],
+        ))
+    }
+
+    /// A task used a one-shot proxy: its message goes to export `id` (returned);
+    /// the proxy goes.
+    pub fn once_used(&mut self, proxy: u64) -> Option<(u64, Vec<Effect>)> {
+        let id = self.once_proxies.remove(&proxy)?;
+        Some((id, vec![Effect::DestroyProxy { proxy }]))
+    }
+
+    /// The send-once notification on a one-shot proxy: the task's right was
+    /// destroyed unused; the home side is told so its kernel notifies.
+    pub fn once_destroyed(&mut self, proxy: u64) -> Vec<Effect> {
+        let Some(id) = self.once_proxies.remove(&proxy) else {
+            return Vec::new();
+        };
+        vec![
+            Effect::Send(Frame::SendOnceDestroyed { id }),
+            Effect::DestroyProxy { proxy },
+        ]
     }
 
     /// The proxy's no-senders notification, with its make-send count. Stale
@@ -235,6 +366,25 @@ impl Ledger {
     }
 
     fn on_dead(&mut self, id: u64) -> Vec<Effect> {
+        // A one-shot import: its only right becomes a dead name, and the
+        // exporter, which keeps the export until the importer settles it, is
+        // told so. If already used or destroyed (or not yet arrived) the
+        // settling message is on its way, or will be: nothing to do.
+        if id & SEND_ONCE_ID_BIT != 0 {
+            let Some(proxy) = self
+                .once_proxies
+                .iter()
+                .find(|(_, &i)| i == id)
+                .map(|(&p, _)| p)
+            else {
+                return Vec::new();
+            };
+            self.once_proxies.remove(&proxy);
+            return vec![
+                Effect::DestroyProxy { proxy },
+                Effect::Send(Frame::SendOnceDestroyed { id }),
+            ];
+        }
         let mut effects = Vec::new();
         let imp = self.imports.entry(id).or_insert(Import {
             state: ImportState::Tombstone,
@@ -277,10 +427,13 @@ impl Ledger {
             Frame::Release { id, count } => self.on_release(id, count),
             Frame::Dead { id } => Ok(self.on_dead(id)),
             Frame::Ack { id, left } => Ok(self.on_ack(id, left)),
+            Frame::SendOnceDestroyed { id } => self.on_send_once_destroyed(id),
         }
     }
 
-    /// The link is gone: every proxy becomes a dead name, every export is freed.
+    /// The link is gone: every proxy becomes a dead name, every export is
+    /// freed, and held send-once rights are destroyed (so their receivers get
+    /// send-once notifications).
     pub fn link_lost(&mut self) -> Vec<Effect> {
         let mut effects: Vec<Effect> = self
             .imports
@@ -291,27 +444,36 @@ impl Ledger {
             })
             .collect();
         effects.extend(
-            self.exports
-                .values()
-                .map(|e| Effect::ReleasePort { port: e.port }),
+            self.once_proxies
+                .keys()
+                .map(|&proxy| Effect::DestroyProxy { proxy }),
         );
-        self.exports.clear();
-        self.export_of.clear();
-        self.imports.clear();
-        self.import_of_proxy.clear();
+        effects.extend(self.exports.values().filter_map(|e| match e.kind {
+            ExportKind::Send { port, .. } => Some(Effect::ReleasePort { port }),
+            ExportKind::Once { right } if !e.dead => Some(Effect::DestroySendOnce { right }),
+            ExportKind::Once { .. } => None,
+        }));
+        *self = Self {
+            next_export: self.next_export,
+            next_proxy: self.next_proxy,
+            ..Self::default()
+        };
         effects
     }
 
     /// True when no export, import or tombstone remains.
     pub fn is_empty(&self) -> bool {
-        self.exports.is_empty() && self.imports.is_empty()
+        self.exports.is_empty() && self.imports.is_empty() && self.once_proxies.is_empty()
     }
 
-    /// Live exports (id, port, unreleased rights).
+    /// Live send exports (id, port, unreleased rights).
     pub fn exports(&self) -> Vec<(u64, u64, u64)> {
         self.exports
             .iter()
-            .map(|(&id, e)| (id, e.port, e.sent))
+            .filter_map(|(&id, e)| match e.kind {
+                ExportKind::Send { port, sent } => Some((id, port, sent)),
+                ExportKind::Once { .. } => None,
+            })
             .collect()
     }
 
