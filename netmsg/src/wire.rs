@@ -6,10 +6,17 @@
 //! unknown values and trailing bytes.
 
 use mach::types::msg_type;
+
+use crate::release::{Frame, SEND_ONCE_ID_BIT};
 use thiserror::Error;
 
 /// Frame type of a message on a port stream.
 pub const FRAME_MESSAGE: u8 = 1;
+/// Frame types of the release protocol (`crate::release::Frame`).
+pub const FRAME_RELEASE: u8 = 2;
+pub const FRAME_DEAD: u8 = 3;
+pub const FRAME_ACK: u8 = 4;
+pub const FRAME_SEND_ONCE_DESTROYED: u8 = 5;
 /// Format version carried by every message frame.
 pub const VERSION: u8 = 1;
 /// Longest node name in a global identity (a DNS name).
@@ -547,11 +554,114 @@ impl Reader<'_> {
     }
 }
 
+/// Any frame on a port stream: a message, or a release-protocol frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamFrame {
+    Message(WireMessage),
+    Release(Frame),
+}
+
+impl StreamFrame {
+    pub fn encode(&self) -> Vec<u8> {
+        let frame = match self {
+            StreamFrame::Message(m) => return m.encode(),
+            StreamFrame::Release(f) => f,
+        };
+        let mut w = Writer(Vec::with_capacity(18));
+        match *frame {
+            Frame::Release { id, count } => {
+                w.u8(FRAME_RELEASE);
+                w.u8(VERSION);
+                w.u64(id);
+                w.u64(count);
+            }
+            Frame::Dead { id } => {
+                w.u8(FRAME_DEAD);
+                w.u8(VERSION);
+                w.u64(id);
+            }
+            Frame::Ack { id, left } => {
+                w.u8(FRAME_ACK);
+                w.u8(VERSION);
+                w.u64(id);
+                w.u64(left);
+            }
+            Frame::SendOnceDestroyed { id } => {
+                w.u8(FRAME_SEND_ONCE_DESTROYED);
+                w.u8(VERSION);
+                w.u64(id);
+            }
+        }
+        w.0
+    }
+
+    /// Decodes one frame exactly. Release-protocol frames are checked for what
+    /// the protocol never sends: a release of 0 rights, and IDs of the wrong
+    /// kind (one-shot IDs have `SEND_ONCE_ID_BIT`; see `crate::release`).
+    pub fn decode(frame: &[u8]) -> Result<StreamFrame, WireError> {
+        let mut r = Reader { b: frame, at: 0 };
+        let kind = r.u8("frame type")?;
+        if kind == FRAME_MESSAGE {
+            return WireMessage::decode(frame).map(StreamFrame::Message);
+        }
+        if !(FRAME_RELEASE..=FRAME_SEND_ONCE_DESTROYED).contains(&kind) {
+            return Err(WireError::Invalid {
+                at: 0,
+                what: "frame type",
+                value: u64::from(kind),
+            });
+        }
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(WireError::Invalid {
+                at: 1,
+                what: "version",
+                value: u64::from(version),
+            });
+        }
+        let id = r.u64("export id")?;
+        let once = id & SEND_ONCE_ID_BIT != 0;
+        let (parsed, wrong_kind) = match kind {
+            FRAME_RELEASE => {
+                let count = r.u64("release count")?;
+                if count == 0 {
+                    return Err(WireError::Invalid {
+                        at: 10,
+                        what: "release count",
+                        value: 0,
+                    });
+                }
+                (Frame::Release { id, count }, once)
+            }
+            FRAME_DEAD => (Frame::Dead { id }, false),
+            FRAME_ACK => (
+                Frame::Ack {
+                    id,
+                    left: r.u64("rights left")?,
+                },
+                once,
+            ),
+            _ => (Frame::SendOnceDestroyed { id }, !once),
+        };
+        if wrong_kind {
+            return Err(WireError::Invalid {
+                at: 2,
+                what: "export id (wrong kind for the frame)",
+                value: id,
+            });
+        }
+        if r.at != frame.len() {
+            return Err(WireError::Trailing(frame.len() - r.at));
+        }
+        Ok(StreamFrame::Release(parsed))
+    }
+}
+
 /// The decoder's fuzz property (shared by the fuzz target and the corpus test):
 /// any input decodes or fails cleanly; what decodes re-encodes to the same bytes.
 #[doc(hidden)]
 pub fn fuzz_decode(data: &[u8]) {
-    if let Ok(m) = WireMessage::decode(data) {
-        assert_eq!(m.encode(), data, "decoding is exact");
+    if let Ok(f) = StreamFrame::decode(data) {
+        assert_eq!(f.encode(), data, "decoding is exact");
     }
 }

@@ -1,7 +1,9 @@
 //! The port-stream message encoding: exact round trips, strict rejection.
 
+use netmsg::release::{Frame, SEND_ONCE_ID_BIT};
 use netmsg::wire::{
-    fuzz_decode, Dependency, Form, GlobalId, WireError, WireItem, WireMessage, WireRef, WireRight,
+    fuzz_decode, Dependency, Form, GlobalId, StreamFrame, WireError, WireItem, WireMessage,
+    WireRef, WireRight,
 };
 use proptest::prelude::*;
 
@@ -204,6 +206,14 @@ fn wire_corpus_holds_the_fuzz_property() {
             let m =
                 proptest::strategy::ValueTree::current(&message().new_tree(&mut runner).unwrap());
             std::fs::write(dir.join(format!("seed-{i}")), m.encode()).unwrap();
+            let f = proptest::strategy::ValueTree::current(
+                &release_frame().new_tree(&mut runner).unwrap(),
+            );
+            std::fs::write(
+                dir.join(format!("release-{i}")),
+                StreamFrame::Release(f).encode(),
+            )
+            .unwrap();
         }
     }
     let mut count = 0;
@@ -212,4 +222,95 @@ fn wire_corpus_holds_the_fuzz_property() {
         count += 1;
     }
     assert!(count >= 3, "{count} inputs in {}", dir.display());
+}
+
+fn release_frame() -> impl Strategy<Value = Frame> {
+    let send_id = any::<u64>().prop_map(|id| id & !SEND_ONCE_ID_BIT);
+    let once_id = any::<u64>().prop_map(|id| id | SEND_ONCE_ID_BIT);
+    prop_oneof![
+        (send_id.clone(), 1..=u64::MAX).prop_map(|(id, count)| Frame::Release { id, count }),
+        any::<u64>().prop_map(|id| Frame::Dead { id }),
+        (send_id, any::<u64>()).prop_map(|(id, left)| Frame::Ack { id, left }),
+        once_id.prop_map(|id| Frame::SendOnceDestroyed { id }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn release_frames_round_trip_exactly(f in release_frame(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3)) {
+        let frame = StreamFrame::Release(f);
+        let bytes = frame.encode();
+        prop_assert_eq!(StreamFrame::decode(&bytes).unwrap(), frame);
+        let mut damaged = bytes.clone();
+        for (i, v) in flips {
+            let at = i.index(damaged.len());
+            damaged[at] ^= v;
+        }
+        fuzz_decode(&damaged);
+    }
+
+    #[test]
+    fn messages_decode_as_stream_frames(m in message()) {
+        let bytes = m.encode();
+        prop_assert_eq!(StreamFrame::decode(&bytes).unwrap(), StreamFrame::Message(m));
+    }
+}
+
+#[test]
+fn release_frames_the_protocol_never_sends_are_rejected() {
+    let encode = |f: Frame| StreamFrame::Release(f).encode();
+    let err = |bytes: &[u8]| StreamFrame::decode(bytes).unwrap_err();
+    // Exact layout: type, version, id, count.
+    let release = encode(Frame::Release { id: 7, count: 3 });
+    assert_eq!(
+        release,
+        [2, 1, 7, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]
+    );
+    assert!(matches!(
+        err(&encode(Frame::Release { id: 7, count: 0 })),
+        WireError::Invalid {
+            what: "release count",
+            ..
+        }
+    ));
+    let once = 5 | SEND_ONCE_ID_BIT;
+    for wrong in [
+        encode(Frame::Release { id: once, count: 1 }),
+        encode(Frame::Ack { id: once, left: 0 }),
+        encode(Frame::SendOnceDestroyed { id: 5 }),
+    ] {
+        assert!(
+            matches!(err(&wrong), WireError::Invalid { at: 2, .. }),
+            "{wrong:?}"
+        );
+    }
+    // Dead may name either kind of export.
+    assert!(StreamFrame::decode(&encode(Frame::Dead { id: once })).is_ok());
+    let mut trailing = release.clone();
+    trailing.push(0);
+    assert_eq!(err(&trailing), WireError::Trailing(1));
+    assert!(matches!(
+        err(&release[..10]),
+        WireError::Truncated {
+            what: "release count",
+            ..
+        }
+    ));
+    let mut version = release.clone();
+    version[1] = 2;
+    assert!(matches!(
+        err(&version),
+        WireError::Invalid {
+            what: "version",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(&[6, 1]),
+        WireError::Invalid {
+            what: "frame type",
+            value: 6,
+            ..
+        }
+    ));
 }
