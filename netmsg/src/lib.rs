@@ -2,5 +2,6 @@
 //! parts; `src/main.rs` is the `netmsg` command.
 #![forbid(unsafe_code)]
 
+pub mod causal;
 pub mod release;
 pub mod wire;

@@ -1,0 +1,147 @@
+//! Causal holds for moved rights (DESIGN §4.2 item 4, §4.3; `docs/protocol.md`
+//! "Causal order"). A message whose delivery could overtake messages still on
+//! another stream waits until that stream has delivered up to the watermark
+//! the right carried, or until the link that stream belongs to is gone.
+//!
+//! Invariants: within a lane (one destination port's queue from one stream)
+//! messages leave in arrival order, so a held message holds back the lane
+//! behind it; a message leaves only once every dependency is met. Pure: the
+//! translation core feeds it stream positions and link losses.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// One incoming stream: the peer node and the port it carries messages for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamKey {
+    pub node: String,
+    pub port: u64,
+}
+
+/// Deliver only after `stream` has delivered `position` messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub stream: StreamKey,
+    pub position: u64,
+}
+
+#[derive(Debug)]
+struct Held<T> {
+    item: T,
+    waits: Vec<Wait>,
+}
+
+/// Messages held for their dependencies, in lanes of type `L`.
+#[derive(Debug)]
+pub struct Holds<L: Ord + Clone, T> {
+    lanes: BTreeMap<L, VecDeque<Held<T>>>,
+    /// Messages delivered per stream (its position).
+    positions: BTreeMap<StreamKey, u64>,
+    /// Nodes whose link is gone: waits on their streams are void.
+    lost: BTreeSet<String>,
+    held: usize,
+}
+
+impl<L: Ord + Clone, T> Default for Holds<L, T> {
+    fn default() -> Self {
+        Self {
+            lanes: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            lost: BTreeSet::new(),
+            held: 0,
+        }
+    }
+}
+
+impl<L: Ord + Clone, T> Holds<L, T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn met(&self, w: &Wait) -> bool {
+        self.lost.contains(&w.stream.node)
+            || self.positions.get(&w.stream).copied().unwrap_or(0) >= w.position
+    }
+
+    /// A message for `lane` arrived with `waits`: it is returned to deliver now
+    /// if nothing in its lane is held and every wait is met, else held.
+    pub fn arrive(&mut self, lane: L, item: T, waits: Vec<Wait>) -> Option<T> {
+        let waits: Vec<Wait> = waits.into_iter().filter(|w| !self.met(w)).collect();
+        let queue_empty = self.lanes.get(&lane).is_none_or(VecDeque::is_empty);
+        if queue_empty && waits.is_empty() {
+            return Some(item);
+        }
+        self.lanes
+            .entry(lane)
+            .or_default()
+            .push_back(Held { item, waits });
+        self.held += 1;
+        None
+    }
+
+    /// `stream` has delivered `position` messages in all (positions only grow):
+    /// the messages this frees, lane by lane in order.
+    pub fn advanced(&mut self, stream: StreamKey, position: u64) -> Vec<(L, T)> {
+        let p = self.positions.entry(stream).or_insert(0);
+        *p = (*p).max(position);
+        self.release()
+    }
+
+    /// The link to `node` is gone: nothing more will arrive on its streams, so
+    /// waits on them are void (their messages are lost or destroyed anyway).
+    pub fn link_lost(&mut self, node: &str) -> Vec<(L, T)> {
+        self.lost.insert(node.to_owned());
+        self.positions.retain(|k, _| k.node != node);
+        // Void now, also for messages behind a lane's head: a later link's
+        // streams start again from 0 and are not the ones waited on.
+        for held in self.lanes.values_mut().flat_map(|q| q.iter_mut()) {
+            held.waits.retain(|w| w.stream.node != node);
+        }
+        self.release()
+    }
+
+    /// A new link to `node` starts streams from position 0 again.
+    pub fn link_up(&mut self, node: &str) {
+        self.lost.remove(node);
+    }
+
+    /// Drops a lane (its port died): its held messages, for the caller to
+    /// destroy.
+    pub fn drop_lane(&mut self, lane: &L) -> Vec<T> {
+        let items: Vec<T> = self
+            .lanes
+            .remove(lane)
+            .map(|q| q.into_iter().map(|h| h.item).collect())
+            .unwrap_or_default();
+        self.held -= items.len();
+        items
+    }
+
+    /// Messages held now.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    fn release(&mut self) -> Vec<(L, T)> {
+        let mut out = Vec::new();
+        let lanes: Vec<L> = self.lanes.keys().cloned().collect();
+        for lane in lanes {
+            let Some(mut queue) = self.lanes.remove(&lane) else {
+                continue;
+            };
+            while let Some(head) = queue.front_mut() {
+                let waits = std::mem::take(&mut head.waits);
+                head.waits = waits.into_iter().filter(|w| !self.met(w)).collect();
+                if !head.waits.is_empty() {
+                    break;
+                }
+                let head = queue.pop_front().expect("front exists");
+                self.held -= 1;
+                out.push((lane.clone(), head.item));
+            }
+            if !queue.is_empty() {
+                self.lanes.insert(lane, queue);
+            }
+        }
+        out
+    }
+}
