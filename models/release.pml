@@ -3,6 +3,8 @@
  * imports it. Checked over every interleaving of:
  *   - send rights to P travelling A -> B in messages on other streams (carrier);
  *   - B's tasks sending to P, dropping rights, late no-senders notifications;
+ *   - B's tasks sending rights to P back home to A in messages on other
+ *     streams (B's netmsg keeps a reference until A says HOMEARRIVED);
  *   - send-once rights to P exported one-shot, each used, destroyed unused, or
  *     overtaken by P's death, with each one-shot export on its own streams;
  *   - P dying at any moment;
@@ -13,12 +15,14 @@
 #define MAXSEND 2   /* send rights A may send B */
 #define MAXMSG  2   /* messages B's tasks may send P */
 #define MAXONCE 2   /* send-once rights A may send B */
+#define MAXHOME 1   /* rights B's tasks may send home */
 
-mtype = { RIGHT, ONCE, MSG, REL, DEAD, ACK, OMSG, SOD };
+mtype = { RIGHT, ONCE, MSG, REL, DEAD, ACK, OMSG, SOD, HOME, HOMEARRIVED };
 
 chan carrier = [MAXSEND + MAXONCE] of { mtype, byte };   /* A -> B, rights in messages */
 chan s = [MAXMSG + MAXSEND + 2] of { mtype, byte };      /* B -> A on P's send export stream */
-chan r = [MAXSEND + 2] of { mtype, byte };               /* A -> B on that stream */
+chan r = [MAXSEND + MAXHOME + 2] of { mtype, byte };     /* A -> B on that stream */
+chan back = [MAXHOME] of { mtype };                      /* B -> A, rights going home in messages */
 chan nsq = [MAXSEND + 2] of { byte, byte };              /* B's kernel -> B's netmsg: no-senders(gen, mscount) */
 chan so[MAXONCE] = [2] of { mtype };                     /* B -> A, one stream per one-shot export */
 chan ro[MAXONCE] = [1] of { mtype };                     /* A -> B on those */
@@ -53,6 +57,10 @@ byte b_gen = 0;
 byte b_mscount = 0;
 bool b_saw_dead = false;
 bool oproxy[MAXONCE];       /* a one-shot proxy whose single right a task holds */
+byte b_home_left = MAXHOME;
+byte kept = 0;              /* references B's netmsg keeps for rights gone home */
+byte home_in_flight = 0;
+byte home_alive = 0;        /* rights that came home as the live port */
 
 inline settle(i) {
   o_settled[i]++;
@@ -71,6 +79,12 @@ end:
        a_sends_left--; export_live = true; sent++; rights_in_flight++; carrier!RIGHT,0 }
   :: atomic { (!lost && p_alive && once_next < MAXONCE) ->
        ox_live[once_next] = true; once_in_flight++; carrier!ONCE,once_next; once_next++ }
+  :: atomic { back?HOME ->   /* a right to P came home: deliver the original port */
+       home_in_flight--;
+       if
+       :: export_live -> r!HOMEARRIVED,1; if :: p_alive -> home_alive++ :: else -> skip fi
+       :: else -> assert(!p_alive)   /* a live port's right never comes home dead */
+       fi }
   :: atomic { s?MSG,_ -> msgs_in_s--;
        if :: p_alive -> delivered++ :: else -> destroyed++ fi }
   :: atomic { s?REL,n ->
@@ -82,6 +96,7 @@ end:
        if
        :: sent == 0 ->
             assert(rights_in_flight == 0);
+            assert(!p_alive || home_in_flight == 0);
             assert(!import_live || proxy_dead);
             assert(msgs_in_s == 0);
             export_live = false;
@@ -114,6 +129,7 @@ end:
        /* B's proxies become dead names. */
        import_live = false; proxy_dead = false; b_rights = 0; received = 0;
        lost_msgs = msgs_in_s; msgs_in_s = 0; rights_in_flight = 0; once_in_flight = 0;
+       kept = 0; home_in_flight = 0; do :: back?_ :: empty(back) -> break od;
        flush2(carrier); flush2(s); flush2(r) }
   od
 }
@@ -138,8 +154,23 @@ end:
        oproxy[n] = true }
   :: atomic { (!lost && b_rights > 0 && !proxy_dead && b_msgs_left > 0) ->
        b_msgs_left--; b_sent++; msgs_in_s++; s!MSG,0 }
+  :: atomic { (!lost && b_rights > 0 && !proxy_dead && b_home_left > 0) ->
+       b_home_left--; b_rights--; home_in_flight++; back!HOME;
+#ifdef BROKEN_HOME_DROPS_AT_ONCE
+       if :: (b_rights == 0 && import_live) -> nsq!b_gen,b_mscount :: else -> skip fi
+#else
+       kept++
+#endif
+     }
   :: atomic { (b_rights > 0) -> b_rights--;
-       if :: (b_rights == 0 && import_live && !proxy_dead) -> nsq!b_gen,b_mscount :: else -> skip fi }
+       if :: (b_rights == 0 && kept == 0 && import_live && !proxy_dead) -> nsq!b_gen,b_mscount :: else -> skip fi }
+  :: atomic { r?HOMEARRIVED,n ->
+       if
+       :: (import_live && !proxy_dead) ->
+            assert(kept >= n); kept = kept - n;
+            if :: (b_rights == 0 && kept == 0) -> nsq!b_gen,b_mscount :: else -> skip fi
+       :: else -> skip   /* the kept references died with the proxy */
+       fi }
   :: atomic { nsq?n,m ->
        if
 #ifdef BROKEN_NO_MSCOUNT
@@ -155,6 +186,7 @@ end:
 #else
        import_live = true; proxy_dead = true; b_rights = 0;
 #endif
+       kept = 0;
        if :: received > 0 -> s!REL,received; received = 0 :: else -> skip fi }
   :: atomic { r?ACK,n ->
        if :: (n == 0 && proxy_dead) -> import_live = false; proxy_dead = false :: else -> skip fi }
@@ -201,7 +233,8 @@ proctype Quiescence() {
   byte i;
   timeout ->
     assert(!import_live && sent == 0 && !export_live && rights_in_flight == 0 && once_in_flight == 0);
-    assert(len(s) == 0 && len(r) == 0 && len(carrier) == 0 && len(nsq) == 0);
+    assert(len(s) == 0 && len(r) == 0 && len(carrier) == 0 && len(nsq) == 0 && len(back) == 0);
+    assert(kept == 0 && home_in_flight == 0);
     assert(delivered + destroyed + lost_msgs == b_sent);
     for (i : 0 .. MAXONCE - 1) {
       assert(!ox_live[i] && !oproxy[i] && len(so[i]) == 0 && len(ro[i]) == 0);

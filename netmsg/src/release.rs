@@ -11,8 +11,14 @@
 //! it once or reports it destroyed unused, so the home side destroys the right
 //! it holds and the receiver gets its send-once notification. Frames go on the
 //! port's stream: `Release` and `SendOnceDestroyed` importer → exporter (after
-//! every message the importer queued for that port), `Dead` and `Ack`
-//! exporter → importer.
+//! every message the importer queued for that port), `Dead`, `Ack` and
+//! `HomeArrived` exporter → importer.
+//!
+//! A send right going home (the importer sends the exporter a right to the
+//! exporter's own port) travels in a message on another stream, so a release
+//! on the port's stream could overtake it and free the export first. The
+//! importer's netmsg therefore keeps the right (a send reference on its proxy,
+//! which holds off no-senders) until the exporter says it arrived.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +36,9 @@ pub enum Frame {
     Ack { id: u64, left: u64 },
     /// A send-once right (exported one-shot) was destroyed unused.
     SendOnceDestroyed { id: u64 },
+    /// `count` rights the importer sent home have been delivered as the
+    /// original port.
+    HomeArrived { id: u64, count: u64 },
 }
 
 /// What the driver must do.
@@ -49,6 +58,9 @@ pub enum Effect {
     /// Destroy the send-once right netmsg holds for a one-shot export (the
     /// kernel then sends the receiver its send-once notification).
     DestroySendOnce { right: u64 },
+    /// Drop `count` send references netmsg kept on `proxy` for rights that
+    /// went home (which may let its no-senders fire).
+    DropProxyRefs { proxy: u64, count: u64 },
     /// Both sides are done with the port's streams: FIN them.
     Finish { id: u64 },
 }
@@ -63,6 +75,8 @@ pub enum ReleaseError {
     UnknownExport { id: u64 },
     #[error("peer sent a right with ID {id}, which is not a fresh ID of that kind")]
     BadImport { id: u64 },
+    #[error("peer says {count} rights to export {id} arrived home, but only {pending} were sent")]
+    OverHomeArrival { id: u64, count: u64, pending: u64 },
 }
 
 /// One-shot (send-once) export IDs have this bit set, so that a late `Dead`
@@ -107,6 +121,8 @@ struct Import {
     state: ImportState,
     /// Rights received and not yet reported.
     received: u64,
+    /// Rights sent home whose arrival is not yet confirmed.
+    home_pending: u64,
 }
 
 /// One node's exports to and imports from one peer.
@@ -268,6 +284,7 @@ impl Ledger {
             Some(Import {
                 state: ImportState::Live { proxy, made },
                 received,
+                ..
             }) => {
                 *made += 1;
                 *received += 1;
@@ -288,6 +305,7 @@ impl Ledger {
                     Import {
                         state: ImportState::Live { proxy, made: 1 },
                         received: 1,
+                        home_pending: 0,
                     },
                 );
                 self.import_of_proxy.insert(proxy, id);
@@ -349,9 +367,12 @@ impl Ledger {
             return Vec::new();
         };
         match self.imports.get(&id) {
+            // While rights sent home are unconfirmed netmsg holds references,
+            // so a no-senders then is stale.
             Some(Import {
                 state: ImportState::Live { proxy: p, made },
                 received,
+                home_pending: 0,
             }) if *p == proxy && *made == mscount => {
                 let count = *received;
                 self.imports.remove(&id);
@@ -389,7 +410,10 @@ impl Ledger {
         let imp = self.imports.entry(id).or_insert(Import {
             state: ImportState::Tombstone,
             received: 0,
+            home_pending: 0,
         });
+        // netmsg's kept references die with the proxy.
+        imp.home_pending = 0;
         if let ImportState::Live { proxy, .. } =
             std::mem::replace(&mut imp.state, ImportState::Tombstone)
         {
@@ -421,6 +445,61 @@ impl Ledger {
 
     // ----- both ------------------------------------------------------------------
 
+    /// A task on this node sent the proxy of an import home (a right to it is
+    /// in a message to the exporter): its export ID, for `ReceiverExport`.
+    /// netmsg keeps the send reference it received until `HomeArrived`.
+    pub fn send_home(&mut self, proxy: u64) -> Option<u64> {
+        let &id = self.import_of_proxy.get(&proxy)?;
+        let imp = self.imports.get_mut(&id)?;
+        match imp.state {
+            ImportState::Live { .. } => {
+                imp.home_pending += 1;
+                Some(id)
+            }
+            ImportState::Tombstone => None,
+        }
+    }
+
+    /// A right to the local port of export `id` came home in a message: the
+    /// port to deliver it as (`None`: no such export, deliver a dead name), and
+    /// the confirmation for the importer.
+    pub fn home_arrived(&mut self, id: u64) -> (Option<u64>, Vec<Effect>) {
+        match self.exports.get(&id) {
+            Some(Export {
+                kind: ExportKind::Send { port, .. },
+                ..
+            }) => (
+                Some(*port),
+                vec![Effect::Send(Frame::HomeArrived { id, count: 1 })],
+            ),
+            _ => (None, Vec::new()),
+        }
+    }
+
+    fn on_home_arrived(&mut self, id: u64, count: u64) -> Result<Vec<Effect>, ReleaseError> {
+        // After a death notice the kept references died with the proxy.
+        let Some(Import {
+            state: ImportState::Live { proxy, .. },
+            home_pending,
+            ..
+        }) = self.imports.get_mut(&id)
+        else {
+            return Ok(Vec::new());
+        };
+        if count > *home_pending {
+            return Err(ReleaseError::OverHomeArrival {
+                id,
+                count,
+                pending: *home_pending,
+            });
+        }
+        *home_pending -= count;
+        Ok(vec![Effect::DropProxyRefs {
+            proxy: *proxy,
+            count,
+        }])
+    }
+
     /// A frame from the peer.
     pub fn on_frame(&mut self, frame: Frame) -> Result<Vec<Effect>, ReleaseError> {
         match frame {
@@ -428,6 +507,7 @@ impl Ledger {
             Frame::Dead { id } => Ok(self.on_dead(id)),
             Frame::Ack { id, left } => Ok(self.on_ack(id, left)),
             Frame::SendOnceDestroyed { id } => self.on_send_once_destroyed(id),
+            Frame::HomeArrived { id, count } => self.on_home_arrived(id, count),
         }
     }
 

@@ -17,6 +17,7 @@ pub const FRAME_RELEASE: u8 = 2;
 pub const FRAME_DEAD: u8 = 3;
 pub const FRAME_ACK: u8 = 4;
 pub const FRAME_SEND_ONCE_DESTROYED: u8 = 5;
+pub const FRAME_HOME_ARRIVED: u8 = 6;
 /// Format version carried by every message frame.
 pub const VERSION: u8 = 1;
 /// Longest node name in a global identity (a DNS name).
@@ -497,6 +498,13 @@ impl Reader<'_> {
         }
         Ok((inline, longform, deallocate))
     }
+    fn nonzero_u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        let at = self.at;
+        match self.u64(what)? {
+            0 => Err(WireError::Invalid { at, what, value: 0 }),
+            v => Ok(v),
+        }
+    }
     fn node_name(&mut self) -> Result<String, WireError> {
         let at = self.at;
         let raw = self.bytes("node name")?;
@@ -591,6 +599,12 @@ impl StreamFrame {
                 w.u8(VERSION);
                 w.u64(id);
             }
+            Frame::HomeArrived { id, count } => {
+                w.u8(FRAME_HOME_ARRIVED);
+                w.u8(VERSION);
+                w.u64(id);
+                w.u64(count);
+            }
         }
         w.0
     }
@@ -604,7 +618,7 @@ impl StreamFrame {
         if kind == FRAME_MESSAGE {
             return WireMessage::decode(frame).map(StreamFrame::Message);
         }
-        if !(FRAME_RELEASE..=FRAME_SEND_ONCE_DESTROYED).contains(&kind) {
+        if !(FRAME_RELEASE..=FRAME_HOME_ARRIVED).contains(&kind) {
             return Err(WireError::Invalid {
                 at: 0,
                 what: "frame type",
@@ -622,17 +636,20 @@ impl StreamFrame {
         let id = r.u64("export id")?;
         let once = id & SEND_ONCE_ID_BIT != 0;
         let (parsed, wrong_kind) = match kind {
-            FRAME_RELEASE => {
-                let count = r.u64("release count")?;
-                if count == 0 {
-                    return Err(WireError::Invalid {
-                        at: 10,
-                        what: "release count",
-                        value: 0,
-                    });
-                }
-                (Frame::Release { id, count }, once)
-            }
+            FRAME_RELEASE => (
+                Frame::Release {
+                    id,
+                    count: r.nonzero_u64("release count")?,
+                },
+                once,
+            ),
+            FRAME_HOME_ARRIVED => (
+                Frame::HomeArrived {
+                    id,
+                    count: r.nonzero_u64("arrival count")?,
+                },
+                once,
+            ),
             FRAME_DEAD => (Frame::Dead { id }, false),
             FRAME_ACK => (
                 Frame::Ack {

@@ -30,6 +30,10 @@ struct World {
     /// B's kernel: send rights its tasks hold per proxy, make-send counts,
     /// pending no-senders notifications (proxy, mscount).
     b_rights: BTreeMap<u64, u64>,
+    /// References B's netmsg keeps for rights it sent home (per proxy).
+    b_kept: BTreeMap<u64, u64>,
+    /// Rights going home to A (export ids), in any order.
+    home: Vec<u64>,
     made: BTreeMap<u64, u64>,
     proxy_id: BTreeMap<u64, u64>,
     no_senders: Vec<(u64, u64)>,
@@ -38,6 +42,8 @@ struct World {
     delivered: u64,
     destroyed: u64,
     export_port: BTreeMap<u64, u64>,
+    /// Every export id's port, kept after the export is freed.
+    port_of_id: BTreeMap<u64, u64>,
     rng: u64,
 }
 
@@ -54,7 +60,8 @@ impl World {
                         Frame::Dead { id }
                         | Frame::Ack { id, .. }
                         | Frame::Release { id, .. }
-                        | Frame::SendOnceDestroyed { id } => id,
+                        | Frame::SendOnceDestroyed { id }
+                        | Frame::HomeArrived { id, .. } => id,
                     };
                     self.to_b.entry(id).or_default().push_back(f);
                 }
@@ -73,6 +80,12 @@ impl World {
                         assert!(
                             !self.carried.contains(&id),
                             "export {id} freed with a right in flight"
+                        );
+                        // One going home then arrives as a dead name, which
+                        // is right only if the port is dead.
+                        assert!(
+                            !self.ports_alive[&port] || !self.home.contains(&id),
+                            "export {id} of a live port freed with a right going home"
                         );
                         assert!(
                             self.b.proxy_of(id).is_none(),
@@ -106,16 +119,24 @@ impl World {
                     self.proxy_id.insert(proxy, id);
                     self.made.insert(proxy, 0);
                     self.b_rights.insert(proxy, 0);
+                    self.b_kept.insert(proxy, 0);
                 }
                 // Tasks' rights become dead names: only right if the port died
                 // (or no task holds one).
                 Effect::DestroyProxy { proxy } => {
-                    let held = self.b_rights.remove(&proxy).unwrap_or(0);
+                    let held = self.b_rights.remove(&proxy).unwrap_or(0)
+                        + self.b_kept.remove(&proxy).unwrap_or(0);
                     let id = self.proxy_id[&proxy];
                     assert!(
                         held == 0 || self.b_saw_dead.contains(&id),
                         "proxy of live export {id} destroyed while tasks hold {held} rights"
                     );
+                }
+                Effect::DropProxyRefs { proxy, count } => {
+                    let kept = self.b_kept.get_mut(&proxy).expect("live proxy");
+                    assert!(*kept >= count, "B dropped references it did not keep");
+                    *kept -= count;
+                    self.maybe_no_senders(proxy);
                 }
                 Effect::Finish { .. } => {}
                 other => panic!("B did {other:?}"),
@@ -124,12 +145,13 @@ impl World {
     }
 
     fn step(&mut self, ports: u64) {
-        match self.rand(9) {
+        match self.rand(11) {
             0 => {
                 let port = self.rand(ports as usize) as u64;
                 if self.ports_alive[&port] {
                     let id = self.a.export(port);
                     self.export_port.insert(id, port);
+                    self.port_of_id.insert(id, port);
                     self.carried.push(id);
                 }
             }
@@ -148,12 +170,7 @@ impl World {
                 }
             }
             2 => {
-                let live: Vec<u64> = self
-                    .b_rights
-                    .iter()
-                    .filter(|(_, &n)| n > 0)
-                    .map(|(&p, _)| p)
-                    .collect();
+                let live = self.held_proxies();
                 if !live.is_empty() {
                     let p = live[self.rand(live.len())];
                     let id = self.proxy_id[&p];
@@ -188,26 +205,57 @@ impl World {
                     self.apply_a(effects);
                 }
             }
+            8 => {
+                // A task on B sends A's port home in a message.
+                let live = self.held_proxies();
+                if let Some(p) = common::pick(&mut self.rng, &live) {
+                    let id = self.b.send_home(p).expect("a live proxy goes home");
+                    *self.b_rights.get_mut(&p).unwrap() -= 1;
+                    *self.b_kept.get_mut(&p).unwrap() += 1;
+                    self.home.push(id);
+                }
+            }
+            9 if !self.home.is_empty() => {
+                let i = self.rand(self.home.len());
+                let id = self.home.swap_remove(i);
+                self.arrive_home(id);
+            }
             _ => {}
         }
     }
 
-    fn drop_a_right(&mut self) {
-        let live: Vec<u64> = self
-            .b_rights
+    /// Proxies to which B's tasks hold send rights.
+    fn held_proxies(&self) -> Vec<u64> {
+        self.b_rights
             .iter()
             .filter(|(_, &n)| n > 0)
             .map(|(&p, _)| p)
-            .collect();
+            .collect()
+    }
+
+    fn arrive_home(&mut self, id: u64) {
+        let (port, effects) = self.a.home_arrived(id);
+        let home = self.port_of_id[&id];
+        if self.ports_alive[&home] {
+            assert_eq!(port, Some(home), "a live port's right came home dead");
+        }
+        self.apply_a(effects);
+    }
+
+    fn maybe_no_senders(&mut self, p: u64) {
+        if self.b_rights[&p] == 0 && self.b_kept[&p] == 0 {
+            self.no_senders.push((p, self.made[&p]));
+        }
+    }
+
+    fn drop_a_right(&mut self) {
+        let live = self.held_proxies();
         if live.is_empty() {
             return;
         }
         let p = live[self.rand(live.len())];
-        let n = self.b_rights.get_mut(&p).unwrap();
-        *n -= 1;
-        if *n == 0 {
-            self.no_senders.push((p, self.made[&p]));
-        }
+        *self.b_rights.get_mut(&p).unwrap() -= 1;
+        self.maybe_no_senders(p);
     }
 
     fn deliver_to_a(&mut self, id: u64) {
@@ -249,6 +297,10 @@ impl World {
                     *self.made.get_mut(&p).unwrap() += 1;
                     *self.b_rights.get_mut(&p).unwrap() += 1;
                 }
+                moved = true;
+            }
+            if let Some(id) = self.home.pop() {
+                self.arrive_home(id);
                 moved = true;
             }
             if self.b_rights.values().any(|&n| n > 0) {
@@ -370,6 +422,42 @@ fn a_stale_no_senders_is_ignored() {
         [
             Effect::Send(Frame::Release { id: 5, count: 2 }),
             Effect::DestroyProxy { proxy: p }
+        ]
+    );
+}
+
+#[test]
+fn a_right_going_home_holds_the_release_until_it_arrives() {
+    let mut a = Ledger::new();
+    let mut b = Ledger::new();
+    let id = a.export(4);
+    let (Imported::Proxy(proxy), _) = b.import(id).unwrap() else {
+        panic!()
+    };
+    // The task sends the right home; netmsg keeps its reference, so a
+    // no-senders now (all tasks' rights gone) is stale.
+    assert_eq!(b.send_home(proxy), Some(id));
+    assert_eq!(b.no_senders(proxy, 1), []);
+    let (port, effects) = a.home_arrived(id);
+    assert_eq!(port, Some(4));
+    assert_eq!(effects, [Effect::Send(Frame::HomeArrived { id, count: 1 })]);
+    assert_eq!(
+        b.on_frame(Frame::HomeArrived { id, count: 2 }),
+        Err(netmsg::release::ReleaseError::OverHomeArrival {
+            id,
+            count: 2,
+            pending: 1
+        })
+    );
+    assert_eq!(
+        b.on_frame(Frame::HomeArrived { id, count: 1 }).unwrap(),
+        [Effect::DropProxyRefs { proxy, count: 1 }]
+    );
+    assert_eq!(
+        b.no_senders(proxy, 1),
+        [
+            Effect::Send(Frame::Release { id, count: 1 }),
+            Effect::DestroyProxy { proxy }
         ]
     );
 }

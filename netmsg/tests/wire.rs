@@ -230,7 +230,8 @@ fn release_frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
         (send_id.clone(), 1..=u64::MAX).prop_map(|(id, count)| Frame::Release { id, count }),
         any::<u64>().prop_map(|id| Frame::Dead { id }),
-        (send_id, any::<u64>()).prop_map(|(id, left)| Frame::Ack { id, left }),
+        (send_id.clone(), any::<u64>()).prop_map(|(id, left)| Frame::Ack { id, left }),
+        (send_id, 1..=u64::MAX).prop_map(|(id, count)| Frame::HomeArrived { id, count }),
         once_id.prop_map(|id| Frame::SendOnceDestroyed { id }),
     ]
 }
@@ -273,10 +274,18 @@ fn release_frames_the_protocol_never_sends_are_rejected() {
             ..
         }
     ));
+    assert!(matches!(
+        err(&encode(Frame::HomeArrived { id: 7, count: 0 })),
+        WireError::Invalid {
+            what: "arrival count",
+            ..
+        }
+    ));
     let once = 5 | SEND_ONCE_ID_BIT;
     for wrong in [
         encode(Frame::Release { id: once, count: 1 }),
         encode(Frame::Ack { id: once, left: 0 }),
+        encode(Frame::HomeArrived { id: once, count: 1 }),
         encode(Frame::SendOnceDestroyed { id: 5 }),
     ] {
         assert!(
@@ -306,10 +315,10 @@ fn release_frames_the_protocol_never_sends_are_rejected() {
         }
     ));
     assert!(matches!(
-        err(&[6, 1]),
+        err(&[7, 1]),
         WireError::Invalid {
             what: "frame type",
-            value: 6,
+            value: 7,
             ..
         }
     ));
