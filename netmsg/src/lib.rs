@@ -4,4 +4,5 @@
 
 pub mod causal;
 pub mod release;
+pub mod translate;
 pub mod wire;

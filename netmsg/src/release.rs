@@ -84,6 +84,14 @@ pub enum ReleaseError {
 /// ignored rather than opening a tombstone nobody closes.
 pub const SEND_ONCE_ID_BIT: u64 = 1 << 63;
 
+/// See [`Ledger::export_target`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportTarget {
+    pub port: u64,
+    pub once: bool,
+    pub dead: bool,
+}
+
 /// What a received right becomes for the local task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Imported {
@@ -555,6 +563,53 @@ impl Ledger {
                 ExportKind::Once { .. } => None,
             })
             .collect()
+    }
+
+    /// The export ID of a live send import's proxy `handle`.
+    pub fn proxy_import_id(&self, handle: u64) -> Option<u64> {
+        let &id = self.import_of_proxy.get(&handle)?;
+        matches!(self.imports.get(&id)?.state, ImportState::Live { .. }).then_some(id)
+    }
+
+    /// Send rights made on proxy `handle` (what its make-send count must be).
+    pub fn made_on(&self, handle: u64) -> Option<u64> {
+        let &id = self.import_of_proxy.get(&handle)?;
+        match self.imports.get(&id)?.state {
+            ImportState::Live { made, .. } => Some(made),
+            ImportState::Tombstone => None,
+        }
+    }
+
+    /// The live one-shot export holding send-once right `right`, if any.
+    pub fn once_export_of(&self, right: u64) -> Option<u64> {
+        self.exports.iter().find_map(|(&id, e)| match e.kind {
+            ExportKind::Once { right: r } if r == right && !e.dead => Some(id),
+            _ => None,
+        })
+    }
+
+    /// The live send export of local `port`, if any.
+    pub fn live_export(&self, port: u64) -> Option<u64> {
+        let &id = self.export_of.get(&port)?;
+        (!self.exports[&id].dead).then_some(id)
+    }
+
+    /// What export `id` stands for: the local port (or the held send-once
+    /// right, when `once`), and whether it is known dead.
+    pub fn export_target(&self, id: u64) -> Option<ExportTarget> {
+        let e = self.exports.get(&id)?;
+        Some(match e.kind {
+            ExportKind::Send { port, .. } => ExportTarget {
+                port,
+                once: false,
+                dead: e.dead,
+            },
+            ExportKind::Once { right } => ExportTarget {
+                port: right,
+                once: true,
+                dead: e.dead,
+            },
+        })
     }
 
     /// The proxy of import `id`, if live.

@@ -1,0 +1,444 @@
+//! Differential conformance, first scenarios: each runs once with every task
+//! on one Mach kernel and again with the tasks spread over two nodes joined by
+//! netmsg translators (frames delivered in seeded random interleavings across
+//! streams, FIFO within one), and what the tasks observe must be identical.
+//! Afterwards every translator is idle, netmsg holds no rights beyond its own
+//! ports, and each kernel's invariants hold.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use mach::types::{msg_type, notify_id, port_type};
+use mach::{Abi, Item, Kernel, Message, Name, Payload, PortRight, RecvOptions, TaskId};
+use mach::{NAME_DEAD, NAME_NULL};
+use netmsg::translate::{Out, Translator};
+use netmsg::wire::StreamFrame;
+
+#[derive(Clone, Copy, Debug)]
+struct T {
+    node: usize,
+    task: TaskId,
+}
+
+struct Cluster {
+    kernels: Vec<Kernel>,
+    nets: Vec<Translator>,
+    /// Frames in flight: (from, to, export id) → FIFO.
+    streams: BTreeMap<(usize, usize, u64), VecDeque<StreamFrame>>,
+    rng: u64,
+    trace: Vec<String>,
+}
+
+fn node_name(i: usize) -> String {
+    format!("node{i}")
+}
+
+impl Cluster {
+    /// `nodes` = 1: one kernel, no netmsg.
+    fn new(nodes: usize, seed: u64) -> Self {
+        let mut kernels: Vec<Kernel> = (0..nodes).map(|_| Kernel::new(Abi::X86_64)).collect();
+        let nets = if nodes > 1 {
+            kernels
+                .iter_mut()
+                .enumerate()
+                .map(|(i, k)| Translator::new(k, &node_name(i)).unwrap())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            kernels,
+            nets,
+            streams: BTreeMap::new(),
+            rng: seed | 1,
+            trace: Vec::new(),
+        }
+    }
+
+    fn node(&self, logical: usize) -> usize {
+        logical.min(self.kernels.len() - 1)
+    }
+
+    fn task(&mut self, logical: usize) -> T {
+        let node = self.node(logical);
+        T {
+            node,
+            task: self.kernels[node].create_task(),
+        }
+    }
+
+    fn k(&mut self, t: T) -> &mut Kernel {
+        &mut self.kernels[t.node]
+    }
+
+    fn port(&mut self, t: T) -> Name {
+        self.k(t).port_allocate(t.task, PortRight::Receive).unwrap()
+    }
+
+    /// A send right made from `owner`'s receive right `name`, given to `to`.
+    fn give_send(&mut self, owner: T, name: Name, to: T) -> Name {
+        if owner.node == to.node {
+            let (n, _) = self
+                .k(owner)
+                .port_extract_right(owner.task, name, msg_type::MAKE_SEND, to.task)
+                .unwrap();
+            return n;
+        }
+        let (a, b) = (owner.node, to.node);
+        let id = self.nets[a]
+            .bootstrap_export(
+                &mut self.kernels[a],
+                &node_name(b),
+                owner.task,
+                name,
+                msg_type::MAKE_SEND,
+            )
+            .unwrap();
+        let (n, out) = self.nets[b]
+            .bootstrap_import(&mut self.kernels[b], &node_name(a), id, to.task)
+            .unwrap();
+        self.route(b, out);
+        n
+    }
+
+    fn send(&mut self, t: T, msg: Message) {
+        self.k(t).send(t.task, msg, false).expect("send");
+    }
+
+    fn receive(&mut self, t: T, name: Name) -> Option<Message> {
+        let opts = RecvOptions {
+            max_size: None,
+            large: false,
+        };
+        self.k(t).receive(t.task, name, opts).unwrap()
+    }
+
+    /// Records what `t` receives on `name` (or that nothing is there), with
+    /// names replaced by what a task can observe of them.
+    fn observe(&mut self, who: &str, t: T, name: Name) -> Option<Message> {
+        let msg = self.receive(t, name);
+        let line = match &msg {
+            None => format!("{who}: nothing"),
+            Some(m) => {
+                let reply = match m.remote_type() {
+                    0 => "none".to_owned(),
+                    ty => msg_type::name(ty).to_string(),
+                };
+                let items: Vec<String> = m
+                    .body
+                    .iter()
+                    .map(|i| match &i.payload {
+                        Payload::Bytes(b) if i.type_name == msg_type::PORT_NAME => {
+                            format!("port-name({})", b.len())
+                        }
+                        Payload::Bytes(b) if b.len() > 16 => format!(
+                            "data {} inline {} {} bytes sum {}",
+                            i.type_name,
+                            i.inline,
+                            b.len(),
+                            b.iter().map(|&x| u64::from(x)).sum::<u64>()
+                        ),
+                        Payload::Bytes(b) => {
+                            format!("data {} inline {} {:?}", i.type_name, i.inline, b)
+                        }
+                        Payload::Names(ns) => format!(
+                            "{} {:?}",
+                            msg_type::name(i.type_name),
+                            ns.iter()
+                                .map(|&n| match n {
+                                    NAME_NULL => "null",
+                                    NAME_DEAD => "dead",
+                                    _ => "name",
+                                })
+                                .collect::<Vec<_>>()
+                        ),
+                        Payload::Address(_) => "address".into(),
+                    })
+                    .collect();
+                format!(
+                    "{who}: id {} dest {} reply {reply} items {items:?}",
+                    m.id,
+                    msg_type::name(m.local_type())
+                )
+            }
+        };
+        self.trace.push(line);
+        msg
+    }
+
+    fn note(&mut self, line: String) {
+        self.trace.push(line);
+    }
+
+    fn route(&mut self, from: usize, out: Vec<Out>) {
+        for o in out {
+            let to: usize = o.peer.trim_start_matches("node").parse().unwrap();
+            self.streams
+                .entry((from, to, o.id))
+                .or_default()
+                .push_back(o.frame);
+        }
+    }
+
+    fn rand(&mut self, n: usize) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % n.max(1) as u64) as usize
+    }
+
+    /// Runs netmsg until nothing moves: pumps every node, delivers frames one
+    /// at a time from a randomly chosen stream.
+    fn settle(&mut self) {
+        if self.nets.is_empty() {
+            return;
+        }
+        for _ in 0..100_000 {
+            for i in 0..self.nets.len() {
+                let (out, errors) = self.nets[i].pump(&mut self.kernels[i]);
+                assert!(errors.is_empty(), "node {i}: {errors:?}");
+                self.route(i, out);
+            }
+            let busy: Vec<(usize, usize, u64)> = self
+                .streams
+                .iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(&k, _)| k)
+                .collect();
+            if busy.is_empty() {
+                return;
+            }
+            let key = busy[self.rand(busy.len())];
+            let frame = self.streams.get_mut(&key).unwrap().pop_front().unwrap();
+            // The frame goes through the wire encoding, as on a real link.
+            let frame = StreamFrame::decode(&frame.encode()).expect("own frames decode");
+            let (from, to, id) = key;
+            let out = self.nets[to]
+                .on_frame(&mut self.kernels[to], &node_name(from), id, frame)
+                .expect("peer frames are valid");
+            self.route(to, out);
+        }
+        panic!("netmsg did not settle");
+    }
+
+    /// After a scenario: netmsg is idle and holds only its own ports, and
+    /// every kernel is consistent.
+    fn check_clean(&mut self) {
+        self.settle();
+        for (i, k) in self.kernels.iter_mut().enumerate() {
+            k.check_invariants()
+                .unwrap_or_else(|e| panic!("node {i}: {e}"));
+        }
+        for (i, net) in self.nets.iter().enumerate() {
+            assert!(net.is_idle(), "node {i}: translator tables not empty");
+            let names = self.kernels[i].names(net.task()).unwrap();
+            assert_eq!(
+                names.len(),
+                2,
+                "node {i}: netmsg holds more than its set and notify port: {names:?}"
+            );
+        }
+    }
+}
+
+fn int(v: i32) -> Item {
+    Item::int32(v)
+}
+
+/// Message 100 to `dest` with a send-once reply right made from `reply`.
+fn request(c: &mut Cluster, client: T, dest: Name, reply: Name, body: Vec<Item>) {
+    let msg = Message::new(
+        dest,
+        msg_type::COPY_SEND,
+        reply,
+        msg_type::MAKE_SEND_ONCE,
+        100,
+        body,
+    );
+    c.send(client, msg);
+}
+
+/// Runs `scenario` on one kernel and over two nodes with several seeds; the
+/// traces must agree.
+fn differential(scenario: fn(&mut Cluster)) {
+    let mut single = Cluster::new(1, 1);
+    scenario(&mut single);
+    assert!(!single.trace.is_empty());
+    for seed in 1..=20 {
+        let mut two = Cluster::new(2, seed);
+        scenario(&mut two);
+        assert_eq!(
+            two.trace, single.trace,
+            "seed {seed}: two nodes differ from one"
+        );
+        two.check_clean();
+    }
+}
+
+/// A client on node 1 calls a server on node 0 with a send-once reply port;
+/// the reply carries a send right to a new port, which the client then uses;
+/// both rights are dropped and the server sees no-senders on both ports.
+fn rpc_round_trip(c: &mut Cluster) {
+    let server = c.task(0);
+    let client = c.task(1);
+    let p = c.port(server);
+    let q = c.port(server);
+    for port in [p, q] {
+        let k = c.k(server);
+        k.port_request_notification(
+            server.task,
+            port,
+            notify_id::NO_SENDERS,
+            1,
+            port,
+            msg_type::MAKE_SEND_ONCE,
+        )
+        .unwrap();
+    }
+    let to_p = c.give_send(server, p, client);
+    let reply = c.port(client);
+    request(
+        c,
+        client,
+        to_p,
+        reply,
+        vec![int(42), Item::ool_bytes(vec![7; 300], false)],
+    );
+    c.settle();
+    let req = c.observe("server", server, p).expect("request");
+    c.send(
+        server,
+        Message::new(
+            req.remote_port,
+            msg_type::MOVE_SEND_ONCE,
+            NAME_NULL,
+            0,
+            200,
+            vec![int(0), Item::port(msg_type::MAKE_SEND, q)],
+        ),
+    );
+    c.settle();
+    let rep = c.observe("client", client, reply).expect("reply");
+    let to_q = rep.body[1].names_payload().unwrap()[0];
+    c.send(
+        client,
+        Message::simple(to_q, msg_type::MOVE_SEND, 300, vec![int(3)]),
+    );
+    c.settle();
+    c.observe("server", server, q);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.observe("server no-senders p", server, p);
+    c.observe("server no-senders q", server, q);
+}
+
+/// The server destroys the reply right unused: the client's reply port gets
+/// the send-once notification.
+fn reply_destroyed_unused(c: &mut Cluster) {
+    let server = c.task(0);
+    let client = c.task(1);
+    let p = c.port(server);
+    let to_p = c.give_send(server, p, client);
+    let reply = c.port(client);
+    request(c, client, to_p, reply, vec![]);
+    c.settle();
+    let req = c.observe("server", server, p).expect("request");
+    c.k(server)
+        .port_deallocate(server.task, req.remote_port)
+        .unwrap();
+    c.settle();
+    c.observe("client", client, reply);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.k(server)
+        .port_mod_refs(server.task, p, PortRight::Receive as u32, -1)
+        .unwrap();
+}
+
+/// The server's port dies: the client's right becomes a dead name and its
+/// dead-name request fires.
+fn server_dies(c: &mut Cluster) {
+    let server = c.task(0);
+    let client = c.task(1);
+    let p = c.port(server);
+    let to_p = c.give_send(server, p, client);
+    let notify = c.port(client);
+    c.k(client)
+        .port_request_notification(
+            client.task,
+            to_p,
+            notify_id::DEAD_NAME,
+            0,
+            notify,
+            msg_type::MAKE_SEND_ONCE,
+        )
+        .unwrap();
+    c.k(server)
+        .port_mod_refs(server.task, p, PortRight::Receive as u32, -1)
+        .unwrap();
+    c.settle();
+    c.observe("client", client, notify);
+    let t = c.k(client).port_type(client.task, to_p).unwrap();
+    c.note(format!(
+        "client right dead: {}",
+        t & port_type::DEAD_NAME != 0
+    ));
+    let refs = c
+        .k(client)
+        .port_get_refs(client.task, to_p, PortRight::DeadName as u32)
+        .unwrap();
+    c.k(client)
+        .port_mod_refs(
+            client.task,
+            to_p,
+            PortRight::DeadName as u32,
+            -(refs as i32),
+        )
+        .unwrap();
+}
+
+/// A right to the server's port travels to the client and back in a message
+/// to that same port: the server gets its own port's name.
+fn right_comes_home(c: &mut Cluster) {
+    let server = c.task(0);
+    let client = c.task(1);
+    let p = c.port(server);
+    let to_p = c.give_send(server, p, client);
+    c.send(
+        client,
+        Message::simple(
+            to_p,
+            msg_type::COPY_SEND,
+            400,
+            vec![Item::port(msg_type::COPY_SEND, to_p)],
+        ),
+    );
+    c.settle();
+    let m = c.observe("server", server, p).expect("message");
+    let got = m.body[0].names_payload().unwrap()[0];
+    c.note(format!("came home as the original port: {}", got == p));
+    c.k(server).port_deallocate(server.task, got).unwrap();
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.k(server)
+        .port_mod_refs(server.task, p, PortRight::Receive as u32, -1)
+        .unwrap();
+}
+
+#[test]
+fn rpc_round_trip_matches_one_kernel() {
+    differential(rpc_round_trip);
+}
+
+#[test]
+fn reply_destroyed_unused_matches_one_kernel() {
+    differential(reply_destroyed_unused);
+}
+
+#[test]
+fn server_death_matches_one_kernel() {
+    differential(server_dies);
+}
+
+#[test]
+fn a_right_coming_home_matches_one_kernel() {
+    differential(right_comes_home);
+}
