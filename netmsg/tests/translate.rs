@@ -100,6 +100,27 @@ impl Cluster {
         n
     }
 
+    /// `t` asks for no-senders on its port `name`, delivered to `name`.
+    fn watch_no_senders(&mut self, t: T, name: Name) {
+        self.k(t)
+            .port_request_notification(
+                t.task,
+                name,
+                notify_id::NO_SENDERS,
+                1,
+                name,
+                msg_type::MAKE_SEND_ONCE,
+            )
+            .unwrap();
+    }
+
+    /// `t` destroys its receive right `name`.
+    fn destroy_port(&mut self, t: T, name: Name) {
+        self.k(t)
+            .port_mod_refs(t.task, name, PortRight::Receive as u32, -1)
+            .unwrap();
+    }
+
     fn send(&mut self, t: T, msg: Message) {
         self.k(t).send(t.task, msg, false).expect("send");
     }
@@ -283,16 +304,7 @@ fn rpc_round_trip(c: &mut Cluster) {
     let p = c.port(server);
     let q = c.port(server);
     for port in [p, q] {
-        let k = c.k(server);
-        k.port_request_notification(
-            server.task,
-            port,
-            notify_id::NO_SENDERS,
-            1,
-            port,
-            msg_type::MAKE_SEND_ONCE,
-        )
-        .unwrap();
+        c.watch_no_senders(server, port);
     }
     let to_p = c.give_send(server, p, client);
     let reply = c.port(client);
@@ -348,9 +360,7 @@ fn reply_destroyed_unused(c: &mut Cluster) {
     c.settle();
     c.observe("client", client, reply);
     c.k(client).port_deallocate(client.task, to_p).unwrap();
-    c.k(server)
-        .port_mod_refs(server.task, p, PortRight::Receive as u32, -1)
-        .unwrap();
+    c.destroy_port(server, p);
 }
 
 /// The server's port dies: the client's right becomes a dead name and its
@@ -371,9 +381,7 @@ fn server_dies(c: &mut Cluster) {
             msg_type::MAKE_SEND_ONCE,
         )
         .unwrap();
-    c.k(server)
-        .port_mod_refs(server.task, p, PortRight::Receive as u32, -1)
-        .unwrap();
+    c.destroy_port(server, p);
     c.settle();
     c.observe("client", client, notify);
     let t = c.k(client).port_type(client.task, to_p).unwrap();
@@ -418,9 +426,7 @@ fn right_comes_home(c: &mut Cluster) {
     c.k(server).port_deallocate(server.task, got).unwrap();
     c.k(client).port_deallocate(client.task, to_p).unwrap();
     c.settle();
-    c.k(server)
-        .port_mod_refs(server.task, p, PortRight::Receive as u32, -1)
-        .unwrap();
+    c.destroy_port(server, p);
 }
 
 #[test]
@@ -441,4 +447,116 @@ fn server_death_matches_one_kernel() {
 #[test]
 fn a_right_coming_home_matches_one_kernel() {
     differential(right_comes_home);
+}
+
+/// Many messages from one sender to one port arrive in order, with null and
+/// dead rights kept as such.
+fn ordered_messages_with_null_and_dead(c: &mut Cluster) {
+    let server = c.task(0);
+    let client = c.task(1);
+    let p = c.port(server);
+    let to_p = c.give_send(server, p, client);
+    for i in 0..12 {
+        let rights = Item::ports(msg_type::COPY_SEND, vec![NAME_NULL, NAME_DEAD]);
+        c.send(
+            client,
+            Message::simple(to_p, msg_type::COPY_SEND, 500 + i, vec![int(i), rights]),
+        );
+        if i % 5 == 4 {
+            c.settle();
+            // The queue limit (5) holds the rest back until the server reads.
+            for _ in 0..5 {
+                c.observe("server", server, p);
+            }
+        }
+    }
+    c.settle();
+    while c.observe("server", server, p).is_some() {}
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+}
+
+/// The client task is destroyed while holding a send right and a pending
+/// request: the server sees the request, then no-senders.
+fn client_dies(c: &mut Cluster) {
+    let server = c.task(0);
+    let client = c.task(1);
+    let p = c.port(server);
+    c.watch_no_senders(server, p);
+    let to_p = c.give_send(server, p, client);
+    let reply = c.port(client);
+    request(c, client, to_p, reply, vec![int(1)]);
+    c.k(client).destroy_task(client.task).unwrap();
+    c.settle();
+    let req = c.observe("server", server, p).expect("request");
+    // The reply port died with the client: the reply right is dead (now, or
+    // by the time the reply reaches the client's node).
+    let sent = c.k(server).send(
+        server.task,
+        Message::simple(req.remote_port, msg_type::MOVE_SEND_ONCE, 200, vec![]),
+        false,
+    );
+    c.note(format!(
+        "reply to a dead client: {:?}",
+        sent.map_err(|e| e.code)
+    ));
+    c.settle();
+    c.observe("server no-senders", server, p);
+    c.destroy_port(server, p);
+}
+
+#[test]
+fn ordered_messages_match_one_kernel() {
+    differential(ordered_messages_with_null_and_dead);
+}
+
+#[test]
+fn client_death_matches_one_kernel() {
+    differential(client_dies);
+}
+
+/// Link loss (DESIGN §4.2 item 6): the client's right becomes a dead name,
+/// the server's pending reply right is a dead name, the client's reply port
+/// gets its send-once notification, and the server's port has no senders.
+#[test]
+fn link_loss_turns_rights_dead_and_notifies() {
+    for seed in 1..=10 {
+        let mut c = Cluster::new(2, seed);
+        let server = c.task(0);
+        let client = c.task(1);
+        let p = c.port(server);
+        c.watch_no_senders(server, p);
+        let to_p = c.give_send(server, p, client);
+        let reply = c.port(client);
+        request(&mut c, client, to_p, reply, vec![]);
+        c.settle();
+        let req = c.receive(server, p).expect("request");
+        // A message in flight when the link goes is lost with it.
+        request(&mut c, client, to_p, reply, vec![]);
+        let (out, errors) = c.nets[1].pump(&mut c.kernels[1]);
+        assert!(errors.is_empty() && !out.is_empty());
+        c.streams.clear();
+        for (i, peer) in [(0, "node1"), (1, "node0")] {
+            c.nets[i].link_lost(&mut c.kernels[i], peer).unwrap();
+        }
+        c.settle();
+        let t = c.k(client).port_type(client.task, to_p).unwrap();
+        assert_ne!(t & port_type::DEAD_NAME, 0, "client's right is a dead name");
+        let t = c.k(server).port_type(server.task, req.remote_port).unwrap();
+        assert_ne!(t & port_type::DEAD_NAME, 0, "server's reply right is dead");
+        let ids: Vec<i32> = std::iter::from_fn(|| c.receive(client, reply))
+            .map(|m| m.id)
+            .collect();
+        // Both reply rights (the answered request's and the lost one's).
+        assert_eq!(ids, [notify_id::SEND_ONCE, notify_id::SEND_ONCE]);
+        let m = c.receive(server, p).expect("no-senders");
+        assert_eq!(m.id, notify_id::NO_SENDERS);
+        assert!(c.receive(server, p).is_none());
+        for (i, net) in c.nets.iter().enumerate() {
+            assert!(net.is_idle(), "node {i} idle");
+            assert_eq!(c.kernels[i].names(net.task()).unwrap().len(), 2);
+            c.kernels[i].check_invariants().unwrap();
+        }
+    }
 }
