@@ -116,6 +116,12 @@ impl<L: Ord + Clone, T> Holds<L, T> {
         items
     }
 
+    /// Drops every lane `matches` selects: their held messages, in lane order.
+    pub fn drop_lanes(&mut self, mut matches: impl FnMut(&L) -> bool) -> Vec<T> {
+        let lanes: Vec<L> = self.lanes.keys().filter(|l| matches(l)).cloned().collect();
+        lanes.iter().flat_map(|l| self.drop_lane(l)).collect()
+    }
+
     /// Messages held now.
     pub fn held(&self) -> usize {
         self.held

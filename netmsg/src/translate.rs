@@ -25,6 +25,7 @@ use mach::{Item, KernReturn, Kernel, Message, Name, Payload, PortRight, RecvOpti
 use mach::{NAME_DEAD, NAME_NULL};
 use thiserror::Error;
 
+use crate::causal::{Holds, StreamKey, Wait};
 use crate::release::{Effect, Frame, Imported, Ledger, ReleaseError};
 use crate::wire::{Form, GlobalId, StreamFrame, WireItem, WireMessage, WireRef, WireRight};
 
@@ -82,6 +83,12 @@ pub struct Translator {
     peers: BTreeMap<String, Peer>,
     /// Proxy port name → (peer, handle).
     proxies: BTreeMap<Name, (String, ProxyOf)>,
+    /// Messages written per (peer, export id) stream: the watermark a right
+    /// going home carries.
+    written: BTreeMap<(String, u64), u64>,
+    /// Messages delivered per (peer, export id) stream.
+    delivered: BTreeMap<(String, u64), u64>,
+    holds: Holds<(String, u64), StreamFrame>,
 }
 
 impl Translator {
@@ -101,6 +108,9 @@ impl Translator {
             notify,
             peers: BTreeMap::new(),
             proxies: BTreeMap::new(),
+            written: BTreeMap::new(),
+            delivered: BTreeMap::new(),
+            holds: Holds::new(),
         })
     }
 
@@ -111,7 +121,9 @@ impl Translator {
 
     /// True when no export, import or proxy remains for any peer.
     pub fn is_idle(&self) -> bool {
-        self.proxies.is_empty() && self.peers.values().all(|p| p.ledger.is_empty())
+        self.proxies.is_empty()
+            && self.holds.held() == 0
+            && self.peers.values().all(|p| p.ledger.is_empty())
     }
 
     fn peer(&mut self, peer: &str) -> &mut Peer {
@@ -238,6 +250,7 @@ impl Translator {
                 frame: StreamFrame::Release(Frame::SendOnceDestroyed { id }),
             };
             let wire = self.outgoing(k, &peer, &msg);
+            *self.written.entry((peer.clone(), id)).or_insert(0) += 1;
             out.push(match &wire {
                 Ok(w) => Out {
                     frame: StreamFrame::Message(w.clone()),
@@ -249,6 +262,7 @@ impl Translator {
             return wire.map(|_| ());
         }
         let wire = self.outgoing(k, &peer, &msg)?;
+        *self.written.entry((peer.clone(), id)).or_insert(0) += 1;
         out.push(Out {
             peer,
             id,
@@ -376,6 +390,7 @@ impl Translator {
         } else {
             Form::Send
         };
+        let mut watermark = 0;
         let reference = if name == NAME_NULL {
             WireRef::Null
         } else if name == NAME_DEAD {
@@ -386,7 +401,14 @@ impl Translator {
                     let handle = proxy.handle;
                     match self.peer(peer).ledger.send_home(handle) {
                         // netmsg keeps the reference until HomeArrived.
-                        Some(id) => WireRef::ReceiverExport { id },
+                        Some(id) => {
+                            watermark = self
+                                .written
+                                .get(&(peer.to_owned(), id))
+                                .copied()
+                                .unwrap_or(0);
+                            WireRef::ReceiverExport { id }
+                        }
                         None => WireRef::Dead,
                     }
                 }
@@ -403,7 +425,7 @@ impl Translator {
         Ok(WireRight {
             form,
             reference,
-            watermark: 0,
+            watermark,
         })
     }
 
@@ -487,7 +509,9 @@ impl Translator {
 
     // ----- peer → local ------------------------------------------------------------
 
-    /// A frame from `peer` on the stream of export `id`.
+    /// A frame from `peer` on the stream of export `id`. Frames toward this
+    /// node's exports (messages, releases) wait in their stream's lane while a
+    /// message there waits for a right's watermark (`crate::causal`).
     pub fn on_frame(
         &mut self,
         k: &mut Kernel,
@@ -496,8 +520,54 @@ impl Translator {
         frame: StreamFrame,
     ) -> Result<Vec<Out>, TranslateError> {
         let mut out = Vec::new();
+        let to_my_export = match &frame {
+            StreamFrame::Message(_) => true,
+            StreamFrame::Release(f) => {
+                matches!(f, Frame::Release { .. } | Frame::SendOnceDestroyed { .. })
+            }
+        };
+        if !to_my_export {
+            self.on_stream_frame(k, peer, id, frame, &mut out)?;
+            return Ok(out);
+        }
+        let waits = match &frame {
+            StreamFrame::Message(m) => home_waits(peer, m),
+            StreamFrame::Release(_) => Vec::new(),
+        };
+        let lane = (peer.to_owned(), id);
+        let mut ready: Vec<((String, u64), StreamFrame)> = self
+            .holds
+            .arrive(lane.clone(), frame, waits)
+            .map(|f| vec![(lane, f)])
+            .unwrap_or_default();
+        while let Some(((peer, id), frame)) = ready.pop() {
+            let is_message = matches!(frame, StreamFrame::Message(_));
+            self.on_stream_frame(k, &peer, id, frame, &mut out)?;
+            if is_message {
+                let n = self.delivered.entry((peer.clone(), id)).or_insert(0);
+                *n += 1;
+                let stream = StreamKey {
+                    node: peer,
+                    port: id,
+                };
+                let mut freed = self.holds.advanced(stream, *n);
+                freed.reverse();
+                ready.extend(freed);
+            }
+        }
+        Ok(out)
+    }
+
+    fn on_stream_frame(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        id: u64,
+        frame: StreamFrame,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
         match frame {
-            StreamFrame::Message(m) => self.deliver(k, peer, id, m, &mut out)?,
+            StreamFrame::Message(m) => self.deliver(k, peer, id, m, out)?,
             StreamFrame::Release(f) => {
                 if frame_id(&f) != id {
                     return Err(TranslateError::Protocol {
@@ -510,10 +580,10 @@ impl Translator {
                     .ledger
                     .on_frame(f)
                     .map_err(|e| protocol(peer, e))?;
-                self.apply(k, peer, effects, &mut out)?;
+                self.apply(k, peer, effects, out)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn deliver(
@@ -617,8 +687,8 @@ impl Translator {
         );
         msg.bits |= m.other_bits;
         if target.dead {
-            for (name, disposition) in held {
-                self.drop_held(k, name, disposition);
+            for (name, _) in held {
+                self.drop_held(k, name);
             }
             return Ok(());
         }
@@ -626,8 +696,8 @@ impl Translator {
             Ok(_) => Ok(()),
             Err(e) => {
                 // The destination died under netmsg: destroy what it carried.
-                for (name, disposition) in held {
-                    self.drop_held(k, name, disposition);
+                for (name, _) in held {
+                    self.drop_held(k, name);
                 }
                 let _ = e;
                 Ok(())
@@ -690,19 +760,30 @@ impl Translator {
                         reason: format!("send-once right coming home to export {id}"),
                     });
                 }
+                let dead = self
+                    .peers
+                    .get(peer)
+                    .and_then(|p| p.ledger.export_target(*id))
+                    .is_none_or(|t| t.dead);
                 let (port, effects) = self.peer(peer).ledger.home_arrived(*id);
                 self.apply(k, peer, effects, out)?;
                 match port {
-                    Some(port) => Ok((port as Name, msg_type::COPY_SEND)),
-                    None => Ok((NAME_DEAD, disposition)),
+                    // One more reference, for the message to move.
+                    Some(port) if !dead => {
+                        kr(
+                            "copy home right",
+                            k.port_mod_refs(self.task, port as Name, PortRight::Send as u32, 1),
+                        )?;
+                        Ok((port as Name, disposition))
+                    }
+                    _ => Ok((NAME_DEAD, disposition)),
                 }
             }
         }
     }
 
-    fn drop_held(&mut self, k: &mut Kernel, name: Name, disposition: u8) {
-        // COPY_SEND rights were never taken; the others are netmsg's to drop.
-        if disposition != msg_type::COPY_SEND && name != NAME_NULL && name != NAME_DEAD {
+    fn drop_held(&mut self, k: &mut Kernel, name: Name) {
+        if name != NAME_NULL && name != NAME_DEAD {
             let _ = k.port_deallocate(self.task, name);
         }
     }
@@ -816,8 +897,36 @@ impl Translator {
         let mut out = Vec::new();
         self.apply(k, peer, effects, &mut out)?;
         self.peers.remove(peer);
+        // Frames held from the peer belonged to the lost link's ledger.
+        self.holds.drop_lanes(|(p, _)| p == peer);
+        self.holds.link_lost(peer);
+        self.holds.link_up(peer);
+        self.written.retain(|(p, _), _| p != peer);
+        self.delivered.retain(|(p, _), _| p != peer);
         Ok(())
     }
+}
+
+/// What a message must wait for: every right of the message coming home
+/// waits until the home side has delivered the messages the peer wrote to that
+/// port before the right left.
+fn home_waits(peer: &str, m: &WireMessage) -> Vec<Wait> {
+    let rights = m.reply.iter().chain(m.items.iter().flat_map(|i| match i {
+        WireItem::Rights { rights, .. } => rights.as_slice(),
+        WireItem::Data { .. } => &[],
+    }));
+    rights
+        .filter_map(|r| match r.reference {
+            WireRef::ReceiverExport { id } if r.watermark > 0 => Some(Wait {
+                stream: StreamKey {
+                    node: peer.to_owned(),
+                    port: id,
+                },
+                position: r.watermark,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 fn move_disposition(form: Form) -> u8 {

@@ -207,38 +207,46 @@ impl Cluster {
         (self.rng % n.max(1) as u64) as usize
     }
 
-    /// Runs netmsg until nothing moves: pumps every node, delivers frames one
-    /// at a time from a randomly chosen stream.
+    /// Runs netmsg until nothing moves.
     fn settle(&mut self) {
-        if self.nets.is_empty() {
-            return;
-        }
         for _ in 0..100_000 {
-            for i in 0..self.nets.len() {
-                let (out, errors) = self.nets[i].pump(&mut self.kernels[i]);
-                assert!(errors.is_empty(), "node {i}: {errors:?}");
-                self.route(i, out);
-            }
-            let busy: Vec<(usize, usize, u64)> = self
-                .streams
-                .iter()
-                .filter(|(_, q)| !q.is_empty())
-                .map(|(&k, _)| k)
-                .collect();
-            if busy.is_empty() {
+            if !self.step() {
                 return;
             }
-            let key = busy[self.rand(busy.len())];
-            let frame = self.streams.get_mut(&key).unwrap().pop_front().unwrap();
-            // The frame goes through the wire encoding, as on a real link.
-            let frame = StreamFrame::decode(&frame.encode()).expect("own frames decode");
-            let (from, to, id) = key;
-            let out = self.nets[to]
-                .on_frame(&mut self.kernels[to], &node_name(from), id, frame)
-                .expect("peer frames are valid");
-            self.route(to, out);
         }
         panic!("netmsg did not settle");
+    }
+
+    /// Pumps every node, then delivers one frame from a randomly chosen
+    /// stream; false when nothing was left to deliver.
+    fn step(&mut self) -> bool {
+        if self.nets.is_empty() {
+            return false;
+        }
+        for i in 0..self.nets.len() {
+            let (out, errors) = self.nets[i].pump(&mut self.kernels[i]);
+            assert!(errors.is_empty(), "node {i}: {errors:?}");
+            self.route(i, out);
+        }
+        let busy: Vec<(usize, usize, u64)> = self
+            .streams
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(&k, _)| k)
+            .collect();
+        if busy.is_empty() {
+            return false;
+        }
+        let key = busy[self.rand(busy.len())];
+        let frame = self.streams.get_mut(&key).unwrap().pop_front().unwrap();
+        // The frame goes through the wire encoding, as on a real link.
+        let frame = StreamFrame::decode(&frame.encode()).expect("own frames decode");
+        let (from, to, id) = key;
+        let out = self.nets[to]
+            .on_frame(&mut self.kernels[to], &node_name(from), id, frame)
+            .expect("peer frames are valid");
+        self.route(to, out);
+        true
     }
 
     /// After a scenario: netmsg is idle and holds only its own ports, and
@@ -559,4 +567,60 @@ fn link_loss_turns_rights_dead_and_notifies() {
             c.kernels[i].check_invariants().unwrap();
         }
     }
+}
+
+/// Causality for a right coming home (DESIGN §4.2 item 4): the client sends
+/// a message to port X, then sends X's right home in a message to port Y;
+/// the server takes the right from Y and sends to X itself. On one kernel the
+/// client's message is first in X's queue; netmsg must keep it so, although
+/// the two messages travel on different streams.
+fn right_home_after_messages(c: &mut Cluster) {
+    let server = c.task(0);
+    let client = c.task(1);
+    let x = c.port(server);
+    let y = c.port(server);
+    let to_x = c.give_send(server, x, client);
+    let to_y = c.give_send(server, y, client);
+    for i in 0..3 {
+        c.send(
+            client,
+            Message::simple(to_x, msg_type::COPY_SEND, 600 + i, vec![int(i)]),
+        );
+    }
+    c.send(
+        client,
+        Message::simple(
+            to_y,
+            msg_type::COPY_SEND,
+            700,
+            vec![Item::port(msg_type::COPY_SEND, to_x)],
+        ),
+    );
+    // The server acts as soon as the carrier is there.
+    let mut carrier = None;
+    for _ in 0..10_000 {
+        carrier = c.receive(server, y);
+        if carrier.is_some() || !c.step() {
+            break;
+        }
+    }
+    let carrier = carrier.expect("the carrier arrives");
+    c.note(format!("carrier {}", carrier.id));
+    let x_again = carrier.body[0].names_payload().unwrap()[0];
+    c.send(
+        server,
+        Message::simple(x_again, msg_type::MOVE_SEND, 800, vec![]),
+    );
+    c.settle();
+    while c.observe("server on x", server, x).is_some() {}
+    c.k(client).port_deallocate(client.task, to_x).unwrap();
+    c.k(client).port_deallocate(client.task, to_y).unwrap();
+    c.settle();
+    c.destroy_port(server, x);
+    c.destroy_port(server, y);
+}
+
+#[test]
+fn a_right_coming_home_keeps_causal_order() {
+    differential(right_home_after_messages);
 }
