@@ -4,5 +4,6 @@
 
 pub mod causal;
 pub mod release;
+pub mod sim;
 pub mod translate;
 pub mod wire;

@@ -212,6 +212,17 @@ impl Translator {
             self.destroy_received(k, &msg);
             return Ok(());
         };
+        // Tasks hold only send rights to a send proxy: what comes through a
+        // send-once right was made by netmsg for its no-senders requests, and
+        // anything but the notification is the send-once notification of a
+        // replaced request's right.
+        if !proxy.once
+            && msg.local_type() == msg_type::PORT_SEND_ONCE
+            && msg.id != notify_id::NO_SENDERS
+        {
+            self.destroy_received(k, &msg);
+            return Ok(());
+        }
         if !proxy.once && kernel_sent && msg.id == notify_id::NO_SENDERS {
             let mscount = first_u32(&msg).unwrap_or(0);
             let effects = self

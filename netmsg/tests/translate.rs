@@ -5,102 +5,40 @@
 //! Afterwards every translator is idle, netmsg holds no rights beyond its own
 //! ports, and each kernel's invariants hold.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::ops::{Deref, DerefMut};
 
 use mach::types::{msg_type, notify_id, port_type};
-use mach::{Abi, Item, Kernel, Message, Name, Payload, PortRight, RecvOptions, TaskId};
+use mach::{Item, Message, Name, Payload, PortRight};
 use mach::{NAME_DEAD, NAME_NULL};
-use netmsg::translate::{Out, Translator};
-use netmsg::wire::StreamFrame;
+use netmsg::sim::{self, Task as T};
 
-#[derive(Clone, Copy, Debug)]
-struct T {
-    node: usize,
-    task: TaskId,
-}
-
+/// The simulation cluster plus the trace of what tasks observed.
 struct Cluster {
-    kernels: Vec<Kernel>,
-    nets: Vec<Translator>,
-    /// Frames in flight: (from, to, export id) → FIFO.
-    streams: BTreeMap<(usize, usize, u64), VecDeque<StreamFrame>>,
-    rng: u64,
+    c: sim::Cluster,
     trace: Vec<String>,
 }
 
-fn node_name(i: usize) -> String {
-    format!("node{i}")
+impl Deref for Cluster {
+    type Target = sim::Cluster;
+    fn deref(&self) -> &sim::Cluster {
+        &self.c
+    }
+}
+
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut sim::Cluster {
+        &mut self.c
+    }
 }
 
 impl Cluster {
-    /// `nodes` = 1: one kernel, no netmsg.
     fn new(nodes: usize, seed: u64) -> Self {
-        let mut kernels: Vec<Kernel> = (0..nodes).map(|_| Kernel::new(Abi::X86_64)).collect();
-        let nets = if nodes > 1 {
-            kernels
-                .iter_mut()
-                .enumerate()
-                .map(|(i, k)| Translator::new(k, &node_name(i)).unwrap())
-                .collect()
-        } else {
-            Vec::new()
-        };
         Self {
-            kernels,
-            nets,
-            streams: BTreeMap::new(),
-            rng: seed | 1,
+            c: sim::Cluster::new(nodes, seed),
             trace: Vec::new(),
         }
     }
 
-    fn node(&self, logical: usize) -> usize {
-        logical.min(self.kernels.len() - 1)
-    }
-
-    fn task(&mut self, logical: usize) -> T {
-        let node = self.node(logical);
-        T {
-            node,
-            task: self.kernels[node].create_task(),
-        }
-    }
-
-    fn k(&mut self, t: T) -> &mut Kernel {
-        &mut self.kernels[t.node]
-    }
-
-    fn port(&mut self, t: T) -> Name {
-        self.k(t).port_allocate(t.task, PortRight::Receive).unwrap()
-    }
-
-    /// A send right made from `owner`'s receive right `name`, given to `to`.
-    fn give_send(&mut self, owner: T, name: Name, to: T) -> Name {
-        if owner.node == to.node {
-            let (n, _) = self
-                .k(owner)
-                .port_extract_right(owner.task, name, msg_type::MAKE_SEND, to.task)
-                .unwrap();
-            return n;
-        }
-        let (a, b) = (owner.node, to.node);
-        let id = self.nets[a]
-            .bootstrap_export(
-                &mut self.kernels[a],
-                &node_name(b),
-                owner.task,
-                name,
-                msg_type::MAKE_SEND,
-            )
-            .unwrap();
-        let (n, out) = self.nets[b]
-            .bootstrap_import(&mut self.kernels[b], &node_name(a), id, to.task)
-            .unwrap();
-        self.route(b, out);
-        n
-    }
-
-    /// `t` asks for no-senders on its port `name`, delivered to `name`.
     fn watch_no_senders(&mut self, t: T, name: Name) {
         self.k(t)
             .port_request_notification(
@@ -125,16 +63,6 @@ impl Cluster {
         self.k(t).send(t.task, msg, false).expect("send");
     }
 
-    fn receive(&mut self, t: T, name: Name) -> Option<Message> {
-        let opts = RecvOptions {
-            max_size: None,
-            large: false,
-        };
-        self.k(t).receive(t.task, name, opts).unwrap()
-    }
-
-    /// Records what `t` receives on `name` (or that nothing is there), with
-    /// names replaced by what a task can observe of them.
     fn observe(&mut self, who: &str, t: T, name: Name) -> Option<Message> {
         let msg = self.receive(t, name);
         let line = match &msg {
@@ -190,82 +118,8 @@ impl Cluster {
         self.trace.push(line);
     }
 
-    fn route(&mut self, from: usize, out: Vec<Out>) {
-        for o in out {
-            let to: usize = o.peer.trim_start_matches("node").parse().unwrap();
-            self.streams
-                .entry((from, to, o.id))
-                .or_default()
-                .push_back(o.frame);
-        }
-    }
-
-    fn rand(&mut self, n: usize) -> usize {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng % n.max(1) as u64) as usize
-    }
-
-    /// Runs netmsg until nothing moves.
-    fn settle(&mut self) {
-        for _ in 0..100_000 {
-            if !self.step() {
-                return;
-            }
-        }
-        panic!("netmsg did not settle");
-    }
-
-    /// Pumps every node, then delivers one frame from a randomly chosen
-    /// stream; false when nothing was left to deliver.
-    fn step(&mut self) -> bool {
-        if self.nets.is_empty() {
-            return false;
-        }
-        for i in 0..self.nets.len() {
-            let (out, errors) = self.nets[i].pump(&mut self.kernels[i]);
-            assert!(errors.is_empty(), "node {i}: {errors:?}");
-            self.route(i, out);
-        }
-        let busy: Vec<(usize, usize, u64)> = self
-            .streams
-            .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .map(|(&k, _)| k)
-            .collect();
-        if busy.is_empty() {
-            return false;
-        }
-        let key = busy[self.rand(busy.len())];
-        let frame = self.streams.get_mut(&key).unwrap().pop_front().unwrap();
-        // The frame goes through the wire encoding, as on a real link.
-        let frame = StreamFrame::decode(&frame.encode()).expect("own frames decode");
-        let (from, to, id) = key;
-        let out = self.nets[to]
-            .on_frame(&mut self.kernels[to], &node_name(from), id, frame)
-            .expect("peer frames are valid");
-        self.route(to, out);
-        true
-    }
-
-    /// After a scenario: netmsg is idle and holds only its own ports, and
-    /// every kernel is consistent.
     fn check_clean(&mut self) {
-        self.settle();
-        for (i, k) in self.kernels.iter_mut().enumerate() {
-            k.check_invariants()
-                .unwrap_or_else(|e| panic!("node {i}: {e}"));
-        }
-        for (i, net) in self.nets.iter().enumerate() {
-            assert!(net.is_idle(), "node {i}: translator tables not empty");
-            let names = self.kernels[i].names(net.task()).unwrap();
-            assert_eq!(
-                names.len(),
-                2,
-                "node {i}: netmsg holds more than its set and notify port: {names:?}"
-            );
-        }
+        self.c.check_clean().unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -542,12 +396,11 @@ fn link_loss_turns_rights_dead_and_notifies() {
         let req = c.receive(server, p).expect("request");
         // A message in flight when the link goes is lost with it.
         request(&mut c, client, to_p, reply, vec![]);
-        let (out, errors) = c.nets[1].pump(&mut c.kernels[1]);
+        let cl = &mut c.c;
+        let (out, errors) = cl.nets[1].pump(&mut cl.kernels[1]);
         assert!(errors.is_empty() && !out.is_empty());
-        c.streams.clear();
-        for (i, peer) in [(0, "node1"), (1, "node0")] {
-            c.nets[i].link_lost(&mut c.kernels[i], peer).unwrap();
-        }
+        cl.route(1, out);
+        cl.lose_link(0, 1);
         c.settle();
         let t = c.k(client).port_type(client.task, to_p).unwrap();
         assert_ne!(t & port_type::DEAD_NAME, 0, "client's right is a dead name");
@@ -561,11 +414,7 @@ fn link_loss_turns_rights_dead_and_notifies() {
         let m = c.receive(server, p).expect("no-senders");
         assert_eq!(m.id, notify_id::NO_SENDERS);
         assert!(c.receive(server, p).is_none());
-        for (i, net) in c.nets.iter().enumerate() {
-            assert!(net.is_idle(), "node {i} idle");
-            assert_eq!(c.kernels[i].names(net.task()).unwrap().len(), 2);
-            c.kernels[i].check_invariants().unwrap();
-        }
+        c.check_clean();
     }
 }
 

@@ -1,0 +1,834 @@
+//! Deterministic multi-node simulation of netmsg: several Mach kernels, one
+//! [`Translator`] per node, links as per-stream FIFO queues whose frames are
+//! delivered in a seeded random interleaving (and through the wire encoding).
+//! [`Cluster`] is the harness the conformance tests use; [`run`] is the
+//! randomized simulator behind `netmsg-sim`, with an oracle that checks, from
+//! tags carried in every message: delivery target, FIFO per sender and port,
+//! one name per port in a task's space, exact send-once accounting, and every
+//! table empty after a final drain.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use mach::types::{msg_type, notify_id, port_type};
+use mach::{Abi, Item, Kernel, Message, Name, Payload, PortRight, RecvOptions, TaskId};
+use mach::{NAME_DEAD, NAME_NULL};
+
+use crate::translate::{Out, Translator};
+use crate::wire::StreamFrame;
+
+/// A task on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Task {
+    pub node: usize,
+    pub task: TaskId,
+}
+
+pub fn node_name(i: usize) -> String {
+    format!("node{i}")
+}
+
+/// Kernels, translators and the links between them.
+pub struct Cluster {
+    pub kernels: Vec<Kernel>,
+    pub nets: Vec<Translator>,
+    /// Frames in flight: (from, to, export id) → FIFO.
+    pub streams: BTreeMap<(usize, usize, u64), VecDeque<StreamFrame>>,
+    /// Frames delivered so far.
+    pub frames: u64,
+    rng: u64,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("nodes", &self.kernels.len())
+            .field("streams", &self.streams.len())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// `nodes` = 1: one kernel and no netmsg.
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        let mut kernels: Vec<Kernel> = (0..nodes).map(|_| Kernel::new(Abi::X86_64)).collect();
+        let nets = if nodes > 1 {
+            kernels
+                .iter_mut()
+                .enumerate()
+                .map(|(i, k)| Translator::new(k, &node_name(i)).expect("fresh kernel"))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            kernels,
+            nets,
+            streams: BTreeMap::new(),
+            frames: 0,
+            rng: seed | 1,
+        }
+    }
+
+    pub fn rand(&mut self, n: usize) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % n.max(1) as u64) as usize
+    }
+
+    /// A task on node `logical` (on node 0 when there is one node).
+    pub fn task(&mut self, logical: usize) -> Task {
+        let node = logical.min(self.kernels.len() - 1);
+        Task {
+            node,
+            task: self.kernels[node].create_task(),
+        }
+    }
+
+    pub fn k(&mut self, t: Task) -> &mut Kernel {
+        &mut self.kernels[t.node]
+    }
+
+    pub fn port(&mut self, t: Task) -> Name {
+        self.k(t)
+            .port_allocate(t.task, PortRight::Receive)
+            .expect("port")
+    }
+
+    /// A send right made from `owner`'s receive right `name`, given to `to`
+    /// (across nodes through netmsg's bootstrap).
+    pub fn give_send(&mut self, owner: Task, name: Name, to: Task) -> Name {
+        if owner.node == to.node {
+            let (n, _) = self
+                .k(owner)
+                .port_extract_right(owner.task, name, msg_type::MAKE_SEND, to.task)
+                .expect("make send");
+            return n;
+        }
+        let (a, b) = (owner.node, to.node);
+        let id = self.nets[a]
+            .bootstrap_export(
+                &mut self.kernels[a],
+                &node_name(b),
+                owner.task,
+                name,
+                msg_type::MAKE_SEND,
+            )
+            .expect("bootstrap export");
+        let (n, out) = self.nets[b]
+            .bootstrap_import(&mut self.kernels[b], &node_name(a), id, to.task)
+            .expect("bootstrap import");
+        self.route(b, out);
+        n
+    }
+
+    pub fn receive(&mut self, t: Task, name: Name) -> Option<Message> {
+        let opts = RecvOptions {
+            max_size: None,
+            large: false,
+        };
+        self.k(t).receive(t.task, name, opts).ok().flatten()
+    }
+
+    pub fn route(&mut self, from: usize, out: Vec<Out>) {
+        for o in out {
+            let to: usize = o
+                .peer
+                .trim_start_matches("node")
+                .parse()
+                .expect("peer names are nodeN");
+            self.streams
+                .entry((from, to, o.id))
+                .or_default()
+                .push_back(o.frame);
+        }
+    }
+
+    /// Pumps every node, then delivers one frame from a randomly chosen
+    /// stream; false when nothing was left to deliver.
+    pub fn step(&mut self) -> bool {
+        if self.nets.is_empty() {
+            return false;
+        }
+        for i in 0..self.nets.len() {
+            let (out, errors) = self.nets[i].pump(&mut self.kernels[i]);
+            assert!(errors.is_empty(), "node {i}: {errors:?}");
+            self.route(i, out);
+        }
+        let busy: Vec<(usize, usize, u64)> = self
+            .streams
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(&k, _)| k)
+            .collect();
+        if busy.is_empty() {
+            return false;
+        }
+        let key = busy[self.rand(busy.len())];
+        let frame = self
+            .streams
+            .get_mut(&key)
+            .and_then(VecDeque::pop_front)
+            .expect("busy stream");
+        // Through the wire encoding, as on a real link.
+        let frame = StreamFrame::decode(&frame.encode()).expect("own frames decode");
+        let (from, to, id) = key;
+        self.frames += 1;
+        let out = self.nets[to]
+            .on_frame(&mut self.kernels[to], &node_name(from), id, frame)
+            .expect("peer frames are valid");
+        self.route(to, out);
+        true
+    }
+
+    /// Runs netmsg until nothing moves.
+    pub fn settle(&mut self) {
+        for _ in 0..1_000_000 {
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("netmsg did not settle");
+    }
+
+    /// The link between nodes `a` and `b` is lost: frames in flight vanish.
+    pub fn lose_link(&mut self, a: usize, b: usize) {
+        self.streams
+            .retain(|&(f, t, _), _| !((f == a && t == b) || (f == b && t == a)));
+        for (i, peer) in [(a, b), (b, a)] {
+            self.nets[i]
+                .link_lost(&mut self.kernels[i], &node_name(peer))
+                .expect("link loss");
+        }
+    }
+
+    /// Err unless every translator is idle, netmsg holds only its own two
+    /// ports, and every kernel's invariants hold.
+    pub fn check_clean(&mut self) -> Result<(), String> {
+        self.settle();
+        for (i, k) in self.kernels.iter().enumerate() {
+            k.check_invariants().map_err(|e| format!("node {i}: {e}"))?;
+        }
+        for (i, net) in self.nets.iter().enumerate() {
+            if !net.is_idle() {
+                return Err(format!("node {i}: translator tables not empty"));
+            }
+            let names = self.kernels[i]
+                .names(net.task())
+                .map_err(|e| format!("{e:?}"))?;
+            if names.len() != 2 {
+                return Err(format!(
+                    "node {i}: netmsg holds more than its set and notify port: {names:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ----- the randomized simulator ----------------------------------------------------
+
+/// A port the oracle follows: its home task and name there.
+#[derive(Clone, Copy, Debug)]
+struct PortInfo {
+    home: Task,
+    name: Name,
+    alive: bool,
+}
+
+/// A right a task holds, as the oracle knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Held {
+    port: usize,
+    once: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Sent {
+    from: Task,
+    dest: usize,
+    via_once: bool,
+    rights: Vec<Held>,
+    reply: Option<usize>,
+}
+
+struct Sim {
+    c: Cluster,
+    tasks: Vec<Task>,
+    ports: Vec<PortInfo>,
+    /// Per task: name → right held there.
+    held: BTreeMap<Task, BTreeMap<Name, Held>>,
+    sent: BTreeMap<u32, Sent>,
+    next_tag: u32,
+    /// Last tag received per (sender, port).
+    last: BTreeMap<(Task, usize), u32>,
+    once_made: BTreeMap<usize, u64>,
+    once_used: BTreeMap<usize, u64>,
+    once_notified: BTreeMap<usize, u64>,
+    lost_links: bool,
+    log: Vec<String>,
+    stats: Stats,
+}
+
+/// What a run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub send_once_notifications: u64,
+    pub frames: u64,
+    pub ports_destroyed: u64,
+}
+
+/// The outcome of a run that broke an oracle rule.
+#[derive(Debug)]
+pub struct Violation {
+    pub rule: String,
+    /// The last actions before it.
+    pub recent: Vec<String>,
+}
+
+impl Sim {
+    fn new(nodes: usize, seed: u64) -> Self {
+        let mut c = Cluster::new(nodes, seed);
+        let tasks: Vec<Task> = (0..nodes * 2).map(|i| c.task(i / 2)).collect();
+        let mut sim = Sim {
+            c,
+            tasks: tasks.clone(),
+            ports: Vec::new(),
+            held: tasks.iter().map(|&t| (t, BTreeMap::new())).collect(),
+            sent: BTreeMap::new(),
+            next_tag: 1,
+            last: BTreeMap::new(),
+            once_made: BTreeMap::new(),
+            once_used: BTreeMap::new(),
+            once_notified: BTreeMap::new(),
+            lost_links: false,
+            log: Vec::new(),
+            stats: Stats::default(),
+        };
+        // Every task starts with one port and a send right to every other
+        // task's first port.
+        for &t in &tasks {
+            sim.new_port(t);
+        }
+        for (p, &owner) in tasks.iter().enumerate() {
+            for &to in &tasks {
+                if to != owner {
+                    let name = sim.c.give_send(owner, sim.ports[p].name, to);
+                    sim.held.get_mut(&to).expect("task").insert(
+                        name,
+                        Held {
+                            port: p,
+                            once: false,
+                        },
+                    );
+                }
+            }
+        }
+        sim
+    }
+
+    fn new_port(&mut self, t: Task) -> usize {
+        let name = self.c.port(t);
+        self.ports.push(PortInfo {
+            home: t,
+            name,
+            alive: true,
+        });
+        self.ports.len() - 1
+    }
+
+    fn own_ports(&self, t: Task) -> Vec<usize> {
+        (0..self.ports.len())
+            .filter(|&p| self.ports[p].alive && self.ports[p].home == t)
+            .collect()
+    }
+
+    /// Forgets names the kernel no longer has as the right the oracle thinks
+    /// (dead names after a death are dropped by the task).
+    fn refresh(&mut self, t: Task) {
+        let names: Vec<(Name, Held)> = self.held[&t].iter().map(|(&n, &h)| (n, h)).collect();
+        for (name, h) in names {
+            let ty = self.c.k(t).port_type(t.task, name).unwrap_or(0);
+            let want = if h.once {
+                port_type::SEND_ONCE
+            } else {
+                port_type::SEND
+            };
+            if ty & want == 0 {
+                if ty & port_type::DEAD_NAME != 0 {
+                    self.forget(t, name);
+                }
+                self.held.get_mut(&t).expect("task").remove(&name);
+            }
+        }
+    }
+
+    fn act(&mut self) -> Result<(), String> {
+        let t = self.tasks[self.c.rand(self.tasks.len())];
+        match self.c.rand(12) {
+            0 if self.own_ports(t).len() < 3 => {
+                let p = self.new_port(t);
+                self.log.push(format!("{t:?} makes port {p}"));
+            }
+            1..=3 => self.send(t)?,
+            4..=5 => {
+                self.receive_one(t)?;
+            }
+            6 => {
+                self.refresh(t);
+                let names: Vec<Name> = self.held[&t].keys().copied().collect();
+                if !names.is_empty() {
+                    let name = names[self.c.rand(names.len())];
+                    let h = self.held.get_mut(&t).expect("task").remove(&name);
+                    self.forget(t, name);
+                    self.log.push(format!("{t:?} drops {h:?}"));
+                }
+            }
+            7 if self.c.rand(8) == 0 => {
+                let own = self.own_ports(t);
+                if own.len() > 1 {
+                    let p = own[self.c.rand(own.len())];
+                    let _ = self.c.k(t).port_mod_refs(
+                        t.task,
+                        self.ports[p].name,
+                        PortRight::Receive as u32,
+                        -1,
+                    );
+                    self.ports[p].alive = false;
+                    self.stats.ports_destroyed += 1;
+                    self.log.push(format!("{t:?} destroys port {p}"));
+                }
+            }
+            9 if self.held[&t].len() < 3 => {
+                // An introduction (the bootstrap exchange): a send right to
+                // another task's port, so that the run does not die down.
+                let live: Vec<usize> = (0..self.ports.len())
+                    .filter(|&p| self.ports[p].alive && self.ports[p].home != t)
+                    .collect();
+                if !live.is_empty() {
+                    let p = live[self.c.rand(live.len())];
+                    let PortInfo { home, name, .. } = self.ports[p];
+                    let got = self.c.give_send(home, name, t);
+                    let mine = self.held.get_mut(&t).expect("task");
+                    if let Some(prev) = mine.insert(
+                        got,
+                        Held {
+                            port: p,
+                            once: false,
+                        },
+                    ) {
+                        if prev.port != p {
+                            return Err(format!(
+                                "name {got} in {t:?} was port {} and is now port {p}",
+                                prev.port
+                            ));
+                        }
+                    }
+                    self.log.push(format!("{t:?} is given port {p}"));
+                }
+            }
+            8 if self.lose_links_allowed() && self.c.rand(200) == 0 => {
+                let n = self.c.kernels.len();
+                let a = self.c.rand(n);
+                let b = (a + 1 + self.c.rand(n - 1)) % n;
+                self.c.lose_link(a, b);
+                self.lost_links = true;
+                self.log.push(format!("link {a}-{b} lost"));
+            }
+            _ => {
+                for _ in 0..1 + self.c.rand(4) {
+                    self.c.step();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops every reference `t` has under `name` (send, send-once or dead).
+    fn forget(&mut self, t: Task, name: Name) {
+        let k = self.c.k(t);
+        let ty = k.port_type(t.task, name).unwrap_or(0);
+        for (bit, right) in [
+            (port_type::SEND, PortRight::Send),
+            (port_type::SEND_ONCE, PortRight::SendOnce),
+            (port_type::DEAD_NAME, PortRight::DeadName),
+        ] {
+            if ty & bit != 0 {
+                let refs = k.port_get_refs(t.task, name, right as u32).unwrap_or(0);
+                let _ = k.port_mod_refs(t.task, name, right as u32, -(refs as i32));
+            }
+        }
+    }
+
+    fn lose_links_allowed(&self) -> bool {
+        false
+    }
+
+    fn send(&mut self, t: Task) -> Result<(), String> {
+        self.refresh(t);
+        let names: Vec<(Name, Held)> = self.held[&t].iter().map(|(&n, &h)| (n, h)).collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let (dest_name, dest) = names[self.c.rand(names.len())];
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let mut body = vec![Item::int32(tag as i32)];
+        let mut rights = Vec::new();
+        // Maybe a send right the task holds, or one made on its own port.
+        match self.c.rand(3) {
+            0 => {
+                let sends: Vec<(Name, Held)> =
+                    names.iter().copied().filter(|(_, h)| !h.once).collect();
+                if !sends.is_empty() {
+                    let (n, h) = sends[self.c.rand(sends.len())];
+                    body.push(Item::port(msg_type::COPY_SEND, n));
+                    rights.push(h);
+                }
+            }
+            1 => {
+                let own = self.own_ports(t);
+                if !own.is_empty() {
+                    let p = own[self.c.rand(own.len())];
+                    body.push(Item::port(msg_type::MAKE_SEND, self.ports[p].name));
+                    rights.push(Held {
+                        port: p,
+                        once: false,
+                    });
+                }
+            }
+            _ => {}
+        }
+        let own = self.own_ports(t);
+        let reply = (!own.is_empty() && self.c.rand(2) == 0).then(|| own[self.c.rand(own.len())]);
+        let (reply_name, reply_disposition) = match reply {
+            Some(p) => (self.ports[p].name, msg_type::MAKE_SEND_ONCE),
+            None => (NAME_NULL, 0),
+        };
+        let dest_disposition = if dest.once {
+            msg_type::MOVE_SEND_ONCE
+        } else {
+            msg_type::COPY_SEND
+        };
+        let msg = Message::new(
+            dest_name,
+            dest_disposition,
+            reply_name,
+            reply_disposition,
+            1,
+            body,
+        );
+        match self.c.k(t).send(t.task, msg, false) {
+            Ok(_) => {
+                if dest.once {
+                    self.held.get_mut(&t).expect("task").remove(&dest_name);
+                }
+                if let Some(p) = reply {
+                    *self.once_made.entry(p).or_insert(0) += 1;
+                }
+                self.sent.insert(
+                    tag,
+                    Sent {
+                        from: t,
+                        dest: dest.port,
+                        via_once: dest.once,
+                        rights,
+                        reply,
+                    },
+                );
+                self.stats.messages_sent += 1;
+                self.log
+                    .push(format!("{t:?} sends {tag} to port {}", dest.port));
+            }
+            // A full queue: the message comes back with its rights in the
+            // task's space (ipc_kmsg_copyout_pseudo); the task keeps the
+            // destination and reply rights and gives up its own port's.
+            Err(e) if e.code == mach::MsgReturn::SendTimedOut => {
+                let back = e.message;
+                if dest.once {
+                    let mine = self.held.get_mut(&t).expect("task");
+                    mine.remove(&dest_name);
+                    mine.insert(back.remote_port, dest);
+                }
+                if let Some(p) = reply {
+                    *self.once_made.entry(p).or_insert(0) += 1;
+                    self.held.get_mut(&t).expect("task").insert(
+                        back.local_port,
+                        Held {
+                            port: p,
+                            once: true,
+                        },
+                    );
+                }
+                for (item, h) in back.body.iter().skip(1).zip(&rights) {
+                    if let Some(names) = item.names_payload() {
+                        if self.ports[h.port].home == t {
+                            let _ = self.c.k(t).port_mod_refs(
+                                t.task,
+                                names[0],
+                                PortRight::Send as u32,
+                                -1,
+                            );
+                        }
+                    }
+                }
+                self.log.push(format!("{t:?} send {tag} timed out"));
+            }
+            Err(e) => {
+                return Err(format!("{t:?} send to {dest:?} failed: {:?}", e.code));
+            }
+        }
+        Ok(())
+    }
+
+    fn receive_one(&mut self, t: Task) -> Result<bool, String> {
+        let own = self.own_ports(t);
+        if own.is_empty() {
+            return Ok(false);
+        }
+        let p = own[self.c.rand(own.len())];
+        self.receive_from(t, p)
+    }
+
+    fn receive_from(&mut self, t: Task, p: usize) -> Result<bool, String> {
+        let name = self.ports[p].name;
+        let Some(m) = self.c.receive(t, name) else {
+            return Ok(false);
+        };
+        self.check_received(t, p, m)?;
+        Ok(true)
+    }
+
+    /// The oracle's checks of one received message.
+    fn check_received(&mut self, t: Task, p: usize, m: Message) -> Result<(), String> {
+        if m.id == notify_id::SEND_ONCE && m.body.is_empty() {
+            *self.once_notified.entry(p).or_insert(0) += 1;
+            self.stats.send_once_notifications += 1;
+            self.log
+                .push(format!("{t:?} gets send-once notification on {p}"));
+            return Ok(());
+        }
+        let tag = m
+            .body
+            .first()
+            .and_then(Item::bytes_payload)
+            .and_then(|b| b.get(..4))
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .ok_or_else(|| format!("{t:?} got an untagged message {m:?}"))?;
+        self.stats.messages_received += 1;
+        let sent = self
+            .sent
+            .remove(&tag)
+            .ok_or_else(|| format!("message {tag} delivered twice or never sent"))?;
+        self.log.push(format!(
+            "{t:?} receives {tag} on port {p} (reply name {}, {} items)",
+            m.remote_port,
+            m.body.len()
+        ));
+        if sent.dest != p {
+            return Err(format!(
+                "message {tag} for port {} arrived on port {p}",
+                sent.dest
+            ));
+        }
+        // FIFO per sender and port for messages sent with send rights. A
+        // message sent with a send-once right travels on its one-shot export's
+        // own stream, so its order against the same sender's other messages to
+        // the port is not kept across nodes (docs/protocol.md, "Known
+        // divergences"); on one node it would be.
+        let key = (sent.from, p);
+        if !sent.via_once {
+            if let Some(&prev) = self.last.get(&key) {
+                if prev > tag {
+                    return Err(format!(
+                        "port {p}: message {tag} from {:?} after {prev}",
+                        sent.from
+                    ));
+                }
+            }
+            self.last.insert(key, tag);
+        }
+        let via_once = m.local_type() == msg_type::PORT_SEND_ONCE;
+        if via_once != sent.via_once {
+            return Err(format!(
+                "message {tag}: sent via send-once {} but arrived {via_once}",
+                sent.via_once
+            ));
+        }
+        if via_once {
+            *self.once_used.entry(p).or_insert(0) += 1;
+        }
+        // Rights: the reply, then the carried right.
+        let mut got: Vec<(Name, Held)> = Vec::new();
+        match (sent.reply, m.remote_type()) {
+            (Some(r), msg_type::PORT_SEND_ONCE) => got.push((
+                m.remote_port,
+                Held {
+                    port: r,
+                    once: true,
+                },
+            )),
+            (None, 0) => {}
+            (want, ty) => {
+                return Err(format!(
+                    "message {tag}: reply {want:?} arrived as type {ty}"
+                ))
+            }
+        }
+        for (item, h) in m.body.iter().skip(1).zip(&sent.rights) {
+            let Some(Payload::Names(names)) = Some(&item.payload) else {
+                return Err(format!("message {tag}: right missing"));
+            };
+            got.push((names[0], *h));
+        }
+        for (name, h) in got {
+            if name == NAME_DEAD || name == NAME_NULL {
+                if self.ports[h.port].alive && !self.lost_links {
+                    return Err(format!(
+                        "message {tag}: right to live port {} arrived dead",
+                        h.port
+                    ));
+                }
+                continue;
+            }
+            if self.ports[h.port].home == t && !h.once {
+                // A right to the task's own port: the same name as its receive right.
+                if name != self.ports[h.port].name {
+                    return Err(format!(
+                        "message {tag}: own port {} came back under another name",
+                        h.port
+                    ));
+                }
+                let _ = self.c.k(t).port_deallocate(t.task, name);
+                continue;
+            }
+            let mine = self.held.get_mut(&t).expect("task");
+            if !h.once {
+                if let Some((&other, _)) = mine
+                    .iter()
+                    .find(|(&n, o)| !o.once && o.port == h.port && n != name)
+                {
+                    let ty = self.c.k(t).port_type(t.task, other).unwrap_or(0);
+                    if ty & port_type::SEND != 0 {
+                        return Err(format!("{t:?} holds port {} under two names", h.port));
+                    }
+                }
+            }
+            if let Some(prev) = mine.insert(name, h) {
+                if prev.port != h.port {
+                    return Err(format!(
+                        "name {name} in {t:?} was port {} and is now port {}",
+                        prev.port, h.port
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every task drops its rights and reads everything until nothing moves.
+    fn drain(&mut self) -> Result<(), String> {
+        for _ in 0..10_000 {
+            self.c.settle();
+            let mut moved = false;
+            for t in self.tasks.clone() {
+                for (name, _) in std::mem::take(self.held.get_mut(&t).expect("task")) {
+                    self.forget(t, name);
+                    moved = true;
+                }
+                for p in self.own_ports(t) {
+                    while self.receive_from(t, p)? {
+                        moved = true;
+                    }
+                }
+            }
+            if !moved {
+                return Ok(());
+            }
+        }
+        Err("the drain did not finish".into())
+    }
+
+    /// After the drain: every send-once right to a live port was used or
+    /// notified exactly once; then every port goes and netmsg must be clean.
+    fn finish(&mut self) -> Result<(), String> {
+        self.drain()?;
+        if !self.lost_links {
+            for p in 0..self.ports.len() {
+                if !self.ports[p].alive {
+                    continue;
+                }
+                let made = self.once_made.get(&p).copied().unwrap_or(0);
+                let used = self.once_used.get(&p).copied().unwrap_or(0);
+                let notified = self.once_notified.get(&p).copied().unwrap_or(0);
+                if made != used + notified {
+                    return Err(format!(
+                        "port {p}: {made} send-once rights made, {used} used, {notified} notified"
+                    ));
+                }
+            }
+            if let Some((tag, s)) = self.sent.iter().find(|(_, s)| self.ports[s.dest].alive) {
+                return Err(format!(
+                    "message {tag} to live port {} never arrived ({s:?})",
+                    s.dest
+                ));
+            }
+        }
+        for p in 0..self.ports.len() {
+            if self.ports[p].alive {
+                let home = self.ports[p].home;
+                let name = self.ports[p].name;
+                let _ =
+                    self.c
+                        .k(home)
+                        .port_mod_refs(home.task, name, PortRight::Receive as u32, -1);
+                self.ports[p].alive = false;
+            }
+        }
+        self.c.settle();
+        // Notifications of the last deaths may still name dead send-once rights.
+        for t in self.tasks.clone() {
+            let names = self.c.k(t).names(t.task).map_err(|e| format!("{e:?}"))?;
+            if let Some(n) = names.first() {
+                return Err(format!("{t:?} still holds {n:?} ({} names)", names.len()));
+            }
+        }
+        self.c.check_clean()
+    }
+}
+
+/// Runs `actions` random actions on `nodes` nodes from `seed`, then drains and
+/// checks. Deterministic: the same arguments give the same run, and a run is a
+/// prefix of every longer one with the same seed.
+pub fn run(nodes: usize, seed: u64, actions: u64) -> Result<Stats, Violation> {
+    let mut sim = Sim::new(nodes, seed);
+    let fail = |sim: &Sim, rule: String| Violation {
+        rule,
+        recent: sim.log.iter().rev().take(40).rev().cloned().collect(),
+    };
+    for _ in 0..actions {
+        if let Err(rule) = sim.act() {
+            return Err(fail(&sim, rule));
+        }
+    }
+    sim.finish().map_err(|rule| fail(&sim, rule))?;
+    sim.stats.frames = sim.c.frames;
+    Ok(sim.stats)
+}
+
+/// The shortest prefix of a failing run that still fails (runs are prefixes of
+/// each other, so a binary search finds it).
+pub fn minimal_failing(nodes: usize, seed: u64, actions: u64) -> u64 {
+    let (mut good, mut bad) = (0u64, actions);
+    while bad - good > 1 {
+        let mid = good + (bad - good) / 2;
+        if run(nodes, seed, mid).is_err() {
+            bad = mid;
+        } else {
+            good = mid;
+        }
+    }
+    bad
+}
