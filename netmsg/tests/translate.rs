@@ -70,7 +70,15 @@ impl Cluster {
             Some(m) => {
                 let reply = match m.remote_type() {
                     0 => "none".to_owned(),
-                    ty => msg_type::name(ty).to_string(),
+                    ty => format!(
+                        "{} {}",
+                        msg_type::name(ty),
+                        match m.remote_port {
+                            NAME_NULL => "null",
+                            NAME_DEAD => "dead",
+                            _ => "name",
+                        }
+                    ),
                 };
                 let items: Vec<String> = m
                     .body
@@ -123,6 +131,14 @@ impl Cluster {
     }
 }
 
+/// A server task on node 0 with a port, and a client task on node 1.
+fn server_and_client(c: &mut Cluster) -> (T, T, Name) {
+    let server = c.task(0);
+    let client = c.task(1);
+    let p = c.port(server);
+    (server, client, p)
+}
+
 fn int(v: i32) -> Item {
     Item::int32(v)
 }
@@ -161,9 +177,7 @@ fn differential(scenario: fn(&mut Cluster)) {
 /// the reply carries a send right to a new port, which the client then uses;
 /// both rights are dropped and the server sees no-senders on both ports.
 fn rpc_round_trip(c: &mut Cluster) {
-    let server = c.task(0);
-    let client = c.task(1);
-    let p = c.port(server);
+    let (server, client, p) = server_and_client(c);
     let q = c.port(server);
     for port in [p, q] {
         c.watch_no_senders(server, port);
@@ -208,9 +222,7 @@ fn rpc_round_trip(c: &mut Cluster) {
 /// The server destroys the reply right unused: the client's reply port gets
 /// the send-once notification.
 fn reply_destroyed_unused(c: &mut Cluster) {
-    let server = c.task(0);
-    let client = c.task(1);
-    let p = c.port(server);
+    let (server, client, p) = server_and_client(c);
     let to_p = c.give_send(server, p, client);
     let reply = c.port(client);
     request(c, client, to_p, reply, vec![]);
@@ -228,9 +240,7 @@ fn reply_destroyed_unused(c: &mut Cluster) {
 /// The server's port dies: the client's right becomes a dead name and its
 /// dead-name request fires.
 fn server_dies(c: &mut Cluster) {
-    let server = c.task(0);
-    let client = c.task(1);
-    let p = c.port(server);
+    let (server, client, p) = server_and_client(c);
     let to_p = c.give_send(server, p, client);
     let notify = c.port(client);
     c.k(client)
@@ -268,9 +278,7 @@ fn server_dies(c: &mut Cluster) {
 /// A right to the server's port travels to the client and back in a message
 /// to that same port: the server gets its own port's name.
 fn right_comes_home(c: &mut Cluster) {
-    let server = c.task(0);
-    let client = c.task(1);
-    let p = c.port(server);
+    let (server, client, p) = server_and_client(c);
     let to_p = c.give_send(server, p, client);
     c.send(
         client,
@@ -314,9 +322,7 @@ fn a_right_coming_home_matches_one_kernel() {
 /// Many messages from one sender to one port arrive in order, with null and
 /// dead rights kept as such.
 fn ordered_messages_with_null_and_dead(c: &mut Cluster) {
-    let server = c.task(0);
-    let client = c.task(1);
-    let p = c.port(server);
+    let (server, client, p) = server_and_client(c);
     let to_p = c.give_send(server, p, client);
     for i in 0..12 {
         let rights = Item::ports(msg_type::COPY_SEND, vec![NAME_NULL, NAME_DEAD]);
@@ -342,9 +348,7 @@ fn ordered_messages_with_null_and_dead(c: &mut Cluster) {
 /// The client task is destroyed while holding a send right and a pending
 /// request: the server sees the request, then no-senders.
 fn client_dies(c: &mut Cluster) {
-    let server = c.task(0);
-    let client = c.task(1);
-    let p = c.port(server);
+    let (server, client, p) = server_and_client(c);
     c.watch_no_senders(server, p);
     let to_p = c.give_send(server, p, client);
     let reply = c.port(client);
@@ -385,9 +389,7 @@ fn client_death_matches_one_kernel() {
 fn link_loss_turns_rights_dead_and_notifies() {
     for seed in 1..=10 {
         let mut c = Cluster::new(2, seed);
-        let server = c.task(0);
-        let client = c.task(1);
-        let p = c.port(server);
+        let (server, client, p) = server_and_client(&mut c);
         c.watch_no_senders(server, p);
         let to_p = c.give_send(server, p, client);
         let reply = c.port(client);
@@ -472,4 +474,174 @@ fn right_home_after_messages(c: &mut Cluster) {
 #[test]
 fn a_right_coming_home_keeps_causal_order() {
     differential(right_home_after_messages);
+}
+
+/// netmsg-test 13: header-only messages with id 71 (the send-once
+/// notification's id) through a send right and through a send-once right.
+fn header_only_id_71(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    c.send(
+        client,
+        Message::simple(to_p, msg_type::COPY_SEND, notify_id::SEND_ONCE, vec![]),
+    );
+    let reply = c.port(client);
+    request(c, client, to_p, reply, vec![]);
+    c.settle();
+    c.observe("server", server, p);
+    let req = c.observe("server", server, p).expect("request");
+    c.send(
+        server,
+        Message::simple(
+            req.remote_port,
+            msg_type::MOVE_SEND_ONCE,
+            notify_id::SEND_ONCE,
+            vec![],
+        ),
+    );
+    c.settle();
+    c.observe("client", client, reply);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+}
+
+/// netmsg-test 12: the server sees no-senders only when the last send right
+/// anywhere is gone — two remote holders and a local one, dropped in turn.
+fn no_senders_after_the_last_right(c: &mut Cluster) {
+    let server = c.task(0);
+    let local = c.task(0);
+    let a = c.task(1);
+    let b = c.task(1);
+    let p = c.port(server);
+    c.watch_no_senders(server, p);
+    let rights = [
+        (a, c.give_send(server, p, a)),
+        (local, c.give_send(server, p, local)),
+        (b, c.give_send(server, p, b)),
+    ];
+    for (i, (t, name)) in rights.into_iter().enumerate() {
+        c.settle();
+        c.observe(&format!("server before drop {i}"), server, p);
+        c.k(t).port_deallocate(t.task, name).unwrap();
+    }
+    c.settle();
+    c.observe("server after the last drop", server, p);
+    c.destroy_port(server, p);
+}
+
+/// The TODO list: every data type, out-of-line data with and without
+/// deallocate, port arrays inline and out of line, port names as data, and a
+/// null reply port.
+fn all_data_types_and_ool(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let q = c.port(client);
+    let to_p = c.give_send(server, p, client);
+    let body = vec![
+        Item::boolean(true),
+        Item::int16(-2),
+        int(-3),
+        Item::int64(-4),
+        Item::data(msg_type::CHAR, 8, 3, b"abc".to_vec()),
+        Item::data(msg_type::REAL, 64, 1, 1.5f64.to_le_bytes().to_vec()),
+        Item::data(msg_type::BIT, 1, 13, vec![0xff, 0x1f]),
+        Item::c_string("netmsg", 16),
+        Item::bytes(vec![1, 2, 3]),
+        Item::ool_bytes(vec![9; 5000], true),
+        Item::ool_bytes(Vec::new(), false),
+        Item::port_name(to_p),
+        Item::ports(msg_type::MAKE_SEND, vec![q, NAME_NULL, q]),
+        Item::ool_ports(msg_type::COPY_SEND, vec![to_p, NAME_DEAD], false),
+    ];
+    c.send(
+        client,
+        Message::new(
+            to_p,
+            msg_type::COPY_SEND,
+            NAME_NULL,
+            msg_type::MAKE_SEND_ONCE,
+            900,
+            body,
+        ),
+    );
+    c.settle();
+    let m = c.observe("server", server, p).expect("message");
+    // What came in the port arrays: rights to the client's port and the
+    // server's own port coming home.
+    let names: Vec<Name> = m
+        .body
+        .iter()
+        .filter_map(Item::names_payload)
+        .flatten()
+        .copied()
+        .collect();
+    c.note(format!(
+        "home right is the port itself: {}",
+        names.contains(&p)
+    ));
+    for n in names {
+        if n != NAME_NULL && n != NAME_DEAD {
+            c.k(server).port_deallocate(server.task, n).unwrap();
+        }
+    }
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+    c.destroy_port(client, q);
+}
+
+/// Race 1 of the original (a no-senders crossing an in-flight send right):
+/// the client drops its right while the server sends it a new one.
+fn no_senders_crossing_a_new_right(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let inbox = c.port(client);
+    let to_p = c.give_send(server, p, client);
+    let to_inbox = c.give_send(client, inbox, server);
+    c.send(
+        server,
+        Message::simple(
+            to_inbox,
+            msg_type::COPY_SEND,
+            1000,
+            vec![Item::port(msg_type::MAKE_SEND, p)],
+        ),
+    );
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    // Let the frames cross in whatever order the seed picks.
+    for _ in 0..3 {
+        c.step();
+    }
+    c.settle();
+    let m = c.observe("client", client, inbox).expect("message");
+    let again = m.body[0].names_payload().unwrap()[0];
+    c.send(
+        client,
+        Message::simple(again, msg_type::MOVE_SEND, 1001, vec![]),
+    );
+    c.settle();
+    c.observe("server", server, p);
+    c.k(server).port_deallocate(server.task, to_inbox).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+    c.destroy_port(client, inbox);
+}
+
+#[test]
+fn header_only_id_71_matches_one_kernel() {
+    differential(header_only_id_71);
+}
+
+#[test]
+fn no_senders_waits_for_the_last_right() {
+    differential(no_senders_after_the_last_right);
+}
+
+#[test]
+fn all_data_types_match_one_kernel() {
+    differential(all_data_types_and_ool);
+}
+
+#[test]
+fn no_senders_crossing_a_new_right_matches_one_kernel() {
+    differential(no_senders_crossing_a_new_right);
 }
