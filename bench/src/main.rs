@@ -2,11 +2,13 @@
 //! ratios; results are recorded in `bench/RESULTS.md`.
 //!
 //! `netmsg-bench mach-rpc [--rounds N]`, `netmsg-bench transport [--rounds N]`,
+//! `netmsg-bench rpc [--rounds N] [--ports N] [--imports N]`,
 //! `netmsg-bench pager [--events N] [--pages N]`.
 #![forbid(unsafe_code)]
 
 mod mach_rpc;
 mod pager_bench;
+mod rpc_bench;
 mod transport_bench;
 
 use std::time::Duration;
@@ -64,6 +66,11 @@ fn main() {
             number("--events", 2_000_000),
             number("--pages", 100_000) as u64,
         ),
+        Some("rpc") => rpc_bench::run(
+            number("--rounds", 10_000),
+            number("--ports", 1000),
+            number("--imports", 10_000),
+        ),
         Some("transport") => transport_bench::run(
             number("--rounds", 20_000),
             number("--bulk-mib", 512),
@@ -71,7 +78,7 @@ fn main() {
         ),
         other => {
             eprintln!(
-                "netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, pager, transport"
+                "netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, pager, rpc, transport"
             );
             std::process::exit(2);
         }

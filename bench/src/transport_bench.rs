@@ -24,13 +24,13 @@ use crate::{stats, Stats};
 const SMALL: usize = 64;
 const CHUNK: usize = 64 * 1024;
 
-struct Certs {
+pub(crate) struct Certs {
     ca: CertificateDer<'static>,
-    a: NodeTls,
-    b: NodeTls,
+    pub(crate) a: NodeTls,
+    pub(crate) b: NodeTls,
 }
 
-fn certs() -> Certs {
+pub(crate) fn certs() -> Certs {
     let ca_key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -69,7 +69,7 @@ fn options(streams: usize) -> TransportOptions {
     }
 }
 
-fn loopback() -> SocketAddr {
+pub(crate) fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 

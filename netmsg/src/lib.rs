@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod causal;
+pub mod driver;
 pub mod release;
 pub mod sim;
 pub mod translate;

@@ -196,6 +196,23 @@ impl Translator {
         (out, errors)
     }
 
+    /// A message the caller received on [`Translator::port_set`] itself (a
+    /// driver that waits for one): handled as [`Translator::pump`] would.
+    pub fn handle_local(
+        &mut self,
+        k: &mut Kernel,
+        msg: Message,
+    ) -> (Vec<Out>, Vec<TranslateError>) {
+        let mut out = Vec::new();
+        let errors = self.on_local(k, msg, &mut out).err().into_iter().collect();
+        (out, errors)
+    }
+
+    /// The port set netmsg receives on (proxies and its notify port).
+    pub fn port_set(&self) -> Name {
+        self.set
+    }
+
     fn on_local(
         &mut self,
         k: &mut Kernel,

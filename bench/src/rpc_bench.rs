@@ -1,0 +1,286 @@
+//! Mach RPC through two netmsg nodes on loopback QUIC, side by side with a
+//! raw transport ping-pong over the same links: (a) null RPC latency, (b) RPCs
+//! per second spread over many ports, (c) memory for many live imports.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mach::runtime::Host;
+use mach::types::msg_type;
+use mach::{Abi, Item, Kernel, Message, Name, PortRight, RecvOptions, TaskId};
+use netmsg::driver::{Netmsg, Root};
+use transport::{Node, TransportOptions};
+
+use crate::transport_bench::{certs, loopback, Certs};
+use crate::{print_latency, stats};
+
+const GET_PORT: i32 = 3000;
+const NULL_RPC: i32 = 3001;
+
+struct Pair {
+    host_b: Host,
+    client: TaskId,
+    root: Name,
+    nodes: (Node, Node),
+}
+
+fn options() -> TransportOptions {
+    TransportOptions {
+        max_port_streams: 40_000,
+        idle_timeout: Duration::from_secs(30),
+        ..TransportOptions::default()
+    }
+}
+
+/// Node A serves: `GET_PORT` answers with a send right to a new port it
+/// serves too; anything else gets an empty reply.
+async fn netmsg_pair(certs: &Certs) -> Pair {
+    let node_a = Node::bind("bench-a", loopback(), &certs.a, options()).unwrap();
+    let node_b = Node::bind("bench-b", loopback(), &certs.b, options()).unwrap();
+    let host_a = Host::new(Kernel::new(Abi::X86_64));
+    let host_b = Host::new(Kernel::new(Abi::X86_64));
+    let (server, root, set) = host_a.with(|k| {
+        let t = k.create_task();
+        let root = k.port_allocate(t, PortRight::Receive).unwrap();
+        let set = k.port_allocate(t, PortRight::PortSet).unwrap();
+        k.port_move_member(t, root, set).unwrap();
+        (t, root, set)
+    });
+    Netmsg::start(
+        host_a.clone(),
+        node_a.clone(),
+        Some(Root {
+            task: server,
+            name: root,
+        }),
+    )
+    .unwrap();
+    let net_b = Netmsg::start(host_b.clone(), node_b.clone(), None).unwrap();
+    tokio::spawn(async move {
+        while let Ok(m) = host_a
+            .receive(server, set, RecvOptions::default(), None)
+            .await
+        {
+            let body = if m.id == GET_PORT {
+                let p = host_a.with(|k| {
+                    let p = k.port_allocate(server, PortRight::Receive).unwrap();
+                    k.port_move_member(server, p, set).unwrap();
+                    p
+                });
+                vec![Item::port(msg_type::MAKE_SEND, p)]
+            } else {
+                Vec::new()
+            };
+            let reply = Message::simple(m.remote_port, msg_type::MOVE_SEND_ONCE, m.id + 100, body);
+            let _ = host_a.send(server, reply, None).await;
+        }
+    });
+    node_b
+        .dial("bench-a", node_a.local_addr().unwrap())
+        .await
+        .unwrap();
+    let client = host_b.with(|k| k.create_task());
+    let root = loop {
+        match net_b.root("bench-a", client).await {
+            Ok(n) => break n,
+            Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+        }
+    };
+    Pair {
+        host_b,
+        client,
+        root,
+        nodes: (node_a, node_b),
+    }
+}
+
+async fn call(host: &Host, task: TaskId, dest: Name, reply: Name, id: i32) -> Message {
+    let m = Message::new(
+        dest,
+        msg_type::COPY_SEND,
+        reply,
+        msg_type::MAKE_SEND_ONCE,
+        id,
+        Vec::new(),
+    );
+    host.call(task, m, reply).await.unwrap()
+}
+
+/// Raw transport ping-pong of a 64-byte frame on one port stream each way.
+async fn transport_ping_pong(certs: &Certs, rounds: usize) -> crate::Stats {
+    let a = Node::bind("bench-a", loopback(), &certs.a, options()).unwrap();
+    let b = Node::bind("bench-b", loopback(), &certs.b, options()).unwrap();
+    let link = a.dial("bench-b", b.local_addr().unwrap()).await.unwrap();
+    let b_link = loop {
+        if let Some(l) = b.link("bench-a") {
+            break l;
+        }
+        tokio::task::yield_now().await;
+    };
+    tokio::spawn(async move {
+        let mut rx = b_link.accept_port().await.unwrap();
+        let mut tx = b_link.open_port(1).await.unwrap();
+        while let Ok(Some(f)) = rx.recv().await {
+            tx.send(f).await.unwrap();
+        }
+    });
+    let mut tx = link.open_port(1).await.unwrap();
+    let payload = Bytes::from(vec![7u8; 64]);
+    tx.send(payload.clone()).await.unwrap();
+    let mut rx = link.accept_port().await.unwrap();
+    rx.recv().await.unwrap().unwrap();
+    let mut samples = Vec::with_capacity(rounds);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        tx.send(payload.clone()).await.unwrap();
+        rx.recv().await.unwrap().unwrap();
+        samples.push(t.elapsed());
+    }
+    let s = stats(
+        "transport ping-pong, 64 B, 1 stream",
+        samples,
+        start.elapsed(),
+    );
+    a.shutdown();
+    b.shutdown();
+    s
+}
+
+async fn null_rpc(certs: &Certs, rounds: usize) -> crate::Stats {
+    let pair = netmsg_pair(certs).await;
+    let reply = pair
+        .host_b
+        .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
+    for _ in 0..100 {
+        call(&pair.host_b, pair.client, pair.root, reply, NULL_RPC).await;
+    }
+    let mut samples = Vec::with_capacity(rounds);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        call(&pair.host_b, pair.client, pair.root, reply, NULL_RPC).await;
+        samples.push(t.elapsed());
+    }
+    let s = stats(
+        "netmsg null RPC (B task -> A task -> reply)",
+        samples,
+        start.elapsed(),
+    );
+    pair.nodes.0.shutdown();
+    pair.nodes.1.shutdown();
+    s
+}
+
+/// The right to a new server port, fetched through the root.
+async fn get_port(pair: &Pair, reply: Name) -> Name {
+    let m = call(&pair.host_b, pair.client, pair.root, reply, GET_PORT).await;
+    m.body[0].names_payload().unwrap()[0]
+}
+
+async fn many_ports(certs: &Certs, ports: usize, per_port: usize, workers: usize) -> f64 {
+    let pair = Arc::new(netmsg_pair(certs).await);
+    let reply = pair
+        .host_b
+        .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
+    let mut names = Vec::with_capacity(ports);
+    for _ in 0..ports {
+        names.push(get_port(&pair, reply).await);
+    }
+    let names = Arc::new(names);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (pair, names) = (pair.clone(), names.clone());
+            tokio::spawn(async move {
+                let task = pair.client;
+                let reply = pair
+                    .host_b
+                    .with(|k| k.port_allocate(task, PortRight::Receive).unwrap());
+                for round in 0..per_port {
+                    for (i, &dest) in names.iter().enumerate() {
+                        if i % workers == w {
+                            let _ = round;
+                            call(&pair.host_b, task, dest, reply, NULL_RPC).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = (ports * per_port) as f64 / start.elapsed().as_secs_f64();
+    pair.nodes.0.shutdown();
+    pair.nodes.1.shutdown();
+    rate
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+async fn imports_memory(certs: &Certs, imports: usize) -> (u64, f64) {
+    let pair = netmsg_pair(certs).await;
+    let reply = pair
+        .host_b
+        .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
+    // Warm up allocators and the link first.
+    for _ in 0..100 {
+        call(&pair.host_b, pair.client, pair.root, reply, NULL_RPC).await;
+    }
+    let before = rss_bytes();
+    let start = Instant::now();
+    let mut names = Vec::with_capacity(imports);
+    for _ in 0..imports {
+        names.push(get_port(&pair, reply).await);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let after = rss_bytes();
+    // Each import is a live proxy on B and an export on A.
+    assert_eq!(names.len(), imports);
+    pair.nodes.0.shutdown();
+    pair.nodes.1.shutdown();
+    (after.saturating_sub(before), imports as f64 / secs)
+}
+
+pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let certs = certs();
+    rt.block_on(transport_ping_pong(&certs, rounds / 10));
+    rt.block_on(null_rpc(&certs, rounds / 10));
+    let mut t = Vec::new();
+    let mut n = Vec::new();
+    for _ in 0..3 {
+        t.push(rt.block_on(transport_ping_pong(&certs, rounds)));
+        n.push(rt.block_on(null_rpc(&certs, rounds)));
+    }
+    let mid = |mut v: Vec<crate::Stats>| {
+        v.sort_by_key(|s| s.p50);
+        v.swap_remove(1)
+    };
+    println!(
+        "null RPC on loopback QUIC, tokio 2 workers, median of 3 alternating trials of {rounds}:"
+    );
+    print_latency(&[mid(t), mid(n)], 0);
+    let rate = rt.block_on(many_ports(&certs, ports, 5, 8));
+    println!("RPCs across {ports} ports (8 client workers, 5 rounds): {rate:.0} RPC/s");
+    let (bytes, per_sec) = rt.block_on(imports_memory(&certs, imports));
+    println!(
+        "{imports} live imports on one link: RSS grew {:.1} MiB for both nodes together ({:.0} B per import; {per_sec:.0} imports/s)",
+        bytes as f64 / (1 << 20) as f64,
+        bytes as f64 / imports as f64
+    );
+}
