@@ -2,10 +2,13 @@
 //! ([`Host`]) and its QUIC links ([`transport::Node`]). It only waits and
 //! moves bytes; every decision is the translator's.
 //!
-//! One tokio task owns the translator. It waits for netmsg's port set, for
-//! frames (one reader task per incoming stream keeps each stream's order), for
-//! links coming and going, and for bootstrap requests; it writes the
-//! translator's frames on per-stream senders, opened on first use.
+//! The translator sits behind one lock, always taken before the host's. The
+//! driver task waits for netmsg's port set, for links coming and going and for
+//! bootstrap requests; one reader task per incoming stream hands its frames to
+//! the translator itself (keeping the stream's order and sparing a task
+//! hand-off on the message path). Whoever makes frames queues them on one
+//! channel while still holding the translator, so the driver task writes them
+//! in the order they were made, on per-stream senders opened on first use.
 //!
 //! Stream IDs on a link (`docs/protocol.md`, "Port streams"): frames toward
 //! the receiver's export `id` (messages, `Release`, `SendOnceDestroyed`) go on
@@ -13,6 +16,7 @@
 //! `HomeArrived`) on stream `id ^ ABOUT_SENDERS_EXPORT`.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use mach::runtime::Host;
@@ -45,10 +49,9 @@ pub fn stream_of(out: &Out) -> u64 {
 type RootReply = oneshot::Sender<Result<Name, String>>;
 
 enum Event {
-    Frame {
+    Violation {
         peer: String,
-        stream: u64,
-        bytes: Bytes,
+        reason: String,
     },
     Control {
         peer: String,
@@ -57,7 +60,7 @@ enum Event {
     Root {
         peer: String,
         task: TaskId,
-        reply: oneshot::Sender<Result<Name, String>>,
+        reply: RootReply,
     },
 }
 
@@ -91,16 +94,20 @@ impl Netmsg {
     ) -> Result<Self, TranslateError> {
         let translator = host.with(|k| Translator::new(k, node.name()))?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (writes, writes_rx) = mpsc::unbounded_channel();
         let driver = Driver {
-            host,
-            translator,
+            shared: Arc::new(Shared {
+                host,
+                translator: Mutex::new(translator),
+                writes,
+            }),
             root,
             links: BTreeMap::new(),
             senders: BTreeMap::new(),
             waiting_root: BTreeMap::new(),
             events: tx.clone(),
         };
-        tokio::spawn(driver.run(node, rx));
+        tokio::spawn(driver.run(node, rx, writes_rx));
         Ok(Self { events: tx })
     }
 
@@ -118,9 +125,28 @@ impl Netmsg {
     }
 }
 
-struct Driver {
+/// The translator and what it needs, shared by the driver and the readers.
+struct Shared {
     host: Host,
-    translator: Translator,
+    translator: Mutex<Translator>,
+    writes: mpsc::UnboundedSender<Vec<Out>>,
+}
+
+impl Shared {
+    /// Runs `f` on the translator and the kernel and queues the frames it
+    /// made before letting go of the translator, so they go out in order.
+    fn with<R>(&self, f: impl FnOnce(&mut Translator, &mut mach::Kernel) -> (R, Vec<Out>)) -> R {
+        let mut translator = self.translator.lock().expect("translator lock");
+        let (r, out) = self.host.with(|k| f(&mut translator, k));
+        if !out.is_empty() {
+            let _ = self.writes.send(out);
+        }
+        r
+    }
+}
+
+struct Driver {
+    shared: Arc<Shared>,
     root: Option<Root>,
     links: BTreeMap<String, Link>,
     senders: BTreeMap<(String, u64), transport::PortSender>,
@@ -129,24 +155,40 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, node: transport::Node, mut events: mpsc::UnboundedReceiver<Event>) {
-        let task = self.translator.task();
-        let set = self.translator.port_set();
+    async fn run(
+        mut self,
+        node: transport::Node,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        mut writes: mpsc::UnboundedReceiver<Vec<Out>>,
+    ) {
+        let (task, set) = {
+            let t = self.shared.translator.lock().expect("translator lock");
+            (t.task(), t.port_set())
+        };
         loop {
-            let host = self.host.clone();
+            let host = self.shared.host.clone();
             tokio::select! {
                 got = host.receive(task, set, RecvOptions::default(), None) => {
                     let Ok(msg) = got else { return };
-                    let translator = &mut self.translator;
-                    let (mut out, mut errors) = self.host.with(|k| translator.handle_local(k, msg));
-                    let (more, more_errors) = self.host.with(|k| translator.pump(k));
-                    out.extend(more);
-                    errors.extend(more_errors);
+                    let errors = self.shared.with(|t, k| {
+                        let (mut out, mut errors) = t.handle_local(k, msg);
+                        let (more, more_errors) = t.pump(k);
+                        out.extend(more);
+                        errors.extend(more_errors);
+                        (errors, out)
+                    });
                     for e in errors {
                         tracing::warn!("netmsg: {e}");
                     }
-                    self.write(out).await;
+                    // What was just queued goes out now, without a wake-up.
+                    while let Ok(out) = writes.try_recv() {
+                        self.write(out).await;
+                    }
                 }
+                out = writes.recv() => match out {
+                    Some(out) => self.write(out).await,
+                    None => return,
+                },
                 ev = node.next_event() => match ev {
                     Some(NodeEvent::LinkUp(link)) => self.link_up(link),
                     Some(NodeEvent::LinkDown { peer, .. }) => self.link_down(&peer),
@@ -175,22 +217,16 @@ impl Driver {
                 }
             }
         });
+        let shared = self.shared.clone();
         tokio::spawn(async move {
             while let Ok(mut rx) = link.accept_port().await {
-                let events = events.clone();
-                let peer = peer.clone();
+                let (events, peer, shared) = (events.clone(), peer.clone(), shared.clone());
                 tokio::spawn(async move {
                     let stream = rx.port();
                     while let Ok(Some(bytes)) = rx.recv().await {
-                        let peer = peer.clone();
-                        if events
-                            .send(Event::Frame {
-                                peer,
-                                stream,
-                                bytes,
-                            })
-                            .is_err()
-                        {
+                        if let Err(reason) = on_stream_frame(&shared, &peer, stream, &bytes) {
+                            let peer = peer.clone();
+                            let _ = events.send(Event::Violation { peer, reason });
                             return;
                         }
                     }
@@ -205,31 +241,14 @@ impl Driver {
         for (_, reply) in self.waiting_root.remove(peer).unwrap_or_default() {
             let _ = reply.send(Err(format!("link to {peer} lost")));
         }
-        let translator = &mut self.translator;
-        if let Err(e) = self.host.with(|k| translator.link_lost(k, peer)) {
+        if let Err(e) = self.shared.with(|t, k| (t.link_lost(k, peer), Vec::new())) {
             tracing::warn!("netmsg: link loss of {peer}: {e}");
         }
     }
 
     async fn event(&mut self, ev: Event) {
         match ev {
-            Event::Frame {
-                peer,
-                stream,
-                bytes,
-            } => {
-                let frame = match StreamFrame::decode(&bytes) {
-                    Ok(f) => f,
-                    Err(e) => return self.violation(&peer, &e.to_string()),
-                };
-                let id = stream & !ABOUT_SENDERS_EXPORT;
-                let translator = &mut self.translator;
-                match self.host.with(|k| translator.on_frame(k, &peer, id, frame)) {
-                    Ok(out) => self.write(out).await,
-                    Err(TranslateError::Protocol { reason, .. }) => self.violation(&peer, &reason),
-                    Err(e) => tracing::warn!("netmsg: {e}"),
-                }
-            }
+            Event::Violation { peer, reason } => self.violation(&peer, &reason),
             Event::Control { peer, bytes } => self.control(&peer, &bytes).await,
             Event::Root { peer, task, reply } => {
                 let Some(link) = self.links.get(&peer).cloned() else {
@@ -251,33 +270,37 @@ impl Driver {
         }
     }
 
+    fn next_waiting(&mut self, peer: &str) -> Option<(TaskId, RootReply)> {
+        let waiting = self.waiting_root.get_mut(peer)?;
+        (!waiting.is_empty()).then(|| waiting.remove(0))
+    }
+
     /// The bootstrap exchange on the control stream. Any peer that passed
     /// mutual TLS with a certificate of this cluster may have the root.
     async fn control(&mut self, peer: &str, bytes: &[u8]) {
         match bytes {
             [CONTROL_ROOT_REQUEST] => {
-                let answer = match self.root {
-                    Some(root) => {
-                        let translator = &mut self.translator;
-                        match self.host.with(|k| {
-                            translator.bootstrap_export(
-                                k,
-                                peer,
-                                root.task,
-                                root.name,
-                                mach::types::msg_type::MAKE_SEND,
-                            )
-                        }) {
-                            Ok(id) => {
-                                let mut b = vec![CONTROL_ROOT_REPLY];
-                                b.extend_from_slice(&id.to_le_bytes());
-                                b
-                            }
-                            Err(e) => {
-                                tracing::warn!("netmsg: root export: {e}");
-                                vec![CONTROL_NO_ROOT]
-                            }
-                        }
+                let exported = self.root.map(|root| {
+                    self.shared.with(|t, k| {
+                        let r = t.bootstrap_export(
+                            k,
+                            peer,
+                            root.task,
+                            root.name,
+                            mach::types::msg_type::MAKE_SEND,
+                        );
+                        (r, Vec::new())
+                    })
+                });
+                let answer = match exported {
+                    Some(Ok(id)) => {
+                        let mut b = vec![CONTROL_ROOT_REPLY];
+                        b.extend_from_slice(&id.to_le_bytes());
+                        b
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!("netmsg: root export: {e}");
+                        vec![CONTROL_NO_ROOT]
                     }
                     None => vec![CONTROL_NO_ROOT],
                 };
@@ -287,33 +310,19 @@ impl Driver {
             }
             [CONTROL_ROOT_REPLY, id @ ..] if id.len() == 8 => {
                 let id = u64::from_le_bytes(id.try_into().expect("8 bytes"));
-                let Some((task, reply)) = self
-                    .waiting_root
-                    .get_mut(peer)
-                    .and_then(|w| (!w.is_empty()).then(|| w.remove(0)))
-                else {
+                let Some((task, reply)) = self.next_waiting(peer) else {
                     return self.violation(peer, "root reply nobody asked for");
                 };
-                let translator = &mut self.translator;
-                match self
-                    .host
-                    .with(|k| translator.bootstrap_import(k, peer, id, task))
-                {
-                    Ok((name, out)) => {
-                        let _ = reply.send(Ok(name));
-                        self.write(out).await;
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
+                let imported =
+                    self.shared
+                        .with(|t, k| match t.bootstrap_import(k, peer, id, task) {
+                            Ok((name, out)) => (Ok(name), out),
+                            Err(e) => (Err(e.to_string()), Vec::new()),
+                        });
+                let _ = reply.send(imported);
             }
             [CONTROL_NO_ROOT] => {
-                if let Some((_, reply)) = self
-                    .waiting_root
-                    .get_mut(peer)
-                    .and_then(|w| (!w.is_empty()).then(|| w.remove(0)))
-                {
+                if let Some((_, reply)) = self.next_waiting(peer) {
                     let _ = reply.send(Err(format!("{peer} exports no root")));
                 }
             }
@@ -351,6 +360,25 @@ impl Driver {
                 tracing::warn!("netmsg: writing to {}: {e}", o.peer);
                 self.senders.remove(&key);
             }
+        }
+    }
+}
+
+/// One frame from `peer`'s stream, decoded and handed to the translator.
+/// `Err` is a protocol violation: the link is closed.
+fn on_stream_frame(shared: &Shared, peer: &str, stream: u64, bytes: &[u8]) -> Result<(), String> {
+    let frame = StreamFrame::decode(bytes).map_err(|e| e.to_string())?;
+    let id = stream & !ABOUT_SENDERS_EXPORT;
+    let handled = shared.with(|t, k| match t.on_frame(k, peer, id, frame) {
+        Ok(out) => (Ok(()), out),
+        Err(e) => (Err(e), Vec::new()),
+    });
+    match handled {
+        Ok(()) => Ok(()),
+        Err(TranslateError::Protocol { reason, .. }) => Err(reason),
+        Err(e) => {
+            tracing::warn!("netmsg: {e}");
+            Ok(())
         }
     }
 }
