@@ -628,6 +628,10 @@ impl Translator {
                 reason: format!("message for unknown export {id}"),
             });
         };
+        check_rights(&m).map_err(|reason| TranslateError::Protocol {
+            peer: peer.to_owned(),
+            reason,
+        })?;
         if target.once {
             let effects = self
                 .peer(peer)
@@ -636,9 +640,29 @@ impl Translator {
                 .map_err(|e| protocol(peer, e))?;
             self.apply(k, peer, effects, out)?;
         }
+        let mut held: Vec<(Name, u8)> = Vec::new();
+        let result = self.place_and_send(k, peer, target, m, out, &mut held);
+        if result.is_err() {
+            // A right the peer got wrong: what was placed goes, as if the
+            // message had been destroyed.
+            for (name, _) in held {
+                self.drop_held(k, name);
+            }
+        }
+        result
+    }
+
+    fn place_and_send(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        target: crate::release::ExportTarget,
+        m: WireMessage,
+        out: &mut Vec<Out>,
+        held: &mut Vec<(Name, u8)>,
+    ) -> Result<(), TranslateError> {
         // Rights first become rights netmsg holds, so that a message that
         // cannot be delivered releases them like any destroyed message.
-        let mut held: Vec<(Name, u8)> = Vec::new();
         let mut place = |this: &mut Self, k: &mut Kernel, r: &WireRight, out: &mut Vec<Out>| {
             let placed = this.import_right(k, peer, r, out);
             if let Ok(p) = &placed {
@@ -714,23 +738,16 @@ impl Translator {
             body,
         );
         msg.bits |= m.other_bits;
-        if target.dead {
-            for (name, _) in held {
+        // Sent, the rights are the receiver's; not sent (the port is dead,
+        // or died under netmsg), they are destroyed with the message.
+        if !target.dead && k.send(self.task, msg, true).is_ok() {
+            held.clear();
+        } else {
+            for (name, _) in held.drain(..) {
                 self.drop_held(k, name);
             }
-            return Ok(());
         }
-        match k.send(self.task, msg, true) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                // The destination died under netmsg: destroy what it carried.
-                for (name, _) in held {
-                    self.drop_held(k, name);
-                }
-                let _ = e;
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     /// A right from the wire as a right netmsg holds, with the disposition that
@@ -955,6 +972,44 @@ fn home_waits(peer: &str, m: &WireMessage) -> Vec<Wait> {
             _ => None,
         })
         .collect()
+}
+
+/// What a peer's message must satisfy before anything of it is taken:
+/// rights of the form their item says, no receive rights (they do not travel
+/// yet), references of the kind their form needs, each one-shot ID once.
+fn check_rights(m: &WireMessage) -> Result<(), String> {
+    let mut once_ids = Vec::new();
+    let items = m.items.iter().flat_map(|i| match i {
+        WireItem::Rights { form, rights, .. } => rights.iter().map(|r| (Some(*form), r)).collect(),
+        WireItem::Data { .. } => Vec::new(),
+    });
+    for (item_form, r) in m.reply.iter().map(|r| (None, r)).chain(items) {
+        if item_form.is_some_and(|f| f != r.form) {
+            return Err("right of another form than its item".into());
+        }
+        if r.form == Form::Receive {
+            return Err("receive rights are not carried yet".into());
+        }
+        let once_id = |id: u64| id & crate::release::SEND_ONCE_ID_BIT != 0;
+        match r.reference {
+            WireRef::SenderExport { id, .. } => {
+                if once_id(id) != (r.form == Form::SendOnce) {
+                    return Err(format!("export {id} sent as a {:?} right", r.form));
+                }
+                if once_id(id) {
+                    if once_ids.contains(&id) {
+                        return Err(format!("one-shot export {id} twice in a message"));
+                    }
+                    once_ids.push(id);
+                }
+            }
+            WireRef::ReceiverExport { id } if r.form != Form::Send || once_id(id) => {
+                return Err(format!("export {id} coming home as a {:?} right", r.form));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn move_disposition(form: Form) -> u8 {
