@@ -143,6 +143,10 @@ pub struct Ledger {
     import_of_proxy: BTreeMap<u64, u64>,
     /// One-shot imports: proxy → export id.
     once_proxies: BTreeMap<u64, u64>,
+    /// The same, by export id.
+    once_proxy_of: BTreeMap<u64, u64>,
+    /// Live one-shot exports by the send-once right netmsg holds.
+    once_export_of_right: BTreeMap<u64, u64>,
     next_proxy: u64,
 }
 
@@ -197,39 +201,48 @@ impl Ledger {
     /// A send-once right (held by netmsg as `right`) leaves for the peer: a
     /// one-shot export with its own ID.
     pub fn export_send_once(&mut self, right: u64) -> u64 {
-        self.new_export(ExportKind::Once { right })
+        let id = self.new_export(ExportKind::Once { right });
+        self.once_export_of_right.insert(right, id);
+        id
     }
 
     /// The peer used one-shot export `id`: its message is delivered with the
     /// held right, which that consumes.
     pub fn send_once_used(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
-        match self.exports.get(&id) {
-            Some(Export {
-                kind: ExportKind::Once { .. },
-                ..
-            }) => {
-                self.exports.remove(&id);
-                Ok(vec![Effect::Finish { id }])
-            }
-            _ => Err(ReleaseError::UnknownExport { id }),
-        }
+        self.take_once_export(id)
+            .map(|_| vec![Effect::Finish { id }])
+            .ok_or(ReleaseError::UnknownExport { id })
     }
 
     /// The local port died: tell the importer of every export of it — the send
     /// export of `port`, or the one-shot export whose held right is `port`.
     pub fn port_died(&mut self, port: u64) -> Vec<Effect> {
+        let once = self.once_export_of_right.remove(&port);
+        let send = self.export_of.get(&port).copied();
         let mut effects = Vec::new();
-        for (&id, e) in self.exports.iter_mut() {
-            let matches = match e.kind {
-                ExportKind::Send { port: p, .. } => p == port,
-                ExportKind::Once { right } => right == port,
-            };
-            if matches && !e.dead {
+        for id in send.into_iter().chain(once) {
+            if let Some(e) = self.exports.get_mut(&id).filter(|e| !e.dead) {
                 e.dead = true;
                 effects.push(Effect::Send(Frame::Dead { id }));
             }
         }
         effects
+    }
+
+    /// Removes one-shot export `id`: its held right and whether it is dead.
+    fn take_once_export(&mut self, id: u64) -> Option<(u64, bool)> {
+        let Some(&Export {
+            kind: ExportKind::Once { right },
+            dead,
+        }) = self.exports.get(&id)
+        else {
+            return None;
+        };
+        self.exports.remove(&id);
+        if self.once_export_of_right.get(&right) == Some(&id) {
+            self.once_export_of_right.remove(&right);
+        }
+        Some((right, dead))
     }
 
     fn on_release(&mut self, id: u64, count: u64) -> Result<Vec<Effect>, ReleaseError> {
@@ -264,11 +277,7 @@ impl Ledger {
     }
 
     fn on_send_once_destroyed(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
-        let Some(Export {
-            kind: ExportKind::Once { right },
-            dead,
-        }) = self.exports.remove(&id)
-        else {
+        let Some((right, dead)) = self.take_once_export(id) else {
             return Err(ReleaseError::UnknownExport { id });
         };
         // A dead port's right is already a dead name: there is nothing to notify.
@@ -334,11 +343,12 @@ impl Ledger {
     /// Each one-shot ID arrives at most once; a repeat is a protocol error
     /// only while the first is still live (settled IDs are not remembered).
     pub fn import_send_once(&mut self, id: u64) -> Result<(Imported, Vec<Effect>), ReleaseError> {
-        if id & SEND_ONCE_ID_BIT == 0 || self.once_proxies.values().any(|&i| i == id) {
+        if id & SEND_ONCE_ID_BIT == 0 || self.once_proxy_of.contains_key(&id) {
             return Err(ReleaseError::BadImport { id });
         }
         let proxy = self.new_proxy();
         self.once_proxies.insert(proxy, id);
+        self.once_proxy_of.insert(id, proxy);
         Ok((
             Imported::Proxy(proxy),
             vec![Effect::CreateProxy {
@@ -353,6 +363,7 @@ impl Ledger {
     /// the proxy goes.
     pub fn once_used(&mut self, proxy: u64) -> Option<(u64, Vec<Effect>)> {
         let id = self.once_proxies.remove(&proxy)?;
+        self.once_proxy_of.remove(&id);
         Some((id, vec![Effect::DestroyProxy { proxy }]))
     }
 
@@ -362,6 +373,7 @@ impl Ledger {
         let Some(id) = self.once_proxies.remove(&proxy) else {
             return Vec::new();
         };
+        self.once_proxy_of.remove(&id);
         vec![
             Effect::Send(Frame::SendOnceDestroyed { id }),
             Effect::DestroyProxy { proxy },
@@ -400,12 +412,7 @@ impl Ledger {
         // told so. If already used or destroyed (or not yet arrived) the
         // settling message is on its way, or will be: nothing to do.
         if id & SEND_ONCE_ID_BIT != 0 {
-            let Some(proxy) = self
-                .once_proxies
-                .iter()
-                .find(|(_, &i)| i == id)
-                .map(|(&p, _)| p)
-            else {
+            let Some(proxy) = self.once_proxy_of.remove(&id) else {
                 return Vec::new();
             };
             self.once_proxies.remove(&proxy);
@@ -582,10 +589,7 @@ impl Ledger {
 
     /// The live one-shot export holding send-once right `right`, if any.
     pub fn once_export_of(&self, right: u64) -> Option<u64> {
-        self.exports.iter().find_map(|(&id, e)| match e.kind {
-            ExportKind::Once { right: r } if r == right && !e.dead => Some(id),
-            _ => None,
-        })
+        self.once_export_of_right.get(&right).copied()
     }
 
     /// The live send export of local `port`, if any.

@@ -277,19 +277,16 @@ impl Translator {
                 id,
                 frame: StreamFrame::Release(Frame::SendOnceDestroyed { id }),
             };
-            let wire = self.outgoing(k, &peer, &msg);
+            let (frame, result) = match self.outgoing(k, &peer, msg) {
+                Ok(w) => (StreamFrame::Message(w), Ok(())),
+                Err(e) => (destroyed.frame.clone(), Err(e)),
+            };
             *self.written.entry((peer.clone(), id)).or_insert(0) += 1;
-            out.push(match &wire {
-                Ok(w) => Out {
-                    frame: StreamFrame::Message(w.clone()),
-                    ..destroyed
-                },
-                Err(_) => destroyed,
-            });
+            out.push(Out { frame, ..destroyed });
             self.apply(k, &peer, effects, out)?;
-            return wire.map(|_| ());
+            return result;
         }
-        let wire = self.outgoing(k, &peer, &msg)?;
+        let wire = self.outgoing(k, &peer, msg)?;
         *self.written.entry((peer.clone(), id)).or_insert(0) += 1;
         out.push(Out {
             peer,
@@ -333,7 +330,7 @@ impl Translator {
         &mut self,
         k: &mut Kernel,
         peer: &str,
-        msg: &Message,
+        msg: Message,
     ) -> Result<WireMessage, TranslateError> {
         if msg
             .body
@@ -341,7 +338,7 @@ impl Translator {
             .any(|i| i.type_name == msg_type::PORT_RECEIVE)
             || msg.remote_type() == msg_type::PORT_RECEIVE
         {
-            self.destroy_received(k, msg);
+            self.destroy_received(k, &msg);
             return Err(TranslateError::Unsupported {
                 id: msg.id,
                 reason: "receive rights do not travel between nodes yet",
@@ -356,8 +353,9 @@ impl Translator {
             0 => None,
             t => Some(self.export_right(k, peer, msg.remote_port, t)?),
         };
+        let (id, bits) = (msg.id, msg.bits);
         let mut items = Vec::with_capacity(msg.body.len());
-        for item in &msg.body {
+        for item in msg.body {
             items.push(match &item.payload {
                 Payload::Names(names) => {
                     let form = if item.type_name == msg_type::PORT_SEND_ONCE {
@@ -377,26 +375,18 @@ impl Translator {
                         rights,
                     }
                 }
-                Payload::Bytes(bytes) => WireItem::Data {
-                    type_name: item.type_name,
-                    size: item.size,
-                    number: item.number,
-                    inline: item.inline,
-                    longform: item.longform,
-                    deallocate: item.deallocate,
-                    bytes: bytes.clone(),
-                },
+                Payload::Bytes(_) => WireItem::from_data_item(item).expect("a data item"),
                 Payload::Address(_) => {
                     return Err(TranslateError::Unsupported {
-                        id: msg.id,
+                        id,
                         reason: "out-of-line region without its bytes",
                     })
                 }
             });
         }
         Ok(WireMessage {
-            id: msg.id,
-            other_bits: msg.bits & !(msgh_bits::PORTS_MASK | msgh_bits::COMPLEX),
+            id,
+            other_bits: bits & !(msgh_bits::PORTS_MASK | msgh_bits::COMPLEX),
             dest_form,
             reply,
             dependencies: Vec::new(),
@@ -675,25 +665,9 @@ impl Translator {
             None => None,
         };
         let mut body = Vec::with_capacity(m.items.len());
-        for item in &m.items {
+        for item in m.items {
             body.push(match item {
-                WireItem::Data {
-                    type_name,
-                    size,
-                    number,
-                    inline,
-                    longform,
-                    deallocate,
-                    bytes,
-                } => Item {
-                    type_name: *type_name,
-                    size: *size,
-                    number: *number,
-                    inline: *inline,
-                    longform: *longform,
-                    deallocate: *deallocate,
-                    payload: Payload::Bytes(bytes.clone()),
-                },
+                // (`check_rights` saw every right has its item's form.)
                 WireItem::Rights {
                     form,
                     inline,
@@ -702,25 +676,20 @@ impl Translator {
                     rights,
                 } => {
                     let mut names = Vec::with_capacity(rights.len());
-                    for r in rights {
-                        if r.form != *form {
-                            return Err(TranslateError::Protocol {
-                                peer: peer.to_owned(),
-                                reason: "right of another form in an item".into(),
-                            });
-                        }
+                    for r in &rights {
                         names.push(place(self, k, r, out)?.0);
                     }
                     Item {
-                        type_name: move_disposition(*form),
+                        type_name: move_disposition(form),
                         size: 32,
                         number: names.len() as u32,
-                        inline: *inline,
-                        longform: *longform,
-                        deallocate: *deallocate,
+                        inline,
+                        longform,
+                        deallocate,
                         payload: Payload::Names(names),
                     }
                 }
+                data => data.into_data_item().expect("a data item"),
             });
         }
         let dest_disposition = if target.once {

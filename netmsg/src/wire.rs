@@ -134,6 +134,49 @@ pub enum WireItem {
     },
 }
 
+impl WireItem {
+    /// The wire form of a Mach data item (`None` unless it carries bytes).
+    pub fn from_data_item(item: mach::Item) -> Option<WireItem> {
+        let mach::Payload::Bytes(bytes) = item.payload else {
+            return None;
+        };
+        Some(WireItem::Data {
+            type_name: item.type_name,
+            size: item.size,
+            number: item.number,
+            inline: item.inline,
+            longform: item.longform,
+            deallocate: item.deallocate,
+            bytes,
+        })
+    }
+
+    /// The Mach item for wire data (`None` for rights).
+    pub fn into_data_item(self) -> Option<mach::Item> {
+        let WireItem::Data {
+            type_name,
+            size,
+            number,
+            inline,
+            longform,
+            deallocate,
+            bytes,
+        } = self
+        else {
+            return None;
+        };
+        Some(mach::Item {
+            type_name,
+            size,
+            number,
+            inline,
+            longform,
+            deallocate,
+            payload: mach::Payload::Bytes(bytes),
+        })
+    }
+}
+
 /// A causal dependency: deliver only once the stream of port `port` (as seen
 /// on the link from node `via`) has been delivered up to `position`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
