@@ -12,11 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use transport::{Node, NodeTls, TransportOptions};
 
 use crate::{stats, Stats};
@@ -25,40 +20,15 @@ const SMALL: usize = 64;
 const CHUNK: usize = 64 * 1024;
 
 pub(crate) struct Certs {
-    ca: CertificateDer<'static>,
     pub(crate) a: NodeTls,
     pub(crate) b: NodeTls,
 }
 
 pub(crate) fn certs() -> Certs {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p.distinguished_name.push(DnType::CommonName, "bench CA");
-    let ca = p.self_signed(&ca_key).unwrap();
-    let leaf = |name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-        NodeTls::from_ca(
-            vec![cert.der().clone()],
-            PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-            &[ca.der().clone()],
-            vec![],
-            false,
-        )
-        .unwrap()
-    };
-    Certs {
-        ca: ca.der().clone(),
-        a: leaf("bench-a"),
-        b: leaf("bench-b"),
-    }
+    let mut tls = transport::test_support::throwaway_cluster(&["bench-a", "bench-b"]);
+    let b = tls.pop().expect("two nodes");
+    let a = tls.pop().expect("two nodes");
+    Certs { a, b }
 }
 
 fn options(streams: usize) -> TransportOptions {
@@ -204,7 +174,6 @@ async fn netmsg(certs: &Certs, rounds: usize, bulk: usize, streams: usize) -> Re
 }
 
 async fn raw_quinn(certs: &Certs, rounds: usize, bulk: usize, streams: usize) -> Results {
-    let _ = &certs.ca;
     let opts = options(streams);
     let mut transport = opts.transport_config().unwrap();
     // Plain quinn needs bidirectional streams where netmsg uses two unidirectional.

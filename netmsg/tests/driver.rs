@@ -8,43 +8,14 @@ use mach::runtime::Host;
 use mach::types::{msg_type, notify_id};
 use mach::{Abi, Item, Kernel, Message, PortRight, RecvOptions, NAME_NULL};
 use netmsg::driver::{Netmsg, Root};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls_pki_types::PrivatePkcs8KeyDer;
-use transport::{Node, NodeTls, TransportOptions};
-
-fn tls_pair() -> (NodeTls, NodeTls) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p.distinguished_name.push(DnType::CommonName, "test CA");
-    let ca = p.self_signed(&ca_key).unwrap();
-    let leaf = |name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-        NodeTls::from_ca(
-            vec![cert.der().clone()],
-            PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-            &[ca.der().clone()],
-            vec![],
-            false,
-        )
-        .unwrap()
-    };
-    (leaf("node-a"), leaf("node-b"))
-}
+use transport::{Node, TransportOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_and_release_over_quic() {
-    let (tls_a, tls_b) = tls_pair();
+    let [tls_a, tls_b]: [_; 2] = transport::test_support::throwaway_cluster(&["node-a", "node-b"])
+        .try_into()
+        .ok()
+        .unwrap();
     let addr = "127.0.0.1:0".parse().unwrap();
     let node_a = Node::bind("node-a", addr, &tls_a, TransportOptions::default()).unwrap();
     let node_b = Node::bind("node-b", addr, &tls_b, TransportOptions::default()).unwrap();

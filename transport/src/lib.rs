@@ -18,6 +18,8 @@ mod identity;
 mod link;
 mod node;
 pub mod relay;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 mod tls;
 
 pub use error::{CloseCode, Error};
