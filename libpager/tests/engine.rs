@@ -9,6 +9,13 @@ use mach::types::{should_return, vm_prot};
 
 const PS: u64 = 4096;
 
+/// The backing store answered the read of `p` with its contents.
+fn page_read(p: u64) -> Event {
+    Event::PageRead {
+        page: p,
+        result: Ok(page(p as u8)),
+    }
+}
 fn engine(hold_ms: u64) -> Engine {
     let mut e = Engine::new(Config {
         page_size: PS,
@@ -84,21 +91,9 @@ fn multi_page_requests_get_one_multi_page_supply() {
             lock_value: vm_prot::WRITE
         }]
     );
-    let a = e.handle(
-        ms(1),
-        Event::PageRead {
-            page: 0,
-            result: Ok(page(0)),
-        },
-    );
+    let a = e.handle(ms(1), page_read(0));
     assert_eq!(a.len(), 1);
-    let mut both = e.handle(
-        ms(1),
-        Event::PageRead {
-            page: 1,
-            result: Ok(page(1)),
-        },
-    );
+    let mut both = e.handle(ms(1), page_read(1));
     assert_eq!(both.len(), 1);
     // A second kernel asking for all three pages at once gets one message.
     let a = e.handle(ms(2), req(2, 0, 3, Access::Read));
@@ -151,13 +146,7 @@ fn multi_page_requests_get_one_multi_page_supply() {
 fn a_writer_is_downgraded_and_its_returned_data_goes_straight_to_the_reader() {
     let mut e = engine(0);
     e.handle(ms(0), req(1, 0, 1, Access::Write));
-    e.handle(
-        ms(0),
-        Event::PageRead {
-            page: 0,
-            result: Ok(page(0)),
-        },
-    );
+    e.handle(ms(0), page_read(0));
     assert_eq!(e.holders(0), (vec![], Some(1)));
     // A reader arrives: the writer is asked to return dirty data and keep a
     // read-only copy (no flush).
@@ -238,13 +227,7 @@ fn the_hold_time_bounds_ping_pong() {
     let mut last_transfer = None;
     // Kernels 1 and 2 both want to write page 0 as often as they can for 1 s.
     e.handle(ms(0), req(1, 0, 1, Access::Write));
-    e.handle(
-        ms(0),
-        Event::PageRead {
-            page: 0,
-            result: Ok(page(0)),
-        },
-    );
+    e.handle(ms(0), page_read(0));
     let mut holder = 1;
     let mut timer = None;
     while now < 1000 {
@@ -352,13 +335,7 @@ fn the_hold_time_bounds_ping_pong() {
 fn writes_to_different_pages_are_not_serialized() {
     let mut e = engine(0);
     e.handle(ms(0), req(1, 0, 2, Access::Write));
-    e.handle(
-        ms(0),
-        Event::PageRead {
-            page: 0,
-            result: Ok(page(0)),
-        },
-    );
+    e.handle(ms(0), page_read(0));
     e.handle(
         ms(0),
         Event::PageRead {
@@ -432,13 +409,7 @@ fn writes_to_different_pages_are_not_serialized() {
 fn a_silent_kernel_is_dropped_after_its_lease_and_a_dead_one_at_once() {
     let mut e = engine(0);
     e.handle(ms(0), req(1, 0, 1, Access::Write));
-    e.handle(
-        ms(0),
-        Event::PageRead {
-            page: 0,
-            result: Ok(page(0)),
-        },
-    );
+    e.handle(ms(0), page_read(0));
     let a = e.handle(ms(10), req(2, 0, 1, Access::Read));
     assert!(a.contains(&Action::ArmTimer { at: ms(1010) }), "{a:?}");
     assert_eq!(no_timers(e.handle(ms(500), Event::Timer)), [], "not yet");
@@ -451,13 +422,7 @@ fn a_silent_kernel_is_dropped_after_its_lease_and_a_dead_one_at_once() {
             Action::ReadPage { page: 0 }
         ]
     );
-    let a = e.handle(
-        ms(1011),
-        Event::PageRead {
-            page: 0,
-            result: Ok(page(0)),
-        },
-    );
+    let a = e.handle(ms(1011), page_read(0));
     assert_eq!(
         a,
         [Action::Supply {
@@ -489,13 +454,7 @@ fn a_silent_kernel_is_dropped_after_its_lease_and_a_dead_one_at_once() {
         [Action::ReadPage { page: 0 }],
         "kernel 3 no longer waits on kernel 2"
     );
-    let a = e.handle(
-        ms(1102),
-        Event::PageRead {
-            page: 0,
-            result: Ok(page(0)),
-        },
-    );
+    let a = e.handle(ms(1102), page_read(0));
     assert_eq!(
         a,
         [Action::Supply {
@@ -511,13 +470,7 @@ fn a_silent_kernel_is_dropped_after_its_lease_and_a_dead_one_at_once() {
 fn an_unlock_error_flushes_then_fails_the_next_request() {
     let mut e = engine(0);
     e.handle(ms(0), req(1, 0, 1, Access::Read));
-    e.handle(
-        ms(0),
-        Event::PageRead {
-            page: 0,
-            result: Ok(page(0)),
-        },
-    );
+    e.handle(ms(0), page_read(0));
     let a = e.handle(
         ms(1),
         Event::DataUnlock {
@@ -637,13 +590,7 @@ fn a_read_error_fails_every_waiter_and_a_write_error_keeps_the_data() {
 fn sync_return_and_flush_reach_the_holders_and_report_completion() {
     let mut e = engine(0);
     e.handle(ms(0), req(1, 0, 1, Access::Write));
-    e.handle(
-        ms(0),
-        Event::PageRead {
-            page: 0,
-            result: Ok(page(0)),
-        },
-    );
+    e.handle(ms(0), page_read(0));
     e.handle(ms(0), req(2, 1, 1, Access::Read));
     e.handle(
         ms(0),
@@ -730,44 +677,20 @@ fn transition_table() -> String {
         ("idle", |_| {}),
         ("R[1]", |e| {
             e.handle(ms(0), req(1, 0, 1, Access::Read));
-            e.handle(
-                ms(0),
-                Event::PageRead {
-                    page: 0,
-                    result: Ok(page(0)),
-                },
-            );
+            e.handle(ms(0), page_read(0));
         }),
         ("R[1,2]", |e| {
             e.handle(ms(0), req(1, 0, 1, Access::Read));
             e.handle(ms(0), req(2, 0, 1, Access::Read));
-            e.handle(
-                ms(0),
-                Event::PageRead {
-                    page: 0,
-                    result: Ok(page(0)),
-                },
-            );
+            e.handle(ms(0), page_read(0));
         }),
         ("W[1]", |e| {
             e.handle(ms(0), req(1, 0, 1, Access::Write));
-            e.handle(
-                ms(0),
-                Event::PageRead {
-                    page: 0,
-                    result: Ok(page(0)),
-                },
-            );
+            e.handle(ms(0), page_read(0));
         }),
         ("W[1] revoking for 2r", |e| {
             e.handle(ms(0), req(1, 0, 1, Access::Write));
-            e.handle(
-                ms(0),
-                Event::PageRead {
-                    page: 0,
-                    result: Ok(page(0)),
-                },
-            );
+            e.handle(ms(0), page_read(0));
             e.handle(ms(20), req(2, 0, 1, Access::Read));
         }),
         ("reading for 1w", |e| {
