@@ -618,36 +618,19 @@ impl StreamFrame {
             StreamFrame::Message(m) => return m.encode(),
             StreamFrame::Release(f) => f,
         };
+        let (kind, id, value) = match *frame {
+            Frame::Release { id, count } => (FRAME_RELEASE, id, Some(count)),
+            Frame::Dead { id } => (FRAME_DEAD, id, None),
+            Frame::Ack { id, left } => (FRAME_ACK, id, Some(left)),
+            Frame::SendOnceDestroyed { id } => (FRAME_SEND_ONCE_DESTROYED, id, None),
+            Frame::HomeArrived { id, count } => (FRAME_HOME_ARRIVED, id, Some(count)),
+        };
         let mut w = Writer(Vec::with_capacity(18));
-        match *frame {
-            Frame::Release { id, count } => {
-                w.u8(FRAME_RELEASE);
-                w.u8(VERSION);
-                w.u64(id);
-                w.u64(count);
-            }
-            Frame::Dead { id } => {
-                w.u8(FRAME_DEAD);
-                w.u8(VERSION);
-                w.u64(id);
-            }
-            Frame::Ack { id, left } => {
-                w.u8(FRAME_ACK);
-                w.u8(VERSION);
-                w.u64(id);
-                w.u64(left);
-            }
-            Frame::SendOnceDestroyed { id } => {
-                w.u8(FRAME_SEND_ONCE_DESTROYED);
-                w.u8(VERSION);
-                w.u64(id);
-            }
-            Frame::HomeArrived { id, count } => {
-                w.u8(FRAME_HOME_ARRIVED);
-                w.u8(VERSION);
-                w.u64(id);
-                w.u64(count);
-            }
+        w.u8(kind);
+        w.u8(VERSION);
+        w.u64(id);
+        if let Some(v) = value {
+            w.u64(v);
         }
         w.0
     }
