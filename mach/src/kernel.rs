@@ -1667,6 +1667,13 @@ impl Kernel {
         Ok(Some(self.copyout(task, kmsg, seqno)))
     }
 
+    /// Whether a receive on `name` (a receive right or port set) would find a
+    /// message now, without taking it.
+    pub fn has_message(&self, task: TaskId, name: Name) -> Result<bool, RecvError> {
+        let source = self.receive_source(task, name)?;
+        Ok(self.head_port(source).is_some())
+    }
+
     /// The object a receive on `name` waits on (`ipc_mqueue_copyin`).
     pub fn receive_source(&self, task: TaskId, name: Name) -> Result<Waitable, RecvError> {
         let entry = self

@@ -185,15 +185,32 @@ impl Host {
                     }
                 }
             }
-            if cell.epoch.load(Ordering::Acquire) != epoch {
-                let code = MsgReturn::from_code(cell.reason.load(Ordering::Relaxed))
-                    .unwrap_or(MsgReturn::RcvPortDied);
-                return Err(RecvError {
-                    code,
-                    size: None,
-                    header: None,
-                });
+            ended(&cell, epoch)?;
+        }
+    }
+
+    /// Waits until a receive on `name` would find a message, without taking
+    /// it: for a receiver that must take messages under a lock of its own.
+    pub async fn readable(&self, task: TaskId, name: Name) -> Result<(), RecvError> {
+        loop {
+            let cell: Arc<WaitCell>;
+            let epoch;
+            let mut notified;
+            {
+                let st = self.lock();
+                if st.kernel.has_message(task, name)? {
+                    return Ok(());
+                }
+                let source = st.kernel.receive_source(task, name)?;
+                let mut st = st;
+                cell = st.waits.entry(source).or_default().clone();
+                epoch = cell.epoch.load(Ordering::Acquire);
+                notified = Box::pin(cell.notify.notified());
+                // Registered while the lock is held: see the module comment.
+                notified.as_mut().enable();
             }
+            notified.await;
+            ended(&cell, epoch)?;
         }
     }
 
@@ -218,4 +235,19 @@ fn timed_out() -> RecvError {
         size: None,
         header: None,
     }
+}
+
+/// The receive a waiter woke for ended (its port or set died) if the cell's
+/// epoch moved since `epoch`.
+fn ended(cell: &WaitCell, epoch: u64) -> Result<(), RecvError> {
+    if cell.epoch.load(Ordering::Acquire) == epoch {
+        return Ok(());
+    }
+    let code =
+        MsgReturn::from_code(cell.reason.load(Ordering::Relaxed)).unwrap_or(MsgReturn::RcvPortDied);
+    Err(RecvError {
+        code,
+        size: None,
+        header: None,
+    })
 }
