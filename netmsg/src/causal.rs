@@ -10,11 +10,24 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// One incoming stream: the peer node and the port it carries messages for.
+/// One incoming lane: the messages of node `origin` (none: the peer's own)
+/// on the peer node's stream for port `port`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamKey {
     pub node: String,
     pub port: u64,
+    pub origin: Option<String>,
+}
+
+impl StreamKey {
+    /// The peer's own messages on stream `port` from `node`.
+    pub fn stream(node: &str, port: u64) -> Self {
+        Self {
+            node: node.to_owned(),
+            port,
+            origin: None,
+        }
+    }
 }
 
 /// Deliver only after `stream` has delivered `position` messages.
@@ -38,6 +51,8 @@ pub struct Holds<L: Ord + Clone, T> {
     positions: BTreeMap<StreamKey, u64>,
     /// Nodes whose link is gone: waits on their streams are void.
     lost: BTreeSet<String>,
+    /// Streams (node, port) that carry nothing more: waits on them are void.
+    closed: BTreeSet<(String, u64)>,
     held: usize,
 }
 
@@ -47,6 +62,7 @@ impl<L: Ord + Clone, T> Default for Holds<L, T> {
             lanes: BTreeMap::new(),
             positions: BTreeMap::new(),
             lost: BTreeSet::new(),
+            closed: BTreeSet::new(),
             held: 0,
         }
     }
@@ -59,6 +75,9 @@ impl<L: Ord + Clone, T> Holds<L, T> {
 
     fn met(&self, w: &Wait) -> bool {
         self.lost.contains(&w.stream.node)
+            || self
+                .closed
+                .contains(&(w.stream.node.clone(), w.stream.port))
             || self.positions.get(&w.stream).copied().unwrap_or(0) >= w.position
     }
 
@@ -91,11 +110,20 @@ impl<L: Ord + Clone, T> Holds<L, T> {
     pub fn link_lost(&mut self, node: &str) -> Vec<(L, T)> {
         self.lost.insert(node.to_owned());
         self.positions.retain(|k, _| k.node != node);
+        self.closed.retain(|(n, _)| n != node);
         // Void now, also for messages behind a lane's head: a later link's
         // streams start again from 0 and are not the ones waited on.
         for held in self.lanes.values_mut().flat_map(|q| q.iter_mut()) {
             held.waits.retain(|w| w.stream.node != node);
         }
+        self.release()
+    }
+
+    /// Stream `port` from `node` carries nothing more (its export ended after
+    /// all it carried was handled): waits on its lanes are void, as what they
+    /// wait for was destroyed on the way.
+    pub fn stream_closed(&mut self, node: &str, port: u64) -> Vec<(L, T)> {
+        self.closed.insert((node.to_owned(), port));
         self.release()
     }
 
@@ -120,6 +148,15 @@ impl<L: Ord + Clone, T> Holds<L, T> {
     pub fn drop_lanes(&mut self, mut matches: impl FnMut(&L) -> bool) -> Vec<T> {
         let lanes: Vec<L> = self.lanes.keys().filter(|l| matches(l)).cloned().collect();
         lanes.iter().flat_map(|l| self.drop_lane(l)).collect()
+    }
+
+    /// The lanes `matches` selects that hold messages, with how many.
+    pub fn holding(&self, mut matches: impl FnMut(&L) -> bool) -> Vec<(L, usize)> {
+        self.lanes
+            .iter()
+            .filter(|(l, q)| !q.is_empty() && matches(l))
+            .map(|(l, q)| (l.clone(), q.len()))
+            .collect()
     }
 
     /// Messages held now.

@@ -13,37 +13,25 @@
 //! Stream IDs on a link (`docs/protocol.md`, "Port streams"): frames toward
 //! the receiver's export `id` (messages, `Release`, `SendOnceDestroyed`) go on
 //! stream `id`; frames about the sender's own export (`Dead`, `Ack`,
-//! `HomeArrived`) on stream `id ^ ABOUT_SENDERS_EXPORT`.
+//! `HomeArrived`) and the relay-position exchange on stream
+//! `id ^ ABOUT_SENDERS_EXPORT` ([`stream_of`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use mach::runtime::Host;
-use mach::{Name, RecvOptions, TaskId};
+use mach::{Name, TaskId};
 use tokio::sync::{mpsc, oneshot};
 use transport::{Link, NodeEvent};
 
-use crate::release::Frame;
+pub use crate::translate::{stream_of, ABOUT_SENDERS_EXPORT};
 use crate::translate::{Out, TranslateError, Translator};
 use crate::wire::StreamFrame;
-
-/// Marks a stream that carries frames about the sending side's own export.
-pub const ABOUT_SENDERS_EXPORT: u64 = 1 << 62;
 
 const CONTROL_ROOT_REQUEST: u8 = 1;
 const CONTROL_ROOT_REPLY: u8 = 2;
 const CONTROL_NO_ROOT: u8 = 3;
-
-/// The stream a translator frame travels on.
-pub fn stream_of(out: &Out) -> u64 {
-    match &out.frame {
-        StreamFrame::Release(
-            Frame::Dead { .. } | Frame::Ack { .. } | Frame::HomeArrived { .. },
-        ) => out.id ^ ABOUT_SENDERS_EXPORT,
-        _ => out.id,
-    }
-}
 
 /// Where the answer to a root request goes.
 type RootReply = oneshot::Sender<Result<Name, String>>;
@@ -92,7 +80,10 @@ impl Netmsg {
         node: transport::Node,
         root: Option<Root>,
     ) -> Result<Self, TranslateError> {
-        let translator = host.with(|k| Translator::new(k, node.name()))?;
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| TranslateError::NoRandomness)?;
+        let translator = host.with(|k| Translator::new(k, node.name(), &secret))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (writes, writes_rx) = mpsc::unbounded_channel();
         let driver = Driver {
@@ -168,13 +159,13 @@ impl Driver {
         loop {
             let host = self.shared.host.clone();
             tokio::select! {
-                got = host.receive(task, set, RecvOptions::default(), None) => {
-                    let Ok(msg) = got else { return };
+                // Messages are taken only under the translator's lock, so a
+                // stream reader that drains netmsg's ports (to answer a relay
+                // query) never misses one this task holds.
+                ready = host.readable(task, set) => {
+                    if ready.is_err() { return }
                     let errors = self.shared.with(|t, k| {
-                        let (mut out, mut errors) = t.handle_local(k, msg);
-                        let (more, more_errors) = t.pump(k);
-                        out.extend(more);
-                        errors.extend(more_errors);
+                        let (out, errors) = t.pump(k);
                         (errors, out)
                     });
                     for e in errors {
@@ -293,9 +284,12 @@ impl Driver {
                     })
                 });
                 let answer = match exported {
-                    Some(Ok(id)) => {
+                    Some(Ok((id, global))) => {
                         let mut b = vec![CONTROL_ROOT_REPLY];
                         b.extend_from_slice(&id.to_le_bytes());
+                        b.extend_from_slice(&global.port.to_le_bytes());
+                        b.extend_from_slice(&global.incarnation.to_le_bytes());
+                        b.extend_from_slice(global.home.as_bytes());
                         b
                     }
                     Some(Err(e)) => {
@@ -308,14 +302,22 @@ impl Driver {
                     let _ = link.send_control(Bytes::from(answer)).await;
                 }
             }
-            [CONTROL_ROOT_REPLY, id @ ..] if id.len() == 8 => {
-                let id = u64::from_le_bytes(id.try_into().expect("8 bytes"));
+            [CONTROL_ROOT_REPLY, body @ ..]
+                if body.len() > 24 && crate::wire::valid_node_name(&body[24..]) =>
+            {
+                let word = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().expect("8"));
+                let id = word(0);
+                let global = crate::wire::GlobalId {
+                    port: word(8),
+                    incarnation: word(16),
+                    home: String::from_utf8_lossy(&body[24..]).into_owned(),
+                };
                 let Some((task, reply)) = self.next_waiting(peer) else {
                     return self.violation(peer, "root reply nobody asked for");
                 };
                 let imported =
                     self.shared
-                        .with(|t, k| match t.bootstrap_import(k, peer, id, task) {
+                        .with(|t, k| match t.bootstrap_import(k, peer, id, global, task) {
                             Ok((name, out)) => (Ok(name), out),
                             Err(e) => (Err(e.to_string()), Vec::new()),
                         });

@@ -338,6 +338,43 @@ impl Ledger {
         })
     }
 
+    /// A send right of the peer's export `id` arrived that this node will not
+    /// keep (it gives its task the same port by another path): counted as
+    /// received and dropped at once, as if its no-senders had come.
+    pub fn import_dropped(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
+        if id & SEND_ONCE_ID_BIT != 0 {
+            return Err(ReleaseError::BadImport { id });
+        }
+        Ok(match self.imports.get_mut(&id) {
+            // Reported with the proxy's own rights when its no-senders comes.
+            Some(Import {
+                state: ImportState::Live { .. },
+                received,
+                ..
+            }) => {
+                *received += 1;
+                Vec::new()
+            }
+            _ => vec![Effect::Send(Frame::Release { id, count: 1 })],
+        })
+    }
+
+    /// A send right was made on `proxy` for a right that arrived by another
+    /// path (not received from this peer): its make-send count grows, what
+    /// will be reported does not.
+    pub fn made_extra(&mut self, proxy: u64) {
+        if let Some(Import {
+            state: ImportState::Live { made, .. },
+            ..
+        }) = self
+            .import_of_proxy
+            .get(&proxy)
+            .and_then(|id| self.imports.get_mut(id))
+        {
+            *made += 1;
+        }
+    }
+
     /// A send-once right of the peer's one-shot export `id` arrived: a proxy
     /// that stands for it alone.
     /// Each one-shot ID arrives at most once; a repeat is a protocol error

@@ -13,7 +13,7 @@ use mach::types::{msg_type, notify_id, port_type};
 use mach::{Abi, Item, Kernel, Message, Name, Payload, PortRight, RecvOptions, TaskId};
 use mach::{NAME_DEAD, NAME_NULL};
 
-use crate::translate::{Out, Translator};
+use crate::translate::{stream_of, Out, Translator, ABOUT_SENDERS_EXPORT};
 use crate::wire::StreamFrame;
 
 /// A task on a node.
@@ -31,10 +31,14 @@ pub fn node_name(i: usize) -> String {
 pub struct Cluster {
     pub kernels: Vec<Kernel>,
     pub nets: Vec<Translator>,
-    /// Frames in flight: (from, to, export id) → FIFO.
+    /// Frames in flight: (from, to, transport stream id) → FIFO.
     pub streams: BTreeMap<(usize, usize, u64), VecDeque<StreamFrame>>,
     /// Frames delivered so far.
     pub frames: u64,
+    /// Print every action and frame (`NETMSG_SIM_TRACE` set).
+    pub trace: bool,
+    /// Which streams are slow (a function of it and the stream).
+    lag_seed: u64,
     rng: u64,
 }
 
@@ -55,7 +59,10 @@ impl Cluster {
             kernels
                 .iter_mut()
                 .enumerate()
-                .map(|(i, k)| Translator::new(k, &node_name(i)).expect("fresh kernel"))
+                .map(|(i, k)| {
+                    let secret = [seed.to_le_bytes(), (i as u64).to_le_bytes()].concat();
+                    Translator::new(k, &node_name(i), &secret).expect("fresh kernel")
+                })
                 .collect()
         } else {
             Vec::new()
@@ -65,6 +72,8 @@ impl Cluster {
             nets,
             streams: BTreeMap::new(),
             frames: 0,
+            trace: std::env::var_os("NETMSG_SIM_TRACE").is_some(),
+            lag_seed: seed.rotate_left(17),
             rng: seed | 1,
         }
     }
@@ -106,7 +115,7 @@ impl Cluster {
             return n;
         }
         let (a, b) = (owner.node, to.node);
-        let id = self.nets[a]
+        let (id, global) = self.nets[a]
             .bootstrap_export(
                 &mut self.kernels[a],
                 &node_name(b),
@@ -116,7 +125,7 @@ impl Cluster {
             )
             .expect("bootstrap export");
         let (n, out) = self.nets[b]
-            .bootstrap_import(&mut self.kernels[b], &node_name(a), id, to.task)
+            .bootstrap_import(&mut self.kernels[b], &node_name(a), id, global, to.task)
             .expect("bootstrap import");
         self.route(b, out);
         n
@@ -137,8 +146,9 @@ impl Cluster {
                 .trim_start_matches("node")
                 .parse()
                 .expect("peer names are nodeN");
+            // One FIFO per transport stream, as on a link.
             self.streams
-                .entry((from, to, o.id))
+                .entry((from, to, stream_of(&o)))
                 .or_default()
                 .push_back(o.frame);
         }
@@ -164,7 +174,26 @@ impl Cluster {
         if busy.is_empty() {
             return false;
         }
-        let key = busy[self.rand(busy.len())];
+        // About one stream in three is slow: chosen only now and then, so
+        // that messages on other streams overtake its frames.
+        let slow = |k: &(usize, usize, u64), seed: u64| {
+            let h = (k.0 as u64 * 31 + k.1 as u64)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(k.2)
+                .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+                ^ seed;
+            h.wrapping_mul(0x94d0_49bb_1331_11eb) >> 62 == 0
+        };
+        let fast: Vec<(usize, usize, u64)> = busy
+            .iter()
+            .copied()
+            .filter(|k| !slow(k, self.lag_seed))
+            .collect();
+        let key = if !fast.is_empty() && self.rand(16) != 0 {
+            fast[self.rand(fast.len())]
+        } else {
+            busy[self.rand(busy.len())]
+        };
         let frame = self
             .streams
             .get_mut(&key)
@@ -173,9 +202,17 @@ impl Cluster {
         // Through the wire encoding, as on a real link.
         let frame = StreamFrame::decode(&frame.encode()).expect("own frames decode");
         let (from, to, id) = key;
+        if self.trace {
+            eprintln!("  frame node{from} -> node{to} stream {id}: {frame:?}");
+        }
         self.frames += 1;
         let out = self.nets[to]
-            .on_frame(&mut self.kernels[to], &node_name(from), id, frame)
+            .on_frame(
+                &mut self.kernels[to],
+                &node_name(from),
+                id & !ABOUT_SENDERS_EXPORT,
+                frame,
+            )
             .expect("peer frames are valid");
         self.route(to, out);
         true
@@ -245,6 +282,11 @@ struct Held {
 
 #[derive(Clone, Debug)]
 struct Sent {
+    /// The right clock of the destination the sender used (see
+    /// `Sim::right_clocks`), its own send count included.
+    clock: Vec<u64>,
+    /// The right clocks the carried rights take along, one per right.
+    carried: Vec<Vec<u64>>,
     from: Task,
     dest: usize,
     via_once: bool,
@@ -260,6 +302,18 @@ struct Sim {
     held: BTreeMap<Task, BTreeMap<Name, Held>>,
     sent: BTreeMap<u32, Sent>,
     next_tag: u32,
+    /// The last send right a received message brought (see `receive_one`).
+    arrived_right: Option<Name>,
+    /// Sends per task so far.
+    sends: BTreeMap<Task, u64>,
+    /// Per task and port it holds a send right to: for every task, how many
+    /// of its sends happened before the right reached this task along the
+    /// chain of tasks that passed it on (one kernel orders those messages to
+    /// the port before this task's; so must netmsg, DESIGN §4.3).
+    right_clocks: BTreeMap<(Task, usize), Vec<u64>>,
+    /// Messages sent with send rights and not yet received, per (sender,
+    /// port), by the sender's clock at the send.
+    in_flight: BTreeMap<(Task, usize), BTreeMap<u64, u32>>,
     /// Last tag received per (sender, port).
     last: BTreeMap<(Task, usize), u32>,
     once_made: BTreeMap<usize, u64>,
@@ -278,6 +332,16 @@ pub struct Stats {
     pub send_once_notifications: u64,
     pub frames: u64,
     pub ports_destroyed: u64,
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, s: Stats) {
+        self.messages_sent += s.messages_sent;
+        self.messages_received += s.messages_received;
+        self.send_once_notifications += s.send_once_notifications;
+        self.frames += s.frames;
+        self.ports_destroyed += s.ports_destroyed;
+    }
 }
 
 /// The outcome of a run that broke an oracle rule.
@@ -299,6 +363,10 @@ impl Sim {
             held: tasks.iter().map(|&t| (t, BTreeMap::new())).collect(),
             sent: BTreeMap::new(),
             next_tag: 1,
+            arrived_right: None,
+            sends: BTreeMap::new(),
+            right_clocks: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
             last: BTreeMap::new(),
             once_made: BTreeMap::new(),
             once_used: BTreeMap::new(),
@@ -370,7 +438,7 @@ impl Sim {
         match self.c.rand(12) {
             0 if self.own_ports(t).len() < 3 => {
                 let p = self.new_port(t);
-                self.log.push(format!("{t:?} makes port {p}"));
+                self.note(format!("{t:?} makes port {p}"));
             }
             1..=3 => self.send(t)?,
             4..=5 => {
@@ -383,7 +451,14 @@ impl Sim {
                     let name = names[self.c.rand(names.len())];
                     let h = self.held.get_mut(&t).expect("task").remove(&name);
                     self.forget(t, name);
-                    self.log.push(format!("{t:?} drops {h:?}"));
+                    // Without a send right to it, the task's later ones come
+                    // along new chains.
+                    if let Some(h) = h.filter(|h| !h.once) {
+                        if !self.held[&t].values().any(|o| !o.once && o.port == h.port) {
+                            self.right_clocks.remove(&(t, h.port));
+                        }
+                    }
+                    self.note(format!("{t:?} drops {h:?}"));
                 }
             }
             7 if self.c.rand(8) == 0 => {
@@ -398,7 +473,7 @@ impl Sim {
                     );
                     self.ports[p].alive = false;
                     self.stats.ports_destroyed += 1;
-                    self.log.push(format!("{t:?} destroys port {p}"));
+                    self.note(format!("{t:?} destroys port {p}"));
                 }
             }
             9 if self.held[&t].len() < 3 => {
@@ -426,7 +501,7 @@ impl Sim {
                             ));
                         }
                     }
-                    self.log.push(format!("{t:?} is given port {p}"));
+                    self.note(format!("{t:?} is given port {p}"));
                 }
             }
             8 if self.lose_links_allowed() && self.c.rand(200) == 0 => {
@@ -435,11 +510,16 @@ impl Sim {
                 let b = (a + 1 + self.c.rand(n - 1)) % n;
                 self.c.lose_link(a, b);
                 self.lost_links = true;
-                self.log.push(format!("link {a}-{b} lost"));
+                self.note(format!("link {a}-{b} lost"));
             }
             _ => {
                 for _ in 0..1 + self.c.rand(4) {
                     self.c.step();
+                    // Tasks waiting in receive run between frames.
+                    if self.c.rand(2) == 0 {
+                        let t = self.tasks[self.c.rand(self.tasks.len())];
+                        self.receive_one(t)?;
+                    }
                 }
             }
         }
@@ -467,12 +547,20 @@ impl Sim {
     }
 
     fn send(&mut self, t: Task) -> Result<(), String> {
+        self.send_to(t, None)
+    }
+
+    /// A message to `to` if the task still holds it, else to a random right.
+    fn send_to(&mut self, t: Task, to: Option<Name>) -> Result<(), String> {
         self.refresh(t);
         let names: Vec<(Name, Held)> = self.held[&t].iter().map(|(&n, &h)| (n, h)).collect();
         if names.is_empty() {
             return Ok(());
         }
-        let (dest_name, dest) = names[self.c.rand(names.len())];
+        let (dest_name, dest) = match to.and_then(|n| self.held[&t].get(&n).map(|&h| (n, h))) {
+            Some(chosen) => chosen,
+            None => names[self.c.rand(names.len())],
+        };
         let tag = self.next_tag;
         self.next_tag += 1;
         let mut body = vec![Item::int32(tag as i32)];
@@ -525,12 +613,28 @@ impl Sim {
                 if dest.once {
                     self.held.get_mut(&t).expect("task").remove(&dest_name);
                 }
+                let count = self.sends.entry(t).or_insert(0);
+                *count += 1;
+                let count = *count;
+                let clock = self.right_clock(t, dest.port, count);
+                let carried = rights
+                    .iter()
+                    .map(|h| self.right_clock(t, h.port, count))
+                    .collect();
+                if !dest.once {
+                    self.in_flight
+                        .entry((t, dest.port))
+                        .or_default()
+                        .insert(count, tag);
+                }
                 if let Some(p) = reply {
                     *self.once_made.entry(p).or_insert(0) += 1;
                 }
                 self.sent.insert(
                     tag,
                     Sent {
+                        clock,
+                        carried,
                         from: t,
                         dest: dest.port,
                         via_once: dest.once,
@@ -539,8 +643,7 @@ impl Sim {
                     },
                 );
                 self.stats.messages_sent += 1;
-                self.log
-                    .push(format!("{t:?} sends {tag} to port {}", dest.port));
+                self.note(format!("{t:?} sends {tag} to port {}", dest.port));
             }
             // A full queue: the message comes back with its rights in the
             // task's space (ipc_kmsg_copyout_pseudo); the task keeps the
@@ -574,7 +677,7 @@ impl Sim {
                         }
                     }
                 }
-                self.log.push(format!("{t:?} send {tag} timed out"));
+                self.note(format!("{t:?} send {tag} timed out"));
             }
             Err(e) => {
                 return Err(format!("{t:?} send to {dest:?} failed: {:?}", e.code));
@@ -589,7 +692,16 @@ impl Sim {
             return Ok(false);
         }
         let p = own[self.c.rand(own.len())];
-        self.receive_from(t, p)
+        self.arrived_right = None;
+        let got = self.receive_from(t, p)?;
+        // Often a task uses a right as soon as it has it: the race that
+        // causal order for moved rights is about.
+        if let Some(name) = self.arrived_right.take() {
+            if self.c.rand(2) == 0 {
+                self.send_to(t, Some(name))?;
+            }
+        }
+        Ok(got)
     }
 
     fn receive_from(&mut self, t: Task, p: usize) -> Result<bool, String> {
@@ -601,13 +713,67 @@ impl Sim {
         Ok(true)
     }
 
+    /// Records an action; with `NETMSG_SIM_TRACE` set, prints it as well.
+    fn note(&mut self, line: String) {
+        if self.c.trace {
+            eprintln!("{line}");
+        }
+        self.log.push(line);
+    }
+
+    fn task_index(&self, t: Task) -> usize {
+        self.tasks
+            .iter()
+            .position(|&x| x == t)
+            .expect("a task of the run")
+    }
+
+    /// Task `t`'s right clock for `port` with its own `count` sends in it.
+    fn right_clock(&self, t: Task, port: usize, count: u64) -> Vec<u64> {
+        let mut clock = self
+            .right_clocks
+            .get(&(t, port))
+            .cloned()
+            .unwrap_or_else(|| vec![0; self.tasks.len()]);
+        let me = self.task_index(t);
+        clock[me] = clock[me].max(count);
+        clock
+    }
+
+    /// Causal order for moved rights: a message sent with a send right
+    /// arrives after every message to the port that a task on the right's way
+    /// to the sender sent before passing it on. Messages sent with send-once
+    /// rights are left out, as for FIFO below.
+    fn check_causal_order(&mut self, p: usize, tag: u32, sent: &Sent) -> Result<(), String> {
+        if sent.via_once {
+            return Ok(());
+        }
+        let from = self.task_index(sent.from);
+        if let Some(q) = self.in_flight.get_mut(&(sent.from, p)) {
+            q.remove(&sent.clock[from]);
+        }
+        for (j, &s) in self.tasks.iter().enumerate() {
+            let earlier = self
+                .in_flight
+                .get(&(s, p))
+                .and_then(|q| q.first_key_value())
+                .filter(|(&c, _)| c <= sent.clock[j]);
+            if let Some((_, &x)) = earlier {
+                return Err(format!(
+                    "port {p}: message {tag} from {:?} overtook {x} from {s:?}, sent before the right reached it",
+                    sent.from
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The oracle's checks of one received message.
     fn check_received(&mut self, t: Task, p: usize, m: Message) -> Result<(), String> {
         if m.id == notify_id::SEND_ONCE && m.body.is_empty() {
             *self.once_notified.entry(p).or_insert(0) += 1;
             self.stats.send_once_notifications += 1;
-            self.log
-                .push(format!("{t:?} gets send-once notification on {p}"));
+            self.note(format!("{t:?} gets send-once notification on {p}"));
             return Ok(());
         }
         let tag = m
@@ -622,7 +788,7 @@ impl Sim {
             .sent
             .remove(&tag)
             .ok_or_else(|| format!("message {tag} delivered twice or never sent"))?;
-        self.log.push(format!(
+        self.note(format!(
             "{t:?} receives {tag} on port {p} (reply name {}, {} items)",
             m.remote_port,
             m.body.len()
@@ -633,6 +799,7 @@ impl Sim {
                 sent.dest
             ));
         }
+        self.check_causal_order(p, tag, &sent)?;
         // FIFO per sender and port for messages sent with send rights. A
         // message sent with a send-once right travels on its one-shot export's
         // own stream, so its order against the same sender's other messages to
@@ -683,6 +850,21 @@ impl Sim {
             };
             got.push((names[0], *h));
         }
+        // The right clocks come along with the rights that arrive alive.
+        for ((item, h), carried) in m.body.iter().skip(1).zip(&sent.rights).zip(&sent.carried) {
+            let alive = item
+                .names_payload()
+                .is_some_and(|n| n[0] != NAME_DEAD && n[0] != NAME_NULL);
+            if alive && !h.once && self.ports[h.port].home != t {
+                let clock = self
+                    .right_clocks
+                    .entry((t, h.port))
+                    .or_insert_with(|| vec![0; carried.len()]);
+                for (c, &o) in clock.iter_mut().zip(carried) {
+                    *c = (*c).max(o);
+                }
+            }
+        }
         for (name, h) in got {
             if name == NAME_DEAD || name == NAME_NULL {
                 if self.ports[h.port].alive && !self.lost_links {
@@ -716,6 +898,10 @@ impl Sim {
                     }
                 }
             }
+            if !h.once {
+                self.arrived_right = Some(name);
+            }
+            let mine = self.held.get_mut(&t).expect("task");
             if let Some(prev) = mine.insert(name, h) {
                 if prev.port != h.port {
                     return Err(format!(

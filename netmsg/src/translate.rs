@@ -1,22 +1,25 @@
-//! The translation core's first slice (DESIGN §4): one node's netmsg as a
-//! task in its node's Mach model, turning messages that local tasks send to
-//! proxies into port-stream frames and frames from peers into local messages,
-//! with the counted-release ledger (`crate::release`) deciding the life of
-//! every export and import.
+//! The translation core (DESIGN §4): one node's netmsg as a task in its
+//! node's Mach model, turning messages that local tasks send to proxies into
+//! port-stream frames and frames from peers into local messages, with the
+//! counted-release ledger (`crate::release`) deciding the life of every export
+//! and import.
 //!
 //! Deterministic and free of I/O: the caller owns the [`Kernel`] and the
 //! links, calls [`Translator::pump`] when netmsg's port set is readable and
 //! [`Translator::on_frame`] for each frame, and writes the [`Out`] frames on
 //! the named streams. Today: send and send-once rights (exported, imported,
-//! coming home), data inline and out of line, death, link loss. Not yet:
-//! receive-right moves (a message carrying one is destroyed and reported),
-//! causal dependencies, global-identity canonicalisation, back-pressure.
+//! coming home, reaching a node by two paths), data inline and out of line,
+//! forwarding for exported proxies, causal order for moved rights, death, link
+//! loss. Not yet: receive-right moves (a message carrying one is destroyed and
+//! reported), back-pressure.
 //!
 //! Invariants: netmsg holds exactly one send reference per live send export;
 //! a proxy's make-send count equals the ledger's count of rights made on it,
 //! because netmsg makes exactly one send right per right received (also for
-//! messages it has to destroy); every send-once right netmsg makes on a
-//! one-shot proxy ends in a message or a send-once notification.
+//! messages it has to destroy) or per right it maps onto the proxy; every
+//! send-once right netmsg makes on a one-shot proxy ends in a message or a
+//! send-once notification; one send proxy per global identity; every
+//! position a right or message carries counts messages written before it.
 
 use std::collections::BTreeMap;
 
@@ -27,7 +30,24 @@ use thiserror::Error;
 
 use crate::causal::{Holds, StreamKey, Wait};
 use crate::release::{Effect, Frame, Imported, Ledger, ReleaseError};
-use crate::wire::{Form, GlobalId, StreamFrame, WireItem, WireMessage, WireRef, WireRight};
+use crate::wire::{
+    Dependency, Form, GlobalId, StreamFrame, WireItem, WireMessage, WireRef, WireRight,
+};
+
+/// Release-protocol frames from exporter to importer travel on the transport
+/// stream `id ^ ABOUT_SENDERS_EXPORT`, so that a port's messages never wait
+/// behind them.
+pub const ABOUT_SENDERS_EXPORT: u64 = 1 << 62;
+
+/// The transport stream (per direction) an [`Out`] is written on.
+pub fn stream_of(out: &Out) -> u64 {
+    match &out.frame {
+        StreamFrame::Release(
+            Frame::Dead { .. } | Frame::Ack { .. } | Frame::HomeArrived { .. },
+        ) => out.id ^ ABOUT_SENDERS_EXPORT,
+        _ => out.id,
+    }
+}
 
 /// A frame to write on the stream of export `id` toward `peer`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +67,9 @@ pub enum TranslateError {
     /// destroyed (its rights released) as if its destination had died.
     #[error("message {id} destroyed: {reason}")]
     Unsupported { id: i32, reason: &'static str },
+    /// The system has no randomness for netmsg's identity secret.
+    #[error("no system randomness")]
+    NoRandomness,
     /// The local kernel refused an operation netmsg relies on: a bug.
     #[error("kernel refused {what}: {code:?}")]
     Kernel {
@@ -86,14 +109,54 @@ pub struct Translator {
     /// Messages written per (peer, export id) stream: the watermark a right
     /// going home carries.
     written: BTreeMap<(String, u64), u64>,
-    /// Messages delivered per (peer, export id) stream.
-    delivered: BTreeMap<(String, u64), u64>,
-    holds: Holds<(String, u64), StreamFrame>,
+    /// Messages delivered per lane.
+    delivered: BTreeMap<StreamKey, u64>,
+    /// Frames held for their dependencies, in lanes: per peer stream, and
+    /// within it per origin node of forwarded messages.
+    holds: Holds<StreamKey, StreamFrame>,
+    /// Send proxies' global identities, and the one send proxy per identity:
+    /// a task gets one name for a port however it reaches this node.
+    proxy_global: BTreeMap<Name, GlobalId>,
+    canonical: BTreeMap<GlobalId, Name>,
+    /// Exported local ports' incarnations: unguessable, fixed while netmsg
+    /// holds the name, so an identity names one port and cannot be forged.
+    incarnations: BTreeMap<Name, u64>,
+    identity_key: IdentityKey,
+    next_incarnation: u64,
+    /// For proxies that lead to the port's home through a hop: the hop's
+    /// import ID at the home (where the hop forwards this node's messages, in
+    /// this node's own lane).
+    home_streams: BTreeMap<Name, u64>,
+    /// Messages this node sent through a hop, per (hop, the hop's stream at
+    /// the home): its position in its lane there.
+    through: BTreeMap<(String, u64), u64>,
+    /// Messages this node forwarded per (upstream, import id, origin node).
+    forwarded: BTreeMap<(String, u64, String), u64>,
+    /// Dependencies the next frame written on a proxy's stream carries.
+    pending: BTreeMap<Name, Vec<Dependency>>,
+    /// Streams whose export just ended, for their waits to be voided.
+    closed: Vec<(String, u64)>,
+    /// References netmsg keeps per proxy for rights gone home.
+    kept: BTreeMap<Name, u64>,
+}
+
+/// The secret incarnations are derived from.
+struct IdentityKey(ring::hmac::Key);
+
+impl std::fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentityKey(..)")
+    }
 }
 
 impl Translator {
-    /// netmsg's task and port set on `kernel`.
-    pub fn new(kernel: &mut Kernel, node: &str) -> Result<Self, TranslateError> {
+    /// netmsg's task and port set on `kernel`; `identity_secret` (random, from
+    /// the caller) keys the incarnations of exported ports.
+    pub fn new(
+        kernel: &mut Kernel,
+        node: &str,
+        identity_secret: &[u8],
+    ) -> Result<Self, TranslateError> {
         let task = kernel.create_task();
         let set = kr("port set", kernel.port_allocate(task, PortRight::PortSet))?;
         let notify = kr(
@@ -111,6 +174,20 @@ impl Translator {
             written: BTreeMap::new(),
             delivered: BTreeMap::new(),
             holds: Holds::new(),
+            proxy_global: BTreeMap::new(),
+            canonical: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            identity_key: IdentityKey(ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                identity_secret,
+            )),
+            next_incarnation: 0,
+            home_streams: BTreeMap::new(),
+            through: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            closed: Vec::new(),
         })
     }
 
@@ -134,8 +211,8 @@ impl Translator {
     }
 
     /// Bootstrap: a send right from `task`'s `name` (`disposition` COPY_SEND
-    /// or MAKE_SEND) is offered to `peer`;
-    /// the export ID to give the peer's [`Translator::bootstrap_import`].
+    /// or MAKE_SEND) is offered to `peer`; the export ID and the port's
+    /// identity, for the peer's [`Translator::bootstrap_import`].
     pub fn bootstrap_export(
         &mut self,
         k: &mut Kernel,
@@ -143,38 +220,58 @@ impl Translator {
         task: TaskId,
         name: Name,
         disposition: u8,
-    ) -> Result<u64, TranslateError> {
+    ) -> Result<(u64, GlobalId), TranslateError> {
         let (mine, _) = kr(
             "bootstrap right",
             k.port_extract_right(task, name, disposition, self.task),
         )?;
-        self.export_send(k, peer, mine)
+        let id = self.export_send(k, peer, mine)?;
+        let global = match self.proxy_global.get(&mine) {
+            Some(g) => g.clone(),
+            None => self.local_global(mine),
+        };
+        Ok((id, global))
     }
 
-    /// Bootstrap: the peer's export `id` becomes a send right in `task`.
+    /// Bootstrap: the peer's export `id` of port `global` becomes a send right
+    /// in `task` (one name for the port, as for any right received).
     pub fn bootstrap_import(
         &mut self,
         k: &mut Kernel,
         peer: &str,
         id: u64,
+        global: GlobalId,
         task: TaskId,
     ) -> Result<(Name, Vec<Out>), TranslateError> {
         let mut out = Vec::new();
-        let (imported, effects) = self
-            .peer(peer)
-            .ledger
-            .import(id)
-            .map_err(|e| protocol(peer, e))?;
-        self.apply(k, peer, effects, &mut out)?;
-        let Imported::Proxy(handle) = imported else {
-            return Ok((NAME_DEAD, out));
+        let right = WireRight {
+            form: Form::Send,
+            reference: WireRef::SenderExport { id, global },
+            watermark: 0,
+            after: Vec::new(),
+            home_stream: None,
         };
-        let proxy = self.peers[peer].proxy_name[&handle];
+        check_rights(&WireMessage {
+            id: 0,
+            other_bits: 0,
+            dest_form: Form::Send,
+            reply: Some(right.clone()),
+            origin: None,
+            dependencies: Vec::new(),
+            items: Vec::new(),
+        })
+        .map_err(|reason| TranslateError::Protocol {
+            peer: peer.to_owned(),
+            reason,
+        })?;
+        let (mine, disposition) = self.import_right(k, peer, &right, &mut out)?;
+        if mine == NAME_DEAD {
+            return Ok((NAME_DEAD, out));
+        }
         let (name, _) = kr(
             "bootstrap right",
-            k.port_extract_right(self.task, proxy, msg_type::MAKE_SEND, task),
+            k.port_extract_right(self.task, mine, disposition, task),
         )?;
-        self.arm_no_senders(k, peer, handle)?;
         Ok((name, out))
     }
 
@@ -193,18 +290,6 @@ impl Translator {
                 errors.push(e);
             }
         }
-        (out, errors)
-    }
-
-    /// A message the caller received on [`Translator::port_set`] itself (a
-    /// driver that waits for one): handled as [`Translator::pump`] would.
-    pub fn handle_local(
-        &mut self,
-        k: &mut Kernel,
-        msg: Message,
-    ) -> (Vec<Out>, Vec<TranslateError>) {
-        let mut out = Vec::new();
-        let errors = self.on_local(k, msg, &mut out).err().into_iter().collect();
         (out, errors)
     }
 
@@ -286,13 +371,18 @@ impl Translator {
             self.apply(k, &peer, effects, out)?;
             return result;
         }
-        let wire = self.outgoing(k, &peer, msg)?;
+        let mut wire = self.outgoing(k, &peer, msg)?;
+        // The first message on the stream after a right reached this proxy by
+        // another path waits, at the home, for that path's earlier messages.
+        if let Some(deps) = self.pending.remove(&on) {
+            wire.dependencies.extend(deps);
+        }
         *self.written.entry((peer.clone(), id)).or_insert(0) += 1;
-        out.push(Out {
-            peer,
-            id,
-            frame: StreamFrame::Message(wire),
-        });
+        if let Some(&stream) = self.home_streams.get(&on) {
+            *self.through.entry((peer.clone(), stream)).or_insert(0) += 1;
+        }
+        let frame = StreamFrame::Message(wire);
+        out.push(Out { peer, id, frame });
         Ok(())
     }
 
@@ -389,13 +479,16 @@ impl Translator {
             other_bits: bits & !(msgh_bits::PORTS_MASK | msgh_bits::COMPLEX),
             dest_form,
             reply,
+            origin: None,
             dependencies: Vec::new(),
             items,
         })
     }
 
     /// A right netmsg received (name in its space, received type `t`) leaves
-    /// for `peer`.
+    /// for `peer`. A right going home carries its proxy's pending
+    /// dependencies, a send right of a proxy to a third node where the
+    /// messages sent through the proxy stand at the port's home.
     fn export_right(
         &mut self,
         k: &mut Kernel,
@@ -409,53 +502,135 @@ impl Translator {
             Form::Send
         };
         let mut watermark = 0;
+        let mut after = Vec::new();
+        let mut home_stream = None;
         let reference = if name == NAME_NULL {
             WireRef::Null
         } else if name == NAME_DEAD {
             WireRef::Dead
         } else if form == Form::Send {
-            match self.proxies.get(&name) {
+            match self.proxies.get(&name).cloned() {
                 Some((p, proxy)) if p == peer && !proxy.once => {
                     let handle = proxy.handle;
                     match self.peer(peer).ledger.send_home(handle) {
                         // netmsg keeps the reference until HomeArrived.
                         Some(id) => {
+                            *self.kept.entry(name).or_insert(0) += 1;
                             watermark = self
                                 .written
                                 .get(&(peer.to_owned(), id))
                                 .copied()
                                 .unwrap_or(0);
+                            after.extend(self.pending.get(&name).into_iter().flatten().cloned());
                             WireRef::ReceiverExport { id }
                         }
                         None => WireRef::Dead,
                     }
                 }
+                Some((upstream, proxy)) if !proxy.once && self.proxy_global.contains_key(&name) => {
+                    let id = self.export_send(k, peer, name)?;
+                    let global = self.proxy_global[&name].clone();
+                    after.extend(self.pending.get(&name).into_iter().flatten().cloned());
+                    let import = self.peers[&upstream].ledger.proxy_import_id(proxy.handle);
+                    if let Some(import) = import {
+                        after.extend(self.position_through(&upstream, import, name, &global));
+                        if global.home == upstream {
+                            home_stream = Some(import);
+                        }
+                    }
+                    WireRef::SenderExport { id, global }
+                }
                 _ => {
                     let id = self.export_send(k, peer, name)?;
-                    self.global(id, name)
+                    WireRef::SenderExport {
+                        id,
+                        global: self.local_global(name),
+                    }
                 }
             }
         } else {
             let id = self.peer(peer).ledger.export_send_once(u64::from(name));
             self.request_dead_name(k, name)?;
-            self.global(id, name)
+            // Send-once rights are never merged: each has its own name.
+            WireRef::SenderExport {
+                id,
+                global: GlobalId {
+                    home: self.node.clone(),
+                    port: u64::from(name),
+                    incarnation: 0,
+                },
+            }
         };
         Ok(WireRight {
             form,
             reference,
             watermark,
+            after,
+            home_stream,
         })
     }
 
-    fn global(&self, id: u64, name: Name) -> WireRef {
-        WireRef::SenderExport {
-            id,
-            global: GlobalId {
-                home: self.node.clone(),
-                port: u64::from(name),
-                incarnation: 0,
-            },
+    /// Where this node's own messages through `proxy` (import `import` from
+    /// `upstream`) stand at the port's home: its stream there, or its lane in
+    /// the hop's stream there. Exact: the hop forwards each origin's messages
+    /// in their own lane and order. (None when nothing was sent, or when the
+    /// proxy leads through more than one hop.)
+    fn position_through(
+        &self,
+        upstream: &str,
+        import: u64,
+        proxy: Name,
+        global: &GlobalId,
+    ) -> Option<Dependency> {
+        let written = self
+            .written
+            .get(&(upstream.to_owned(), import))
+            .copied()
+            .filter(|&w| w > 0)?;
+        if global.home == upstream {
+            return Some(Dependency {
+                via: self.node.clone(),
+                port: import,
+                origin: None,
+                position: written,
+            });
         }
+        let &port = self.home_streams.get(&proxy)?;
+        let through = self.through.get(&(upstream.to_owned(), port)).copied()?;
+        Some(Dependency {
+            via: upstream.to_owned(),
+            port,
+            origin: Some(self.node.clone()),
+            position: through,
+        })
+    }
+
+    /// The identity of a port whose receive right is on this node.
+    fn local_global(&mut self, name: Name) -> GlobalId {
+        let incarnation = match self.incarnations.get(&name) {
+            Some(&i) => i,
+            None => {
+                self.next_incarnation += 1;
+                let tag =
+                    ring::hmac::sign(&self.identity_key.0, &self.next_incarnation.to_le_bytes());
+                let i = u64::from_le_bytes(tag.as_ref()[..8].try_into().expect("8 bytes"));
+                self.incarnations.insert(name, i);
+                i
+            }
+        };
+        GlobalId {
+            home: self.node.clone(),
+            port: u64::from(name),
+            incarnation,
+        }
+    }
+
+    /// The local port a right with identity `g` names, when `g` is a port of
+    /// this node that netmsg still exports (it came home by another path).
+    fn home_port(&self, g: &GlobalId) -> Option<Name> {
+        let name = Name::try_from(g.port).ok()?;
+        (g.home == self.node && self.incarnations.get(&name) == Some(&g.incarnation))
+            .then_some(name)
     }
 
     /// Counts one more send right of `name` (netmsg holds one reference in
@@ -548,34 +723,127 @@ impl Translator {
             self.on_stream_frame(k, peer, id, frame, &mut out)?;
             return Ok(out);
         }
-        let waits = match &frame {
-            StreamFrame::Message(m) => home_waits(peer, m),
-            StreamFrame::Release(_) => Vec::new(),
+        let waits = self.arrival_waits(peer, id, &frame);
+        // A forwarded message is in its origin's lane of the stream.
+        let origin = match &frame {
+            StreamFrame::Message(m) => m.origin.clone(),
+            StreamFrame::Release(_) => None,
         };
-        let lane = (peer.to_owned(), id);
-        let mut ready: Vec<((String, u64), StreamFrame)> = self
+        let mut waits = waits;
+        if let StreamFrame::Release(Frame::Release { .. }) = &frame {
+            // The export ends after every message before it on the stream,
+            // forwarded ones in their lanes included (which hold messages
+            // only; the peer's own lane keeps its order anyway).
+            let forwarded = |l: &StreamKey| l.node == peer && l.port == id && l.origin.is_some();
+            for (lane, queued) in self.holds.holding(forwarded) {
+                let position = self.delivered.get(&lane).copied().unwrap_or(0) + queued as u64;
+                waits.push(Wait {
+                    stream: lane,
+                    position,
+                });
+            }
+        }
+        let lane = StreamKey {
+            node: peer.to_owned(),
+            port: id,
+            origin,
+        };
+        let ready: Vec<(StreamKey, StreamFrame)> = self
             .holds
             .arrive(lane.clone(), frame, waits)
             .map(|f| vec![(lane, f)])
             .unwrap_or_default();
-        while let Some(((peer, id), frame)) = ready.pop() {
-            let is_message = matches!(frame, StreamFrame::Message(_));
-            self.on_stream_frame(k, &peer, id, frame, &mut out)?;
-            if is_message {
-                let n = self.delivered.entry((peer.clone(), id)).or_insert(0);
-                *n += 1;
-                let stream = StreamKey {
-                    node: peer,
-                    port: id,
-                };
-                let mut freed = self.holds.advanced(stream, *n);
+        self.run_ready(k, ready, &mut out)?;
+        Ok(out)
+    }
+
+    /// Handles frames released from their holds, and those they release.
+    fn run_ready(
+        &mut self,
+        k: &mut Kernel,
+        mut ready: Vec<(StreamKey, StreamFrame)>,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        ready.reverse();
+        while let Some((
+            StreamKey {
+                node: peer,
+                port: id,
+                ..
+            },
+            frame,
+        )) = ready.pop()
+        {
+            if let Some((sequence, position)) = self.on_stream_frame(k, &peer, id, frame, out)? {
+                let mut freed = self.holds.advanced(sequence, position);
+                freed.reverse();
+                ready.extend(freed);
+            }
+            for (node, port) in std::mem::take(&mut self.closed) {
+                let mut freed = self.holds.stream_closed(&node, port);
                 freed.reverse();
                 ready.extend(freed);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
+    /// What a message toward export `id` waits for: rights coming home wait
+    /// for the messages written before they left (their watermark), and with
+    /// rights reaching their home by another path, for where the messages sent
+    /// along their way stand; at the port's home, the message's dependencies.
+    fn arrival_waits(&self, peer: &str, id: u64, frame: &StreamFrame) -> Vec<Wait> {
+        let StreamFrame::Message(m) = frame else {
+            return Vec::new();
+        };
+        let target = |peer: &str, id: u64| {
+            self.peers
+                .get(peer)
+                .and_then(|p| p.ledger.export_target(id))
+                .filter(|t| !t.dead && !t.once && !self.proxies.contains_key(&(t.port as Name)))
+                .map(|t| t.port as Name)
+        };
+        // A dependency is about a local port's order: it names a stream into
+        // this node of an export of that port (others are not this node's
+        // to check, and are dropped).
+        let wait = |port: Name, d: &Dependency| {
+            (target(&d.via, d.port) == Some(port)).then(|| Wait {
+                stream: StreamKey {
+                    node: d.via.clone(),
+                    port: d.port,
+                    origin: d.origin.clone(),
+                },
+                position: d.position,
+            })
+        };
+        let mut waits: Vec<Wait> = match target(peer, id) {
+            Some(port) => m
+                .dependencies
+                .iter()
+                .filter_map(|d| wait(port, d))
+                .collect(),
+            None => Vec::new(),
+        };
+        waits.extend(home_waits(peer, m));
+        for r in rights_of(m) {
+            // (A right coming home to a proxy of this node is not home yet:
+            // its positions travel on with it.)
+            let home = match &r.reference {
+                WireRef::ReceiverExport { id } => target(peer, *id),
+                WireRef::SenderExport { global, .. } if r.form == Form::Send => {
+                    self.home_port(global)
+                }
+                _ => None,
+            };
+            if let Some(port) = home {
+                waits.extend(r.after.iter().filter_map(|d| wait(port, d)));
+            }
+        }
+        waits
+    }
+
+    /// Handles a frame; for one that advances a sequence others may wait on
+    /// (a delivered message, a mark arrived home), that sequence and position.
     fn on_stream_frame(
         &mut self,
         k: &mut Kernel,
@@ -583,9 +851,19 @@ impl Translator {
         id: u64,
         frame: StreamFrame,
         out: &mut Vec<Out>,
-    ) -> Result<(), TranslateError> {
+    ) -> Result<Option<(StreamKey, u64)>, TranslateError> {
         match frame {
-            StreamFrame::Message(m) => self.deliver(k, peer, id, m, out)?,
+            StreamFrame::Message(m) => {
+                let lane = StreamKey {
+                    node: peer.to_owned(),
+                    port: id,
+                    origin: m.origin.clone(),
+                };
+                self.deliver(k, peer, id, m, out)?;
+                let n = self.delivered.entry(lane.clone()).or_insert(0);
+                *n += 1;
+                return Ok(Some((lane, *n)));
+            }
             StreamFrame::Release(f) => {
                 if frame_id(&f) != id {
                     return Err(TranslateError::Protocol {
@@ -593,15 +871,19 @@ impl Translator {
                         reason: format!("frame for export {} on the stream of {id}", frame_id(&f)),
                     });
                 }
+                let release = matches!(f, Frame::Release { .. });
                 let effects = self
                     .peer(peer)
                     .ledger
                     .on_frame(f)
                     .map_err(|e| protocol(peer, e))?;
                 self.apply(k, peer, effects, out)?;
+                if release && self.peers[peer].ledger.export_target(id).is_none() {
+                    self.closed.push((peer.to_owned(), id));
+                }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn deliver(
@@ -642,6 +924,66 @@ impl Translator {
         result
     }
 
+    /// The positions a right in a message this node forwards keeps: those it
+    /// came with, and for a right that came home here to a proxy of this
+    /// node (so it leaves again), where the messages its sender wrote to it
+    /// (its watermark) went on: the sender's lane in this node's stream to the
+    /// port's home.
+    fn forwarded_after(&self, peer: &str, r: &WireRight) -> Vec<Dependency> {
+        let mut after = r.after.clone();
+        if let WireRef::ReceiverExport { id } = r.reference {
+            let relayed = self
+                .peers
+                .get(peer)
+                .and_then(|p| p.ledger.export_target(id))
+                .and_then(|t| self.relay_of(&t).map(|relay| (t.port as Name, relay)));
+            if let Some((proxy, (upstream, import))) = relayed {
+                // (Held until the sender's messages before it were handled,
+                // so they have all been forwarded by now.)
+                let direct = self
+                    .proxy_global
+                    .get(&proxy)
+                    .is_some_and(|g| g.home == upstream);
+                let forwarded = self
+                    .forwarded
+                    .get(&(upstream.clone(), import, peer.to_owned()))
+                    .copied()
+                    .unwrap_or(0);
+                if r.watermark > 0 && direct && forwarded > 0 {
+                    after.push(Dependency {
+                        via: self.node.clone(),
+                        port: import,
+                        origin: Some(peer.to_owned()),
+                        position: forwarded,
+                    });
+                }
+            }
+        }
+        after
+    }
+
+    /// Where a message to export `target` is forwarded, when its port is one
+    /// of netmsg's live send proxies: the proxy's upstream and import ID.
+    fn relay_of(&self, target: &crate::release::ExportTarget) -> Option<(String, u64)> {
+        if target.once || target.dead {
+            return None;
+        }
+        self.relay_of_port(target.port as Name)
+    }
+
+    fn relay_of_port(&self, port: Name) -> Option<(String, u64)> {
+        let (upstream, proxy) = self.proxies.get(&port)?;
+        if proxy.once {
+            return None;
+        }
+        let import = self
+            .peers
+            .get(upstream)?
+            .ledger
+            .proxy_import_id(proxy.handle)?;
+        Some((upstream.clone(), import))
+    }
+
     fn place_and_send(
         &mut self,
         k: &mut Kernel,
@@ -651,6 +993,14 @@ impl Translator {
         out: &mut Vec<Out>,
         held: &mut Vec<(Name, u8)>,
     ) -> Result<(), TranslateError> {
+        let relay = self.relay_of(&target);
+        // Positions the rights carry, for a message forwarded.
+        let afters: Vec<Vec<Dependency>> = match relay {
+            Some(_) => rights_of(&m)
+                .map(|r| self.forwarded_after(peer, r))
+                .collect(),
+            None => Vec::new(),
+        };
         // Rights first become rights netmsg holds, so that a message that
         // cannot be delivered releases them like any destroyed message.
         let mut place = |this: &mut Self, k: &mut Kernel, r: &WireRight, out: &mut Vec<Out>| {
@@ -698,6 +1048,44 @@ impl Translator {
             msg_type::COPY_SEND
         };
         let (reply_name, reply_disposition) = reply.unwrap_or((NAME_NULL, 0));
+        if let Some((upstream, import)) = relay {
+            // The message as netmsg would receive it from the proxy (reply in
+            // the remote field; MOVE_* is PORT_*), leaving the same way, but
+            // in the origin's own lane rather than behind the proxy's queue.
+            let mut received = Message::new(
+                reply_name,
+                reply_disposition,
+                target.port as Name,
+                msg_type::PORT_SEND,
+                m.id,
+                body,
+            );
+            received.bits |= m.other_bits;
+            held.clear();
+            let mut wire = self.outgoing(k, &upstream, received)?;
+            // The rights keep the positions of their way here only: what
+            // this node itself sent to those ports is not before them.
+            for (sent, after) in rights_of_mut(&mut wire).zip(afters) {
+                sent.watermark = 0;
+                sent.after = match sent.reference {
+                    WireRef::Null | WireRef::Dead => Vec::new(),
+                    _ => after,
+                };
+            }
+            wire.dependencies.extend(m.dependencies);
+            let origin = m.origin.unwrap_or_else(|| peer.to_owned());
+            *self
+                .forwarded
+                .entry((upstream.clone(), import, origin.clone()))
+                .or_insert(0) += 1;
+            wire.origin = Some(origin);
+            out.push(Out {
+                peer: upstream,
+                id: import,
+                frame: StreamFrame::Message(wire),
+            });
+            return Ok(());
+        }
         let mut msg = Message::new(
             target.port as Name,
             dest_disposition,
@@ -732,8 +1120,13 @@ impl Translator {
         match &r.reference {
             WireRef::Null => Ok((NAME_NULL, disposition)),
             WireRef::Dead => Ok((NAME_DEAD, disposition)),
-            WireRef::SenderExport { id, .. } => {
+            WireRef::SenderExport { id, global } => {
                 let once = r.form == Form::SendOnce;
+                if !once {
+                    if let Some(placed) = self.by_another_path(k, peer, *id, global, r, out)? {
+                        return Ok((placed, disposition));
+                    }
+                }
                 let ledger = &mut self.peer(peer).ledger;
                 let (imported, effects) = if once {
                     ledger.import_send_once(*id)
@@ -764,6 +1157,13 @@ impl Translator {
                         ),
                     )?;
                     self.arm_no_senders(k, peer, handle)?;
+                    self.proxy_global
+                        .entry(proxy)
+                        .or_insert_with(|| global.clone());
+                    self.canonical.entry(global.clone()).or_insert(proxy);
+                    if let Some(stream) = r.home_stream.filter(|_| global.home != peer) {
+                        self.home_streams.entry(proxy).or_insert(stream);
+                    }
                     Ok((proxy, disposition))
                 }
             }
@@ -774,11 +1174,25 @@ impl Translator {
                         reason: format!("send-once right coming home to export {id}"),
                     });
                 }
-                let dead = self
+                let target = self
                     .peers
                     .get(peer)
-                    .and_then(|p| p.ledger.export_target(*id))
-                    .is_none_or(|t| t.dead);
+                    .and_then(|p| p.ledger.export_target(*id));
+                let dead = target.as_ref().is_none_or(|t| t.dead);
+                // Home to a proxy of this node: what the peer sent through it
+                // went on in the peer's lane, and this node's next messages
+                // through it (and rights to it) wait for that at the home.
+                if let Some(proxy) = target.filter(|t| !t.dead).map(|t| t.port as Name) {
+                    let mut deps = r.after.clone();
+                    deps.extend(
+                        self.forwarded_after(peer, r)
+                            .into_iter()
+                            .skip(r.after.len()),
+                    );
+                    if self.relay_of_port(proxy).is_some() {
+                        self.add_pending(proxy, deps);
+                    }
+                }
                 let (port, effects) = self.peer(peer).ledger.home_arrived(*id);
                 self.apply(k, peer, effects, out)?;
                 match port {
@@ -793,6 +1207,108 @@ impl Translator {
                     _ => Ok((NAME_DEAD, disposition)),
                 }
             }
+        }
+    }
+
+    /// A send right from `peer` (its export `id`) to the port `g`, when this
+    /// node already reaches that port: as the local port itself, or through
+    /// its one proxy for `g` from another import. The peer's right is counted
+    /// and dropped; what the task gets is netmsg's right (`None`: no other
+    /// path, import as usual). A proxy reached this way records the right's
+    /// mark as a dependency of the next frame on its stream.
+    fn by_another_path(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        id: u64,
+        g: &GlobalId,
+        r: &WireRight,
+        out: &mut Vec<Out>,
+    ) -> Result<Option<Name>, TranslateError> {
+        if g.home == self.node {
+            // A port of this node: the one it still exports under that
+            // identity, or gone (while a port lives, the exports that rights
+            // to it hang on keep netmsg's name and incarnation for it; once
+            // they end, the port died or the way to it was lost).
+            self.drop_import(k, peer, id, out)?;
+            let Some(port) = self.home_port(g) else {
+                return Ok(Some(NAME_DEAD));
+            };
+            let live = k
+                .port_type(self.task, port)
+                .is_ok_and(|t| t & port_type::SEND != 0);
+            if !live {
+                return Ok(Some(NAME_DEAD));
+            }
+            kr(
+                "copy home right",
+                k.port_mod_refs(self.task, port, PortRight::Send as u32, 1),
+            )?;
+            return Ok(Some(port));
+        }
+        let Some(&canonical) = self.canonical.get(g) else {
+            return Ok(None);
+        };
+        let (upstream, proxy) = self.proxies[&canonical].clone();
+        let ledger = &self.peers[&upstream].ledger;
+        if upstream == peer && ledger.proxy_import_id(proxy.handle) == Some(id) {
+            return Ok(None);
+        }
+        self.drop_import(k, peer, id, out)?;
+        self.peer(&upstream).ledger.made_extra(proxy.handle);
+        kr(
+            "make send",
+            k.port_insert_right(
+                self.task,
+                canonical,
+                self.task,
+                canonical,
+                msg_type::MAKE_SEND,
+            ),
+        )?;
+        self.arm_no_senders(k, &upstream, proxy.handle)?;
+        self.add_pending(canonical, r.after.clone());
+        Ok(Some(canonical))
+    }
+
+    /// The peer's right (its export `id`) is counted and released at once.
+    fn drop_import(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        id: u64,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        let effects = self
+            .peer(peer)
+            .ledger
+            .import_dropped(id)
+            .map_err(|e| protocol(peer, e))?;
+        self.apply(k, peer, effects, out)
+    }
+
+    /// Dependencies for the next message written through `proxy` (and rights
+    /// to it that leave): the later of two on the same lane is kept.
+    fn add_pending(&mut self, proxy: Name, deps: Vec<Dependency>) {
+        if deps.is_empty() {
+            return;
+        }
+        let pending = self.pending.entry(proxy).or_default();
+        for d in deps {
+            let same =
+                |p: &&mut Dependency| p.via == d.via && p.port == d.port && p.origin == d.origin;
+            match pending.iter_mut().find(same) {
+                Some(p) => p.position = p.position.max(d.position),
+                None => pending.push(d),
+            }
+        }
+    }
+
+    /// Forgets a local port's incarnation once netmsg no longer holds its
+    /// name (the name may be reused for another port).
+    fn forget_if_freed(&mut self, k: &mut Kernel, name: Name) {
+        if self.incarnations.contains_key(&name) && k.port_type(self.task, name).is_err() {
+            self.incarnations.remove(&name);
         }
     }
 
@@ -838,11 +1354,14 @@ impl Translator {
     ) -> Result<(), TranslateError> {
         for effect in effects {
             match effect {
-                Effect::Send(frame) => out.push(Out {
-                    peer: peer.to_owned(),
-                    id: frame_id(&frame),
-                    frame: StreamFrame::Release(frame),
-                }),
+                Effect::Send(frame) => {
+                    let o = Out {
+                        peer: peer.to_owned(),
+                        id: frame_id(&frame),
+                        frame: StreamFrame::Release(frame),
+                    };
+                    out.push(o);
+                }
                 Effect::CreateProxy { proxy, once, .. } => {
                     let name = kr("proxy", k.port_allocate(self.task, PortRight::Receive))?;
                     kr(
@@ -866,27 +1385,35 @@ impl Translator {
                         continue;
                     };
                     self.proxies.remove(&name);
+                    if let Some(g) = self.proxy_global.remove(&name) {
+                        if self.canonical.get(&g) == Some(&name) {
+                            self.canonical.remove(&g);
+                        }
+                    }
+                    self.pending.remove(&name);
+                    self.home_streams.remove(&name);
                     kr(
                         "destroy proxy",
                         k.port_mod_refs(self.task, name, PortRight::Receive as u32, -1),
                     )?;
-                    // netmsg's own references (rights gone home) are dead names now.
-                    if let Ok(t) = k.port_type(self.task, name) {
-                        if t & port_type::DEAD_NAME != 0 {
-                            let refs = k
-                                .port_get_refs(self.task, name, PortRight::DeadName as u32)
-                                .unwrap_or(0);
-                            let _ = k.port_mod_refs(
-                                self.task,
-                                name,
-                                PortRight::DeadName as u32,
-                                -(refs as i32),
-                            );
-                        }
+                    // netmsg's kept references (rights gone home) are dead
+                    // names now. Those backing its exports of the proxy to
+                    // third nodes, and a dead-name notification's, are
+                    // dropped when those are handled.
+                    if let Some(kept) = self.kept.remove(&name) {
+                        let _ = k.port_mod_refs(
+                            self.task,
+                            name,
+                            PortRight::DeadName as u32,
+                            -(kept as i32),
+                        );
                     }
                 }
                 Effect::DropProxyRefs { proxy, count } => {
                     let name = self.peers[peer].proxy_name[&proxy];
+                    if let Some(kept) = self.kept.get_mut(&name) {
+                        *kept -= count.min(*kept);
+                    }
                     kr(
                         "drop kept references",
                         k.port_mod_refs(self.task, name, PortRight::Send as u32, -(count as i32)),
@@ -894,6 +1421,7 @@ impl Translator {
                 }
                 Effect::ReleasePort { port } => {
                     let _ = k.port_deallocate(self.task, port as Name);
+                    self.forget_if_freed(k, port as Name);
                 }
                 Effect::DestroySendOnce { right } => {
                     let _ = k.port_deallocate(self.task, right as Name);
@@ -912,30 +1440,40 @@ impl Translator {
         self.apply(k, peer, effects, &mut out)?;
         self.peers.remove(peer);
         // Frames held from the peer belonged to the lost link's ledger.
-        self.holds.drop_lanes(|(p, _)| p == peer);
+        self.holds.drop_lanes(|lane| lane.node == peer);
         self.holds.link_lost(peer);
         self.holds.link_up(peer);
         self.written.retain(|(p, _), _| p != peer);
-        self.delivered.retain(|(p, _), _| p != peer);
+        self.delivered.retain(|lane, _| lane.node != peer);
         Ok(())
     }
+}
+
+/// A message's rights: the reply first, then the items' in order.
+fn rights_of(m: &WireMessage) -> impl Iterator<Item = &WireRight> {
+    m.reply.iter().chain(m.items.iter().flat_map(|i| match i {
+        WireItem::Rights { rights, .. } => rights.as_slice(),
+        WireItem::Data { .. } => &[],
+    }))
+}
+
+fn rights_of_mut(m: &mut WireMessage) -> impl Iterator<Item = &mut WireRight> {
+    m.reply
+        .iter_mut()
+        .chain(m.items.iter_mut().flat_map(|i| match i {
+            WireItem::Rights { rights, .. } => rights.as_mut_slice(),
+            WireItem::Data { .. } => &mut [],
+        }))
 }
 
 /// What a message must wait for: every right of the message coming home
 /// waits until the home side has delivered the messages the peer wrote to that
 /// port before the right left.
 fn home_waits(peer: &str, m: &WireMessage) -> Vec<Wait> {
-    let rights = m.reply.iter().chain(m.items.iter().flat_map(|i| match i {
-        WireItem::Rights { rights, .. } => rights.as_slice(),
-        WireItem::Data { .. } => &[],
-    }));
-    rights
+    rights_of(m)
         .filter_map(|r| match r.reference {
             WireRef::ReceiverExport { id } if r.watermark > 0 => Some(Wait {
-                stream: StreamKey {
-                    node: peer.to_owned(),
-                    port: id,
-                },
+                stream: StreamKey::stream(peer, id),
                 position: r.watermark,
             }),
             _ => None,

@@ -23,6 +23,16 @@ pub const VERSION: u8 = 1;
 /// Longest node name in a global identity (a DNS name).
 pub const MAX_NODE_NAME: usize = 253;
 
+/// A node name as the wire carries it: a DNS name's characters, 1 to
+/// [`MAX_NODE_NAME`] bytes.
+pub fn valid_node_name(raw: &[u8]) -> bool {
+    !raw.is_empty()
+        && raw.len() <= MAX_NODE_NAME
+        && raw
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
+}
+
 /// A malformed frame from a peer.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -111,6 +121,16 @@ pub struct WireRight {
     /// The sender's position on this port's stream when the right left, so the
     /// receiver can hold later messages until that stream has caught up.
     pub watermark: u64,
+    /// Where the messages that the right's earlier holders sent to the port
+    /// stand on streams into the port's home when the right left: a node that
+    /// reaches the port by another path makes its next messages wait there
+    /// for them (`docs/protocol.md`, "Global identity").
+    pub after: Vec<Dependency>,
+    /// For a send right the sender holds through a proxy imported from the
+    /// port's home: that import's ID, the stream at the home on which the
+    /// sender forwards what the receiver sends through it (in the receiver's
+    /// own lane, see [`WireMessage::origin`]).
+    pub home_stream: Option<u64>,
 }
 
 /// A typed item.
@@ -177,12 +197,15 @@ impl WireItem {
     }
 }
 
-/// A causal dependency: deliver only once the stream of port `port` (as seen
-/// on the link from node `via`) has been delivered up to `position`.
+/// A causal dependency, checked at the port's home: deliver only once the
+/// home has delivered `position` messages of the lane of node `origin` (none:
+/// `via`'s own) on node `via`'s stream of the home's export `port` (void once
+/// the link to `via` is gone).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Dependency {
     pub via: String,
     pub port: u64,
+    pub origin: Option<String>,
     pub position: u64,
 }
 
@@ -195,6 +218,10 @@ pub struct WireMessage {
     /// The form of the destination right the sender used (send or send-once).
     pub dest_form: Form,
     pub reply: Option<WireRight>,
+    /// The node whose message the sender forwards (through its proxy): each
+    /// origin's forwarded messages form their own lane of the stream, in the
+    /// origin's order, so a position in it is the origin's own count.
+    pub origin: Option<String>,
     pub dependencies: Vec<Dependency>,
     pub items: Vec<WireItem>,
 }
@@ -242,6 +269,35 @@ impl Writer {
             }
         }
         self.u64(r.watermark);
+        self.dependencies(&r.after);
+        self.option_u64(r.home_stream);
+    }
+    fn option_u64(&mut self, v: Option<u64>) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                self.u64(v);
+            }
+        }
+    }
+    fn origin(&mut self, o: &Option<String>) {
+        match o {
+            None => self.u8(0),
+            Some(o) => {
+                self.u8(1);
+                self.bytes(o.as_bytes());
+            }
+        }
+    }
+    fn dependencies(&mut self, deps: &[Dependency]) {
+        self.u16(deps.len() as u16);
+        for d in deps {
+            self.bytes(d.via.as_bytes());
+            self.u64(d.port);
+            self.origin(&d.origin);
+            self.u64(d.position);
+        }
     }
 }
 
@@ -261,12 +317,8 @@ impl WireMessage {
                 w.right(r);
             }
         }
-        w.u16(self.dependencies.len() as u16);
-        for d in &self.dependencies {
-            w.bytes(d.via.as_bytes());
-            w.u64(d.port);
-            w.u64(d.position);
-        }
+        w.origin(&self.origin);
+        w.dependencies(&self.dependencies);
         w.u32(self.items.len() as u32);
         for item in &self.items {
             match item {
@@ -364,20 +416,8 @@ impl WireMessage {
                 })
             }
         };
-        let ndeps = r.u16("dependency count")? as usize;
-        // Each dependency takes at least 20 bytes.
-        r.need(ndeps as u64 * 20, "dependencies")?;
-        let mut dependencies = Vec::with_capacity(ndeps);
-        for _ in 0..ndeps {
-            let via = r.node_name()?;
-            let port = r.u64("dependency port")?;
-            let position = r.u64("dependency position")?;
-            dependencies.push(Dependency {
-                via,
-                port,
-                position,
-            });
-        }
+        let origin = r.origin()?;
+        let dependencies = r.dependencies()?;
         let nitems = r.u32("item count")? as usize;
         // Each item takes at least 7 bytes.
         r.need(nitems as u64 * 7, "items")?;
@@ -421,8 +461,8 @@ impl WireMessage {
                     let form = r.form()?;
                     let (inline, longform, deallocate) = r.flags()?;
                     let count = r.u32("right count")? as usize;
-                    // Each right takes at least 10 bytes.
-                    r.need(count as u64 * 10, "rights")?;
+                    // Each right takes at least 13 bytes.
+                    r.need(count as u64 * 13, "rights")?;
                     let mut rights = Vec::with_capacity(count);
                     for _ in 0..count {
                         let right = r.right()?;
@@ -460,6 +500,7 @@ impl WireMessage {
             other_bits,
             dest_form,
             reply,
+            origin,
             dependencies,
             items,
         })
@@ -551,12 +592,7 @@ impl Reader<'_> {
     fn node_name(&mut self) -> Result<String, WireError> {
         let at = self.at;
         let raw = self.bytes("node name")?;
-        let ok = !raw.is_empty()
-            && raw.len() <= MAX_NODE_NAME
-            && raw
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.');
-        if !ok {
+        if !valid_node_name(&raw) {
             return Err(WireError::Invalid {
                 at,
                 what: "node name",
@@ -597,11 +633,70 @@ impl Reader<'_> {
             }
         };
         let watermark = self.u64("watermark")?;
+        let at = self.at;
+        let after = self.dependencies()?;
+        if !after.is_empty() && matches!(reference, WireRef::Null | WireRef::Dead) {
+            return Err(WireError::Invalid {
+                at,
+                what: "positions on a null or dead right",
+                value: after.len() as u64,
+            });
+        }
+        let at = self.at;
+        let home_stream = self.option_u64("home stream")?;
+        if home_stream.is_some() && !matches!(reference, WireRef::SenderExport { .. }) {
+            return Err(WireError::Invalid {
+                at,
+                what: "home stream on a right the sender does not export",
+                value: 1,
+            });
+        }
         Ok(WireRight {
             form,
             reference,
             watermark,
+            after,
+            home_stream,
         })
+    }
+    fn option_u64(&mut self, what: &'static str) -> Result<Option<u64>, WireError> {
+        let at = self.at;
+        match self.u8(what)? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64(what)?)),
+            v => Err(WireError::Invalid {
+                at,
+                what,
+                value: u64::from(v),
+            }),
+        }
+    }
+    fn origin(&mut self) -> Result<Option<String>, WireError> {
+        let at = self.at;
+        match self.u8("origin presence")? {
+            0 => Ok(None),
+            1 => Ok(Some(self.node_name()?)),
+            v => Err(WireError::Invalid {
+                at,
+                what: "origin presence",
+                value: u64::from(v),
+            }),
+        }
+    }
+    fn dependencies(&mut self) -> Result<Vec<Dependency>, WireError> {
+        let n = self.u16("dependency count")? as usize;
+        // Each dependency takes at least 22 bytes.
+        self.need(n as u64 * 22, "dependencies")?;
+        let mut deps = Vec::with_capacity(n);
+        for _ in 0..n {
+            deps.push(Dependency {
+                via: self.node_name()?,
+                port: self.u64("dependency port")?,
+                origin: self.origin()?,
+                position: self.nonzero_u64("dependency position")?,
+            });
+        }
+        Ok(deps)
     }
 }
 

@@ -24,10 +24,7 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 fn key(node: u8, port: u8) -> StreamKey {
-    StreamKey {
-        node: format!("n{node}"),
-        port: u64::from(port),
-    }
+    StreamKey::stream(&format!("n{node}"), u64::from(port))
 }
 
 struct Oracle {

@@ -7,7 +7,9 @@ use mach::types::msg_type;
 use mach::{Abi, Kernel, PortRight};
 use netmsg::release::{Frame, SEND_ONCE_ID_BIT};
 use netmsg::translate::{TranslateError, Translator};
-use netmsg::wire::{Form, GlobalId, StreamFrame, WireItem, WireMessage, WireRef, WireRight};
+use netmsg::wire::{
+    Dependency, Form, GlobalId, StreamFrame, WireItem, WireMessage, WireRef, WireRight,
+};
 use proptest::prelude::*;
 
 fn id() -> impl Strategy<Value = u64> {
@@ -18,12 +20,15 @@ fn right() -> impl Strategy<Value = WireRight> {
     let reference = prop_oneof![
         Just(WireRef::Null),
         Just(WireRef::Dead),
-        id().prop_map(|id| WireRef::SenderExport {
-            id,
-            global: GlobalId {
-                home: "evil".into(),
-                port: 1,
-                incarnation: 0
+        // Identities naming the peer's ports, or forging this node's.
+        (id(), node(), 1u64..4, 0u64..2).prop_map(|(id, home, port, incarnation)| {
+            WireRef::SenderExport {
+                id,
+                global: GlobalId {
+                    home,
+                    port,
+                    incarnation,
+                },
             }
         }),
         id().prop_map(|id| WireRef::ReceiverExport { id }),
@@ -32,12 +37,38 @@ fn right() -> impl Strategy<Value = WireRight> {
         prop_oneof![Just(Form::Send), Just(Form::SendOnce), Just(Form::Receive)],
         reference,
         0u64..3,
+        dependencies(),
+        prop::option::of(0u64..4),
     )
-        .prop_map(|(form, reference, watermark)| WireRight {
-            form,
-            reference,
-            watermark,
+        .prop_map(|(form, reference, watermark, after, home_stream)| {
+            let exported = matches!(reference, WireRef::SenderExport { .. });
+            let named = !matches!(reference, WireRef::Null | WireRef::Dead);
+            WireRight {
+                form,
+                after: if named { after } else { Vec::new() },
+                home_stream: home_stream.filter(|_| exported),
+                reference,
+                watermark,
+            }
         })
+}
+
+fn node() -> impl Strategy<Value = String> {
+    prop_oneof![Just("evil".to_owned()), Just("home".to_owned())]
+}
+
+fn dependencies() -> impl Strategy<Value = Vec<Dependency>> {
+    prop::collection::vec(
+        (node(), 0u64..4, prop::option::of(node()), 1u64..3).prop_map(
+            |(via, port, origin, position)| Dependency {
+                via,
+                port,
+                origin,
+                position,
+            },
+        ),
+        0..2,
+    )
 }
 
 fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
@@ -45,8 +76,10 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
         prop::option::of(right()),
         prop::collection::vec(right(), 0..3),
         prop_oneof![Just(Form::Send), Just(Form::SendOnce)],
+        dependencies(),
+        prop::option::of(node()),
     )
-        .prop_map(|(reply, rights, dest_form)| {
+        .prop_map(|(reply, rights, dest_form, dependencies, origin)| {
             let items = rights
                 .into_iter()
                 .map(|r| WireItem::Rights {
@@ -62,7 +95,8 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
                 other_bits: 0,
                 dest_form,
                 reply,
-                dependencies: Vec::new(),
+                origin,
+                dependencies,
                 items,
             })
         });
@@ -82,7 +116,7 @@ proptest! {
     #[test]
     fn any_decodable_frame_is_answered_without_panic(frames in prop::collection::vec(frame(), 1..40)) {
         let mut k = Kernel::new(Abi::X86_64);
-        let mut t = Translator::new(&mut k, "home").unwrap();
+        let mut t = Translator::new(&mut k, "home", b"hostile-peer test").unwrap();
         // Something real to aim at: two exports of a server's port.
         let server = k.create_task();
         let p = k.port_allocate(server, PortRight::Receive).unwrap();

@@ -1,37 +1,32 @@
-//! The randomized simulator over fixed seeds (see `netmsg::sim`).
+//! The randomized simulator over fixed seeds (see `netmsg::sim`): two nodes,
+//! and three (rights reaching a port by two paths, forwarding through a
+//! third node). `SIM_SEEDS` and `SIM_ACTIONS` scale both runs.
 
-use netmsg::sim::{minimal_failing, run};
+use netmsg::sim::{minimal_failing, run, Stats};
 
-#[test]
-fn two_nodes_fixed_seeds() {
-    let actions: u64 = std::env::var("SIM_ACTIONS")
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let seeds: u64 = std::env::var("SIM_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let mut total = netmsg::sim::Stats::default();
+        .unwrap_or(default)
+}
+
+fn fixed_seeds(nodes: usize, seeds: u64, actions: u64) {
+    let mut total = Stats::default();
     for seed in 1..=seeds {
-        let result = run(2, seed, actions);
-        if let Ok(s) = result {
-            total.messages_sent += s.messages_sent;
-            total.messages_received += s.messages_received;
-            total.send_once_notifications += s.send_once_notifications;
-            total.frames += s.frames;
-            total.ports_destroyed += s.ports_destroyed;
-        }
-        if let Err(v) = result {
-            let n = minimal_failing(2, seed, actions);
-            panic!(
-                "seed {seed}: {}\nreproduce: netmsg-sim --nodes 2 --seed {seed} --actions {n}\n{}",
-                v.rule,
-                v.recent.join("\n")
-            );
+        match run(nodes, seed, actions) {
+            Ok(s) => total += s,
+            Err(v) => {
+                let n = minimal_failing(nodes, seed, actions);
+                panic!(
+                    "seed {seed}: {}\nreproduce: netmsg-sim --nodes {nodes} --seed {seed} --actions {n}\n{}",
+                    v.rule,
+                    v.recent.join("\n")
+                );
+            }
         }
     }
-    eprintln!("{seeds} seeds x {actions} actions: {total:?}");
+    eprintln!("{nodes} nodes, {seeds} seeds x {actions} actions: {total:?}");
     // The runs do real work: most sends arrive, rights die, and send-once
     // rights are both used and notified.
     assert!(
@@ -39,4 +34,14 @@ fn two_nodes_fixed_seeds() {
         "{total:?}"
     );
     assert!(total.send_once_notifications > 0 && total.ports_destroyed > 0);
+}
+
+#[test]
+fn two_nodes_fixed_seeds() {
+    fixed_seeds(2, env("SIM_SEEDS", 50), env("SIM_ACTIONS", 20_000));
+}
+
+#[test]
+fn three_nodes_fixed_seeds() {
+    fixed_seeds(3, env("SIM_SEEDS", 50), env("SIM_ACTIONS", 20_000));
 }

@@ -34,11 +34,36 @@ fn reference() -> impl Strategy<Value = WireRef> {
 }
 
 fn right(form: Form) -> impl Strategy<Value = WireRight> {
-    (reference(), any::<u64>()).prop_map(move |(reference, watermark)| WireRight {
-        form,
-        reference,
-        watermark,
-    })
+    (
+        reference(),
+        any::<u64>(),
+        prop::collection::vec(dependency(), 0..3),
+        prop::option::of(any::<u64>()),
+    )
+        .prop_map(move |(reference, watermark, after, home_stream)| {
+            // Positions only on named rights, a home stream only on rights the
+            // sender exports.
+            let named = !matches!(reference, WireRef::Null | WireRef::Dead);
+            let exported = matches!(reference, WireRef::SenderExport { .. });
+            WireRight {
+                form,
+                after: if named { after } else { Vec::new() },
+                home_stream: home_stream.filter(|_| exported),
+                reference,
+                watermark,
+            }
+        })
+}
+
+fn dependency() -> impl Strategy<Value = Dependency> {
+    (node(), any::<u64>(), prop::option::of(node()), 1..=u64::MAX).prop_map(
+        |(via, port, origin, position)| Dependency {
+            via,
+            port,
+            origin,
+            position,
+        },
+    )
 }
 
 fn item() -> impl Strategy<Value = WireItem> {
@@ -80,22 +105,19 @@ fn message() -> impl Strategy<Value = WireMessage> {
         any::<u32>().prop_map(|b| b & 0x7fff_0000),
         prop_oneof![Just(Form::Send), Just(Form::SendOnce)],
         prop::option::of(prop_oneof![Just(Form::Send), Just(Form::SendOnce)].prop_flat_map(right)),
-        prop::collection::vec(
-            (node(), any::<u64>(), any::<u64>()).prop_map(|(via, port, position)| Dependency {
-                via,
-                port,
-                position,
-            }),
-            0..3,
+        (
+            prop::option::of(node()),
+            prop::collection::vec(dependency(), 0..3),
         ),
         prop::collection::vec(item(), 0..6),
     )
         .prop_map(
-            |(id, other_bits, dest_form, reply, dependencies, items)| WireMessage {
+            |(id, other_bits, dest_form, reply, (origin, dependencies), items)| WireMessage {
                 id,
                 other_bits,
                 dest_form,
                 reply,
+                origin,
                 dependencies,
                 items,
             },
@@ -138,7 +160,10 @@ fn malformed_frames_are_rejected_with_the_reason() {
                 },
             },
             watermark: 3,
+            after: vec![],
+            home_stream: None,
         }),
+        origin: None,
         dependencies: vec![],
         items: vec![WireItem::Data {
             type_name: 2,
@@ -315,10 +340,93 @@ fn release_frames_the_protocol_never_sends_are_rejected() {
         }
     ));
     assert!(matches!(
-        err(&[7, 1]),
+        err(&[8, 1]),
         WireError::Invalid {
             what: "frame type",
-            value: 7,
+            value: 8,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn positions_the_protocol_never_sends_are_rejected() {
+    let dep = Dependency {
+        via: "node-b".into(),
+        port: 4,
+        origin: Some("node-c".into()),
+        position: 2,
+    };
+    let right = |reference, after: Vec<Dependency>, home_stream| WireRight {
+        form: Form::Send,
+        reference,
+        watermark: 0,
+        after,
+        home_stream,
+    };
+    let message = |reply| WireMessage {
+        id: 1,
+        other_bits: 0,
+        dest_form: Form::Send,
+        reply: Some(reply),
+        origin: Some("node-a".into()),
+        dependencies: vec![dep.clone()],
+        items: vec![],
+    };
+    let good = message(right(
+        WireRef::SenderExport {
+            id: 3,
+            global: GlobalId {
+                home: "node-b".into(),
+                port: 9,
+                incarnation: 1,
+            },
+        },
+        vec![dep.clone()],
+        Some(4),
+    ));
+    assert_eq!(WireMessage::decode(&good.encode()).unwrap(), good);
+    let err = |m: WireMessage| WireMessage::decode(&m.encode()).unwrap_err();
+    assert!(matches!(
+        err(message(right(WireRef::Dead, vec![dep.clone()], None))),
+        WireError::Invalid {
+            what: "positions on a null or dead right",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(message(right(
+            WireRef::ReceiverExport { id: 3 },
+            vec![],
+            Some(4)
+        ))),
+        WireError::Invalid {
+            what: "home stream on a right the sender does not export",
+            ..
+        }
+    ));
+    let zero = WireMessage {
+        dependencies: vec![Dependency {
+            position: 0,
+            ..dep.clone()
+        }],
+        ..good.clone()
+    };
+    assert!(matches!(
+        err(zero),
+        WireError::Invalid {
+            what: "dependency position",
+            ..
+        }
+    ));
+    let bad_origin = WireMessage {
+        origin: Some("no spaces".into()),
+        ..good
+    };
+    assert!(matches!(
+        err(bad_origin),
+        WireError::Invalid {
+            what: "node name",
             ..
         }
     ));

@@ -1,5 +1,6 @@
 //! `netmsg-sim`: the randomized multi-node simulator of netmsg (see
-//! `netmsg::sim`). Exit status 1 and a minimal reproduction on any violation.
+//! `netmsg::sim`). Exit status 1 and a minimal reproduction on any violation;
+//! with `NETMSG_SIM_TRACE` set, every action and frame is printed.
 
 use anyhow::Result;
 use clap::Parser;
@@ -28,12 +29,11 @@ fn main() -> Result<()> {
     let mut total = Stats::default();
     for seed in args.seed..args.seed + args.seeds {
         match run(args.nodes, seed, args.actions) {
-            Ok(s) => {
-                total.messages_sent += s.messages_sent;
-                total.messages_received += s.messages_received;
-                total.send_once_notifications += s.send_once_notifications;
-                total.frames += s.frames;
-                total.ports_destroyed += s.ports_destroyed;
+            Ok(s) => total += s,
+            Err(v) if std::env::var_os("NETMSG_SIM_TRACE").is_some() => {
+                // The trace above is the run; no search for a shorter one.
+                eprintln!("seed {seed}: {}", v.rule);
+                std::process::exit(1);
             }
             Err(v) => {
                 let n = minimal_failing(args.nodes, seed, args.actions);
