@@ -1164,6 +1164,10 @@ impl Translator {
                     if let Some(stream) = r.home_stream.filter(|_| global.home != peer) {
                         self.home_streams.entry(proxy).or_insert(stream);
                     }
+                    // What this node sends through the proxy is forwarded in
+                    // its own lane, not behind the peer's messages: it waits
+                    // for them at the home.
+                    self.add_pending(proxy, r.after.clone());
                     Ok((proxy, disposition))
                 }
             }

@@ -1,9 +1,11 @@
-//! Differential conformance, first scenarios: each runs once with every task
-//! on one Mach kernel and again with the tasks spread over two nodes joined by
-//! netmsg translators (frames delivered in seeded random interleavings across
-//! streams, FIFO within one), and what the tasks observe must be identical.
-//! Afterwards every translator is idle, netmsg holds no rights beyond its own
-//! ports, and each kernel's invariants hold.
+//! Differential conformance: each scenario runs once with every task on one
+//! Mach kernel and again with the tasks spread over two and over three nodes
+//! joined by netmsg translators (frames delivered in seeded random
+//! interleavings across streams, FIFO within one), and what the tasks observe
+//! must be identical. A scenario's tasks name their node (0, 1, 2); with two
+//! nodes, node 2's tasks live on node 1. Afterwards every translator is idle,
+//! netmsg holds no rights beyond its own ports, and each kernel's invariants
+//! hold.
 
 use std::ops::{Deref, DerefMut};
 
@@ -156,21 +158,37 @@ fn request(c: &mut Cluster, client: T, dest: Name, reply: Name, body: Vec<Item>)
     c.send(client, msg);
 }
 
-/// Runs `scenario` on one kernel and over two nodes with several seeds; the
-/// traces must agree.
+/// Runs `scenario` on one kernel and over two and three nodes with several
+/// seeds; the traces must agree.
 fn differential(scenario: fn(&mut Cluster)) {
     let mut single = Cluster::new(1, 1);
     scenario(&mut single);
     assert!(!single.trace.is_empty());
-    for seed in 1..=20 {
-        let mut two = Cluster::new(2, seed);
-        scenario(&mut two);
-        assert_eq!(
-            two.trace, single.trace,
-            "seed {seed}: two nodes differ from one"
-        );
-        two.check_clean();
+    for nodes in [2, 3] {
+        for seed in 1..=20 {
+            let mut many = Cluster::new(nodes, seed);
+            scenario(&mut many);
+            assert_eq!(
+                many.trace, single.trace,
+                "seed {seed}: {nodes} nodes differ from one"
+            );
+            many.check_clean();
+        }
     }
+}
+
+/// `t` receives on `name` as soon as a message is there, while frames move
+/// one at a time (so that whatever is still on its way stays there).
+fn receive_at_once(c: &mut Cluster, t: T, name: Name) -> Message {
+    for _ in 0..100_000 {
+        if let Some(m) = c.receive(t, name) {
+            return m;
+        }
+        if !c.step() {
+            break;
+        }
+    }
+    c.receive(t, name).expect("the message arrives")
 }
 
 /// A client on node 1 calls a server on node 0 with a send-once reply port;
@@ -474,6 +492,192 @@ fn right_home_after_messages(c: &mut Cluster) {
 #[test]
 fn a_right_coming_home_keeps_causal_order() {
     differential(right_home_after_messages);
+}
+
+/// A right passed on to a third node (a proxy of a proxy there), which also
+/// holds the port directly: the task gets one name for it, and its messages
+/// come after those the client sent before passing the right (the Hurd auth
+/// rendezvous needs the one name; one kernel gives both).
+fn third_node_uses_a_passed_right(c: &mut Cluster) {
+    let server = c.task(0);
+    let client = c.task(1);
+    let third = c.task(2);
+    let p = c.port(server);
+    let q = c.port(third);
+    let to_p = c.give_send(server, p, client);
+    let direct = c.give_send(server, p, third);
+    let to_q = c.give_send(third, q, client);
+    for i in 0..3 {
+        c.send(
+            client,
+            Message::simple(to_p, msg_type::COPY_SEND, 900 + i, vec![int(i)]),
+        );
+    }
+    c.send(
+        client,
+        Message::simple(
+            to_q,
+            msg_type::COPY_SEND,
+            910,
+            vec![Item::port(msg_type::COPY_SEND, to_p)],
+        ),
+    );
+    let carrier = receive_at_once(c, third, q);
+    let got = carrier.body[0].names_payload().unwrap()[0];
+    c.note(format!("one name for the port: {}", got == direct));
+    c.send(
+        third,
+        Message::simple(got, msg_type::COPY_SEND, 920, vec![]),
+    );
+    c.settle();
+    while c.observe("server", server, p).is_some() {}
+    c.k(third).port_deallocate(third.task, got).unwrap();
+    if got != direct {
+        c.k(third).port_deallocate(third.task, direct).unwrap();
+    }
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.k(client).port_deallocate(client.task, to_q).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+    c.destroy_port(third, q);
+}
+
+/// A right to the server's port goes client → third node → a task on the
+/// server's node: it arrives as the port itself (no proxy of a proxy of a
+/// proxy), and that task's message to it comes after the client's earlier
+/// ones, which went through the third node's way.
+fn right_home_by_another_path(c: &mut Cluster) {
+    let server = c.task(0);
+    let neighbour = c.task(0);
+    let client = c.task(1);
+    let third = c.task(2);
+    let p = c.port(server);
+    let r = c.port(neighbour);
+    let q = c.port(third);
+    let to_p = c.give_send(server, p, client);
+    let to_q = c.give_send(third, q, client);
+    let to_r = c.give_send(neighbour, r, third);
+    // The third node reaches the port only through the client's right.
+    c.send(
+        client,
+        Message::simple(
+            to_q,
+            msg_type::COPY_SEND,
+            1000,
+            vec![Item::port(msg_type::COPY_SEND, to_p)],
+        ),
+    );
+    let first = receive_at_once(c, third, q);
+    let via_third = first.body[0].names_payload().unwrap()[0];
+    for i in 0..3 {
+        c.send(
+            third,
+            Message::simple(via_third, msg_type::COPY_SEND, 1010 + i, vec![int(i)]),
+        );
+    }
+    c.send(
+        third,
+        Message::simple(
+            to_r,
+            msg_type::COPY_SEND,
+            1020,
+            vec![Item::port(msg_type::COPY_SEND, via_third)],
+        ),
+    );
+    let carrier = receive_at_once(c, neighbour, r);
+    let got = carrier.body[0].names_payload().unwrap()[0];
+    let same = c.k(server).same_port(neighbour.task, got, server.task, p);
+    c.note(format!("arrived as the port itself: {same}"));
+    c.send(
+        neighbour,
+        Message::simple(got, msg_type::MOVE_SEND, 1030, vec![]),
+    );
+    c.settle();
+    while c.observe("server", server, p).is_some() {}
+    c.k(third).port_deallocate(third.task, via_third).unwrap();
+    c.k(third).port_deallocate(third.task, to_r).unwrap();
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.k(client).port_deallocate(client.task, to_q).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+    c.destroy_port(neighbour, r);
+    c.destroy_port(third, q);
+}
+
+/// Two nodes pass each other rights right after using them (the pattern that
+/// deadlocks holds that wait on forwarded messages): both orders are kept
+/// and nothing waits forever.
+fn crossing_rights(c: &mut Cluster) {
+    let server = c.task(0);
+    let a = c.task(1);
+    let b = c.task(2);
+    let x = c.port(server);
+    let y = c.port(server);
+    let pa = c.port(a);
+    let pb = c.port(b);
+    let a_x = c.give_send(server, x, a);
+    let b_y = c.give_send(server, y, b);
+    let a_pb = c.give_send(b, pb, a);
+    let b_pa = c.give_send(a, pa, b);
+    for i in 0..2 {
+        c.send(
+            a,
+            Message::simple(a_x, msg_type::COPY_SEND, 1100 + i, vec![]),
+        );
+        c.send(
+            b,
+            Message::simple(b_y, msg_type::COPY_SEND, 1200 + i, vec![]),
+        );
+    }
+    c.send(
+        a,
+        Message::simple(
+            a_pb,
+            msg_type::COPY_SEND,
+            1110,
+            vec![Item::port(msg_type::COPY_SEND, a_x)],
+        ),
+    );
+    c.send(
+        b,
+        Message::simple(
+            b_pa,
+            msg_type::COPY_SEND,
+            1210,
+            vec![Item::port(msg_type::COPY_SEND, b_y)],
+        ),
+    );
+    let at_b = receive_at_once(c, b, pb);
+    let b_x = at_b.body[0].names_payload().unwrap()[0];
+    let at_a = receive_at_once(c, a, pa);
+    let a_y = at_a.body[0].names_payload().unwrap()[0];
+    c.send(b, Message::simple(b_x, msg_type::MOVE_SEND, 1220, vec![]));
+    c.send(a, Message::simple(a_y, msg_type::MOVE_SEND, 1120, vec![]));
+    c.settle();
+    while c.observe("server on x", server, x).is_some() {}
+    while c.observe("server on y", server, y).is_some() {}
+    for (t, n) in [(a, a_x), (a, a_pb), (b, b_y), (b, b_pa)] {
+        c.k(t).port_deallocate(t.task, n).unwrap();
+    }
+    c.settle();
+    for (t, n) in [(server, x), (server, y), (a, pa), (b, pb)] {
+        c.destroy_port(t, n);
+    }
+}
+
+#[test]
+fn a_right_passed_to_a_third_node_matches_one_kernel() {
+    differential(third_node_uses_a_passed_right);
+}
+
+#[test]
+fn a_right_home_by_another_path_matches_one_kernel() {
+    differential(right_home_by_another_path);
+}
+
+#[test]
+fn crossing_rights_match_one_kernel() {
+    differential(crossing_rights);
 }
 
 /// netmsg-test 13: header-only messages with id 71 (the send-once
