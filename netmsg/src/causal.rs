@@ -10,13 +10,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// One incoming lane: the messages of node `origin` (none: the peer's own)
+use crate::wire::Origin;
+
+/// One incoming lane: the messages of lane `origin` (none: the peer's own)
 /// on the peer node's stream for port `port`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamKey {
     pub node: String,
     pub port: u64,
-    pub origin: Option<String>,
+    pub origin: Option<Origin>,
 }
 
 impl StreamKey {
@@ -53,6 +55,8 @@ pub struct Holds<L: Ord + Clone, T> {
     lost: BTreeSet<String>,
     /// Streams (node, port) that carry nothing more: waits on them are void.
     closed: BTreeSet<(String, u64)>,
+    /// Lanes that carry nothing more: waits on them are void.
+    closed_lanes: BTreeSet<StreamKey>,
     held: usize,
 }
 
@@ -63,6 +67,7 @@ impl<L: Ord + Clone, T> Default for Holds<L, T> {
             positions: BTreeMap::new(),
             lost: BTreeSet::new(),
             closed: BTreeSet::new(),
+            closed_lanes: BTreeSet::new(),
             held: 0,
         }
     }
@@ -78,6 +83,7 @@ impl<L: Ord + Clone, T> Holds<L, T> {
             || self
                 .closed
                 .contains(&(w.stream.node.clone(), w.stream.port))
+            || self.closed_lanes.contains(&w.stream)
             || self.positions.get(&w.stream).copied().unwrap_or(0) >= w.position
     }
 
@@ -111,6 +117,7 @@ impl<L: Ord + Clone, T> Holds<L, T> {
         self.lost.insert(node.to_owned());
         self.positions.retain(|k, _| k.node != node);
         self.closed.retain(|(n, _)| n != node);
+        self.closed_lanes.retain(|l| l.node != node);
         // Void now, also for messages behind a lane's head: a later link's
         // streams start again from 0 and are not the ones waited on.
         for held in self.lanes.values_mut().flat_map(|q| q.iter_mut()) {
@@ -150,13 +157,25 @@ impl<L: Ord + Clone, T> Holds<L, T> {
         lanes.iter().flat_map(|l| self.drop_lane(l)).collect()
     }
 
-    /// The lanes `matches` selects that hold messages, with how many.
-    pub fn holding(&self, mut matches: impl FnMut(&L) -> bool) -> Vec<(L, usize)> {
+    /// The lanes `matches` selects that hold items, with how many of them
+    /// `counts`.
+    pub fn holding(
+        &self,
+        mut matches: impl FnMut(&L) -> bool,
+        mut counts: impl FnMut(&T) -> bool,
+    ) -> Vec<(L, usize)> {
         self.lanes
             .iter()
             .filter(|(l, q)| !q.is_empty() && matches(l))
-            .map(|(l, q)| (l.clone(), q.len()))
+            .map(|(l, q)| (l.clone(), q.iter().filter(|h| counts(&h.item)).count()))
             .collect()
+    }
+
+    /// Lane `lane` carries nothing more (what was on its way is lost): waits
+    /// on it are void.
+    pub fn lane_ended(&mut self, lane: StreamKey) -> Vec<(L, T)> {
+        self.closed_lanes.insert(lane);
+        self.release()
     }
 
     /// Messages held now.

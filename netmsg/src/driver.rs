@@ -232,7 +232,11 @@ impl Driver {
         for (_, reply) in self.waiting_root.remove(peer).unwrap_or_default() {
             let _ = reply.send(Err(format!("link to {peer} lost")));
         }
-        if let Err(e) = self.shared.with(|t, k| (t.link_lost(k, peer), Vec::new())) {
+        let lost = self.shared.with(|t, k| match t.link_lost(k, peer) {
+            Ok(out) => (Ok(()), out),
+            Err(e) => (Err(e), Vec::new()),
+        });
+        if let Err(e) = lost {
             tracing::warn!("netmsg: link loss of {peer}: {e}");
         }
     }

@@ -31,7 +31,8 @@ use thiserror::Error;
 use crate::causal::{Holds, StreamKey, Wait};
 use crate::release::{Effect, Frame, Imported, Ledger, ReleaseError};
 use crate::wire::{
-    Dependency, Form, GlobalId, StreamFrame, WireItem, WireMessage, WireRef, WireRight,
+    Dependency, Form, GlobalId, HomeLane, Origin, StreamFrame, WireItem, WireMessage, WireRef,
+    WireRight,
 };
 
 /// Release-protocol frames from exporter to importer travel on the transport
@@ -112,7 +113,7 @@ pub struct Translator {
     /// Messages delivered per lane.
     delivered: BTreeMap<StreamKey, u64>,
     /// Frames held for their dependencies, in lanes: per peer stream, and
-    /// within it per origin node of forwarded messages.
+    /// within it per lane of forwarded messages.
     holds: Holds<StreamKey, StreamFrame>,
     /// Send proxies' global identities, and the one send proxy per identity:
     /// a task gets one name for a port however it reaches this node.
@@ -126,12 +127,14 @@ pub struct Translator {
     /// For proxies that lead to the port's home through a hop: the hop's
     /// import ID at the home (where the hop forwards this node's messages, in
     /// this node's own lane).
-    home_streams: BTreeMap<Name, u64>,
+    home_streams: BTreeMap<Name, HomeLane>,
     /// Messages this node sent through a hop, per (hop, the hop's stream at
     /// the home): its position in its lane there.
     through: BTreeMap<(String, u64), u64>,
-    /// Messages this node forwarded per (upstream, import id, origin node).
-    forwarded: BTreeMap<(String, u64, String), u64>,
+    /// Messages this node forwarded per (upstream, import id, lane).
+    forwarded: BTreeMap<(String, u64, Origin), u64>,
+    /// The era of each peer's lanes in what this node forwards: one per link.
+    eras: BTreeMap<String, u64>,
     /// Dependencies the next frame written on a proxy's stream carries.
     pending: BTreeMap<Name, Vec<Dependency>>,
     /// Streams whose export just ended, for their waits to be voided.
@@ -185,6 +188,7 @@ impl Translator {
             home_streams: BTreeMap::new(),
             through: BTreeMap::new(),
             forwarded: BTreeMap::new(),
+            eras: BTreeMap::new(),
             pending: BTreeMap::new(),
             kept: BTreeMap::new(),
             closed: Vec::new(),
@@ -378,8 +382,8 @@ impl Translator {
             wire.dependencies.extend(deps);
         }
         *self.written.entry((peer.clone(), id)).or_insert(0) += 1;
-        if let Some(&stream) = self.home_streams.get(&on) {
-            *self.through.entry((peer.clone(), stream)).or_insert(0) += 1;
+        if let Some(lane) = self.home_streams.get(&on) {
+            *self.through.entry((peer.clone(), lane.stream)).or_insert(0) += 1;
         }
         let frame = StreamFrame::Message(wire);
         out.push(Out { peer, id, frame });
@@ -535,7 +539,10 @@ impl Translator {
                     if let Some(import) = import {
                         after.extend(self.position_through(&upstream, import, name, &global));
                         if global.home == upstream {
-                            home_stream = Some(import);
+                            home_stream = Some(HomeLane {
+                                stream: import,
+                                era: self.era(peer),
+                            });
                         }
                     }
                     WireRef::SenderExport { id, global }
@@ -595,14 +602,25 @@ impl Translator {
                 position: written,
             });
         }
-        let &port = self.home_streams.get(&proxy)?;
-        let through = self.through.get(&(upstream.to_owned(), port)).copied()?;
+        let &lane = self.home_streams.get(&proxy)?;
+        let through = self
+            .through
+            .get(&(upstream.to_owned(), lane.stream))
+            .copied()?;
         Some(Dependency {
             via: upstream.to_owned(),
-            port,
-            origin: Some(self.node.clone()),
+            port: lane.stream,
+            origin: Some(Origin {
+                node: self.node.clone(),
+                era: lane.era,
+            }),
             position: through,
         })
+    }
+
+    /// The era of `peer`'s lanes in what this node forwards.
+    fn era(&self, peer: &str) -> u64 {
+        self.eras.get(peer).copied().unwrap_or(0)
     }
 
     /// The identity of a port whose receive right is on this node.
@@ -714,7 +732,7 @@ impl Translator {
     ) -> Result<Vec<Out>, TranslateError> {
         let mut out = Vec::new();
         let to_my_export = match &frame {
-            StreamFrame::Message(_) => true,
+            StreamFrame::Message(_) | StreamFrame::LaneEnded { .. } => true,
             StreamFrame::Release(f) => {
                 matches!(f, Frame::Release { .. } | Frame::SendOnceDestroyed { .. })
             }
@@ -727,6 +745,7 @@ impl Translator {
         // A forwarded message is in its origin's lane of the stream.
         let origin = match &frame {
             StreamFrame::Message(m) => m.origin.clone(),
+            StreamFrame::LaneEnded { origin, .. } => Some(origin.clone()),
             StreamFrame::Release(_) => None,
         };
         let mut waits = waits;
@@ -735,7 +754,8 @@ impl Translator {
             // forwarded ones in their lanes included (which hold messages
             // only; the peer's own lane keeps its order anyway).
             let forwarded = |l: &StreamKey| l.node == peer && l.port == id && l.origin.is_some();
-            for (lane, queued) in self.holds.holding(forwarded) {
+            let message = |f: &StreamFrame| matches!(f, StreamFrame::Message(_));
+            for (lane, queued) in self.holds.holding(forwarded, message) {
                 let position = self.delivered.get(&lane).copied().unwrap_or(0) + queued as u64;
                 waits.push(Wait {
                     stream: lane,
@@ -774,6 +794,23 @@ impl Translator {
             frame,
         )) = ready.pop()
         {
+            if let StreamFrame::LaneEnded { id: ended, origin } = frame {
+                if ended != id {
+                    return Err(TranslateError::Protocol {
+                        peer,
+                        reason: format!("lane end for export {ended} on the stream of {id}"),
+                    });
+                }
+                let lane = StreamKey {
+                    node: peer,
+                    port: id,
+                    origin: Some(origin),
+                };
+                let mut freed = self.holds.lane_ended(lane);
+                freed.reverse();
+                ready.extend(freed);
+                continue;
+            }
             if let Some((sequence, position)) = self.on_stream_frame(k, &peer, id, frame, out)? {
                 let mut freed = self.holds.advanced(sequence, position);
                 freed.reverse();
@@ -864,6 +901,8 @@ impl Translator {
                 *n += 1;
                 return Ok(Some((lane, *n)));
             }
+            // (Handled in lane order by `run_ready`.)
+            StreamFrame::LaneEnded { .. } => {}
             StreamFrame::Release(f) => {
                 if frame_id(&f) != id {
                     return Err(TranslateError::Protocol {
@@ -944,16 +983,20 @@ impl Translator {
                     .proxy_global
                     .get(&proxy)
                     .is_some_and(|g| g.home == upstream);
+                let lane = Origin {
+                    node: peer.to_owned(),
+                    era: self.era(peer),
+                };
                 let forwarded = self
                     .forwarded
-                    .get(&(upstream.clone(), import, peer.to_owned()))
+                    .get(&(upstream.clone(), import, lane.clone()))
                     .copied()
                     .unwrap_or(0);
                 if r.watermark > 0 && direct && forwarded > 0 {
                     after.push(Dependency {
                         via: self.node.clone(),
                         port: import,
-                        origin: Some(peer.to_owned()),
+                        origin: Some(lane),
                         position: forwarded,
                     });
                 }
@@ -1073,7 +1116,10 @@ impl Translator {
                 };
             }
             wire.dependencies.extend(m.dependencies);
-            let origin = m.origin.unwrap_or_else(|| peer.to_owned());
+            let origin = m.origin.unwrap_or_else(|| Origin {
+                node: peer.to_owned(),
+                era: self.era(peer),
+            });
             *self
                 .forwarded
                 .entry((upstream.clone(), import, origin.clone()))
@@ -1161,8 +1207,8 @@ impl Translator {
                         .entry(proxy)
                         .or_insert_with(|| global.clone());
                     self.canonical.entry(global.clone()).or_insert(proxy);
-                    if let Some(stream) = r.home_stream.filter(|_| global.home != peer) {
-                        self.home_streams.entry(proxy).or_insert(stream);
+                    if let Some(lane) = r.home_stream.filter(|_| global.home != peer) {
+                        self.home_streams.entry(proxy).or_insert(lane);
                     }
                     // What this node sends through the proxy is forwarded in
                     // its own lane, not behind the peer's messages: it waits
@@ -1438,18 +1484,50 @@ impl Translator {
     }
 
     /// The link to `peer` is gone (DESIGN §4.2 item 6).
-    pub fn link_lost(&mut self, k: &mut Kernel, peer: &str) -> Result<(), TranslateError> {
+    /// Frames for other peers: the ends of the lanes this node forwarded for
+    /// `peer`, whose messages on the way are lost.
+    pub fn link_lost(&mut self, k: &mut Kernel, peer: &str) -> Result<Vec<Out>, TranslateError> {
         let effects = self.peer(peer).ledger.link_lost();
         let mut out = Vec::new();
         self.apply(k, peer, effects, &mut out)?;
-        self.peers.remove(peer);
+        out.retain(|o| o.peer != peer);
+        let ended: Vec<(String, u64, Origin)> = self
+            .forwarded
+            .keys()
+            .filter(|(upstream, _, origin)| origin.node == peer && upstream != peer)
+            .cloned()
+            .collect();
+        for (upstream, import, origin) in ended {
+            let live = self
+                .peers
+                .get(&upstream)
+                .is_some_and(|p| p.ledger.proxy_of(import).is_some());
+            if live {
+                out.push(Out {
+                    peer: upstream,
+                    id: import,
+                    frame: StreamFrame::LaneEnded { id: import, origin },
+                });
+            }
+        }
+        self.forwarded
+            .retain(|(u, _, o), _| o.node != peer && u != peer);
+        // The peer's next lanes (after a new link) are new ones.
+        *self.eras.entry(peer.to_owned()).or_insert(0) += 1;
+        // Positions through the peer start again with the next link.
+        self.through.retain(|(hop, _), _| hop != peer);
+        // The reset ledger keeps counting IDs: a new link never reuses one,
+        // so positions on the old link's streams can name nothing new.
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.proxy_name.clear();
+        }
         // Frames held from the peer belonged to the lost link's ledger.
         self.holds.drop_lanes(|lane| lane.node == peer);
         self.holds.link_lost(peer);
         self.holds.link_up(peer);
         self.written.retain(|(p, _), _| p != peer);
         self.delivered.retain(|lane, _| lane.node != peer);
-        Ok(())
+        Ok(out)
     }
 }
 

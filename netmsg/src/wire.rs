@@ -18,6 +18,8 @@ pub const FRAME_DEAD: u8 = 3;
 pub const FRAME_ACK: u8 = 4;
 pub const FRAME_SEND_ONCE_DESTROYED: u8 = 5;
 pub const FRAME_HOME_ARRIVED: u8 = 6;
+/// Frame type of the end of a forwarded lane (`StreamFrame::LaneEnded`).
+pub const FRAME_LANE_ENDED: u8 = 7;
 /// Format version carried by every message frame.
 pub const VERSION: u8 = 1;
 /// Longest node name in a global identity (a DNS name).
@@ -127,10 +129,9 @@ pub struct WireRight {
     /// for them (`docs/protocol.md`, "Global identity").
     pub after: Vec<Dependency>,
     /// For a send right the sender holds through a proxy imported from the
-    /// port's home: that import's ID, the stream at the home on which the
-    /// sender forwards what the receiver sends through it (in the receiver's
-    /// own lane, see [`WireMessage::origin`]).
-    pub home_stream: Option<u64>,
+    /// port's home: where at the home the sender forwards what the receiver
+    /// sends through it (see [`WireMessage::origin`]).
+    pub home_stream: Option<HomeLane>,
 }
 
 /// A typed item.
@@ -198,15 +199,31 @@ impl WireItem {
 }
 
 /// A causal dependency, checked at the port's home: deliver only once the
-/// home has delivered `position` messages of the lane of node `origin` (none:
-/// `via`'s own) on node `via`'s stream of the home's export `port` (void once
-/// the link to `via` is gone).
+/// home has delivered `position` messages of the lane `origin` (none: `via`'s
+/// own) on node `via`'s stream of the home's export `port` (void once the link
+/// to `via` is gone, or the lane ended).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Dependency {
     pub via: String,
     pub port: u64,
-    pub origin: Option<String>,
+    pub origin: Option<Origin>,
     pub position: u64,
+}
+
+/// A lane of forwarded messages: those of node `node` while its link to the
+/// forwarder lasts (`era`, counted by the forwarder per link to that node).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    pub node: String,
+    pub era: u64,
+}
+
+/// The sender's import ID at the port's home (`stream`) and the era the
+/// receiver's lane has there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HomeLane {
+    pub stream: u64,
+    pub era: u64,
 }
 
 /// A Mach message bound for the stream's port.
@@ -218,10 +235,10 @@ pub struct WireMessage {
     /// The form of the destination right the sender used (send or send-once).
     pub dest_form: Form,
     pub reply: Option<WireRight>,
-    /// The node whose message the sender forwards (through its proxy): each
+    /// The lane of the message the sender forwards (through its proxy): each
     /// origin's forwarded messages form their own lane of the stream, in the
     /// origin's order, so a position in it is the origin's own count.
-    pub origin: Option<String>,
+    pub origin: Option<Origin>,
     pub dependencies: Vec<Dependency>,
     pub items: Vec<WireItem>,
 }
@@ -270,23 +287,22 @@ impl Writer {
         }
         self.u64(r.watermark);
         self.dependencies(&r.after);
-        self.option_u64(r.home_stream);
-    }
-    fn option_u64(&mut self, v: Option<u64>) {
-        match v {
+        match r.home_stream {
             None => self.u8(0),
-            Some(v) => {
+            Some(h) => {
                 self.u8(1);
-                self.u64(v);
+                self.u64(h.stream);
+                self.u64(h.era);
             }
         }
     }
-    fn origin(&mut self, o: &Option<String>) {
+    fn origin(&mut self, o: &Option<Origin>) {
         match o {
             None => self.u8(0),
             Some(o) => {
                 self.u8(1);
-                self.bytes(o.as_bytes());
+                self.bytes(o.node.as_bytes());
+                self.u64(o.era);
             }
         }
     }
@@ -643,7 +659,20 @@ impl Reader<'_> {
             });
         }
         let at = self.at;
-        let home_stream = self.option_u64("home stream")?;
+        let home_stream = match self.u8("home stream")? {
+            0 => None,
+            1 => Some(HomeLane {
+                stream: self.u64("home stream")?,
+                era: self.u64("home lane era")?,
+            }),
+            v => {
+                return Err(WireError::Invalid {
+                    at,
+                    what: "home stream",
+                    value: u64::from(v),
+                })
+            }
+        };
         if home_stream.is_some() && !matches!(reference, WireRef::SenderExport { .. }) {
             return Err(WireError::Invalid {
                 at,
@@ -659,23 +688,14 @@ impl Reader<'_> {
             home_stream,
         })
     }
-    fn option_u64(&mut self, what: &'static str) -> Result<Option<u64>, WireError> {
-        let at = self.at;
-        match self.u8(what)? {
-            0 => Ok(None),
-            1 => Ok(Some(self.u64(what)?)),
-            v => Err(WireError::Invalid {
-                at,
-                what,
-                value: u64::from(v),
-            }),
-        }
-    }
-    fn origin(&mut self) -> Result<Option<String>, WireError> {
+    fn origin(&mut self) -> Result<Option<Origin>, WireError> {
         let at = self.at;
         match self.u8("origin presence")? {
             0 => Ok(None),
-            1 => Ok(Some(self.node_name()?)),
+            1 => Ok(Some(Origin {
+                node: self.node_name()?,
+                era: self.u64("origin era")?,
+            })),
             v => Err(WireError::Invalid {
                 at,
                 what: "origin presence",
@@ -705,12 +725,26 @@ impl Reader<'_> {
 pub enum StreamFrame {
     Message(WireMessage),
     Release(Frame),
+    /// On the stream of export `id`: the sender forwards nothing more in lane
+    /// `origin` (its link to that node is gone; what was on the way is lost).
+    LaneEnded {
+        id: u64,
+        origin: Origin,
+    },
 }
 
 impl StreamFrame {
     pub fn encode(&self) -> Vec<u8> {
         let frame = match self {
             StreamFrame::Message(m) => return m.encode(),
+            StreamFrame::LaneEnded { id, origin } => {
+                let mut w = Writer(Vec::with_capacity(32 + origin.node.len()));
+                w.u8(FRAME_LANE_ENDED);
+                w.u8(VERSION);
+                w.u64(*id);
+                w.origin(&Some(origin.clone()));
+                return w.0;
+            }
             StreamFrame::Release(f) => f,
         };
         let (kind, id, value) = match *frame {
@@ -739,7 +773,7 @@ impl StreamFrame {
         if kind == FRAME_MESSAGE {
             return WireMessage::decode(frame).map(StreamFrame::Message);
         }
-        if !(FRAME_RELEASE..=FRAME_HOME_ARRIVED).contains(&kind) {
+        if !(FRAME_RELEASE..=FRAME_LANE_ENDED).contains(&kind) {
             return Err(WireError::Invalid {
                 at: 0,
                 what: "frame type",
@@ -756,6 +790,27 @@ impl StreamFrame {
         }
         let id = r.u64("export id")?;
         let once = id & SEND_ONCE_ID_BIT != 0;
+        if kind == FRAME_LANE_ENDED {
+            if once {
+                return Err(WireError::Invalid {
+                    at: 2,
+                    what: "export id (one-shot exports forward nothing)",
+                    value: id,
+                });
+            }
+            let at = r.at;
+            let Some(origin) = r.origin()? else {
+                return Err(WireError::Invalid {
+                    at,
+                    what: "lane end without its lane",
+                    value: 0,
+                });
+            };
+            if r.at != frame.len() {
+                return Err(WireError::Trailing(frame.len() - r.at));
+            }
+            return Ok(StreamFrame::LaneEnded { id, origin });
+        }
         let (parsed, wrong_kind) = match kind {
             FRAME_RELEASE => (
                 Frame::Release {

@@ -8,7 +8,8 @@ use mach::{Abi, Kernel, PortRight};
 use netmsg::release::{Frame, SEND_ONCE_ID_BIT};
 use netmsg::translate::{TranslateError, Translator};
 use netmsg::wire::{
-    Dependency, Form, GlobalId, StreamFrame, WireItem, WireMessage, WireRef, WireRight,
+    Dependency, Form, GlobalId, HomeLane, Origin, StreamFrame, WireItem, WireMessage, WireRef,
+    WireRight,
 };
 use proptest::prelude::*;
 
@@ -38,7 +39,7 @@ fn right() -> impl Strategy<Value = WireRight> {
         reference,
         0u64..3,
         dependencies(),
-        prop::option::of(0u64..4),
+        prop::option::of((0u64..4, 0u64..2).prop_map(|(stream, era)| HomeLane { stream, era })),
     )
         .prop_map(|(form, reference, watermark, after, home_stream)| {
             let exported = matches!(reference, WireRef::SenderExport { .. });
@@ -57,9 +58,13 @@ fn node() -> impl Strategy<Value = String> {
     prop_oneof![Just("evil".to_owned()), Just("home".to_owned())]
 }
 
+fn origin() -> impl Strategy<Value = Origin> {
+    (node(), 0u64..2).prop_map(|(node, era)| Origin { node, era })
+}
+
 fn dependencies() -> impl Strategy<Value = Vec<Dependency>> {
     prop::collection::vec(
-        (node(), 0u64..4, prop::option::of(node()), 1u64..3).prop_map(
+        (node(), 0u64..4, prop::option::of(origin()), 1u64..3).prop_map(
             |(via, port, origin, position)| Dependency {
                 via,
                 port,
@@ -77,7 +82,7 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
         prop::collection::vec(right(), 0..3),
         prop_oneof![Just(Form::Send), Just(Form::SendOnce)],
         dependencies(),
-        prop::option::of(node()),
+        prop::option::of(origin()),
     )
         .prop_map(|(reply, rights, dest_form, dependencies, origin)| {
             let items = rights
@@ -108,7 +113,11 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
         (id(), 1u64..3).prop_map(|(id, count)| Frame::HomeArrived { id, count }),
     ]
     .prop_map(StreamFrame::Release);
-    (id(), prop_oneof![message, release])
+    let lane_ended = (id(), origin()).prop_map(|(id, origin)| StreamFrame::LaneEnded {
+        id: id & !SEND_ONCE_ID_BIT,
+        origin,
+    });
+    (id(), prop_oneof![message, release, lane_ended])
 }
 
 proptest! {
@@ -133,7 +142,7 @@ proptest! {
             k.check_invariants().map_err(TestCaseError::fail)?;
         }
         // Losing the link afterwards frees everything the peer held.
-        t.link_lost(&mut k, "evil").unwrap();
+        let _ = t.link_lost(&mut k, "evil").unwrap();
         let (_, errors) = t.pump(&mut k);
         prop_assert!(errors.is_empty());
         k.check_invariants().map_err(TestCaseError::fail)?;

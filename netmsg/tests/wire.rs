@@ -2,8 +2,8 @@
 
 use netmsg::release::{Frame, SEND_ONCE_ID_BIT};
 use netmsg::wire::{
-    fuzz_decode, Dependency, Form, GlobalId, StreamFrame, WireError, WireItem, WireMessage,
-    WireRef, WireRight,
+    fuzz_decode, Dependency, Form, GlobalId, HomeLane, Origin, StreamFrame, WireError, WireItem,
+    WireMessage, WireRef, WireRight,
 };
 use proptest::prelude::*;
 
@@ -38,7 +38,9 @@ fn right(form: Form) -> impl Strategy<Value = WireRight> {
         reference(),
         any::<u64>(),
         prop::collection::vec(dependency(), 0..3),
-        prop::option::of(any::<u64>()),
+        prop::option::of(
+            (any::<u64>(), any::<u64>()).prop_map(|(stream, era)| HomeLane { stream, era }),
+        ),
     )
         .prop_map(move |(reference, watermark, after, home_stream)| {
             // Positions only on named rights, a home stream only on rights the
@@ -55,15 +57,23 @@ fn right(form: Form) -> impl Strategy<Value = WireRight> {
         })
 }
 
+fn origin() -> impl Strategy<Value = Origin> {
+    (node(), any::<u64>()).prop_map(|(node, era)| Origin { node, era })
+}
+
 fn dependency() -> impl Strategy<Value = Dependency> {
-    (node(), any::<u64>(), prop::option::of(node()), 1..=u64::MAX).prop_map(
-        |(via, port, origin, position)| Dependency {
+    (
+        node(),
+        any::<u64>(),
+        prop::option::of(origin()),
+        1..=u64::MAX,
+    )
+        .prop_map(|(via, port, origin, position)| Dependency {
             via,
             port,
             origin,
             position,
-        },
-    )
+        })
 }
 
 fn item() -> impl Strategy<Value = WireItem> {
@@ -106,7 +116,7 @@ fn message() -> impl Strategy<Value = WireMessage> {
         prop_oneof![Just(Form::Send), Just(Form::SendOnce)],
         prop::option::of(prop_oneof![Just(Form::Send), Just(Form::SendOnce)].prop_flat_map(right)),
         (
-            prop::option::of(node()),
+            prop::option::of(origin()),
             prop::collection::vec(dependency(), 0..3),
         ),
         prop::collection::vec(item(), 0..6),
@@ -239,6 +249,10 @@ fn wire_corpus_holds_the_fuzz_property() {
                 StreamFrame::Release(f).encode(),
             )
             .unwrap();
+            let o =
+                proptest::strategy::ValueTree::current(&origin().new_tree(&mut runner).unwrap());
+            let lane = StreamFrame::LaneEnded { id: i, origin: o };
+            std::fs::write(dir.join(format!("lane-ended-{i}")), lane.encode()).unwrap();
         }
     }
     let mut count = 0;
@@ -265,6 +279,19 @@ proptest! {
     #[test]
     fn release_frames_round_trip_exactly(f in release_frame(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3)) {
         let frame = StreamFrame::Release(f);
+        let bytes = frame.encode();
+        prop_assert_eq!(StreamFrame::decode(&bytes).unwrap(), frame);
+        let mut damaged = bytes.clone();
+        for (i, v) in flips {
+            let at = i.index(damaged.len());
+            damaged[at] ^= v;
+        }
+        fuzz_decode(&damaged);
+    }
+
+    #[test]
+    fn lane_ends_round_trip_exactly(id in any::<u64>().prop_map(|i| i & !SEND_ONCE_ID_BIT), origin in origin(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3)) {
+        let frame = StreamFrame::LaneEnded { id, origin };
         let bytes = frame.encode();
         prop_assert_eq!(StreamFrame::decode(&bytes).unwrap(), frame);
         let mut damaged = bytes.clone();
@@ -354,7 +381,10 @@ fn positions_the_protocol_never_sends_are_rejected() {
     let dep = Dependency {
         via: "node-b".into(),
         port: 4,
-        origin: Some("node-c".into()),
+        origin: Some(Origin {
+            node: "node-c".into(),
+            era: 2,
+        }),
         position: 2,
     };
     let right = |reference, after: Vec<Dependency>, home_stream| WireRight {
@@ -369,7 +399,10 @@ fn positions_the_protocol_never_sends_are_rejected() {
         other_bits: 0,
         dest_form: Form::Send,
         reply: Some(reply),
-        origin: Some("node-a".into()),
+        origin: Some(Origin {
+            node: "node-a".into(),
+            era: 0,
+        }),
         dependencies: vec![dep.clone()],
         items: vec![],
     };
@@ -383,7 +416,7 @@ fn positions_the_protocol_never_sends_are_rejected() {
             },
         },
         vec![dep.clone()],
-        Some(4),
+        Some(HomeLane { stream: 4, era: 1 }),
     ));
     assert_eq!(WireMessage::decode(&good.encode()).unwrap(), good);
     let err = |m: WireMessage| WireMessage::decode(&m.encode()).unwrap_err();
@@ -398,7 +431,7 @@ fn positions_the_protocol_never_sends_are_rejected() {
         err(message(right(
             WireRef::ReceiverExport { id: 3 },
             vec![],
-            Some(4)
+            Some(HomeLane { stream: 4, era: 0 })
         ))),
         WireError::Invalid {
             what: "home stream on a right the sender does not export",
@@ -420,7 +453,10 @@ fn positions_the_protocol_never_sends_are_rejected() {
         }
     ));
     let bad_origin = WireMessage {
-        origin: Some("no spaces".into()),
+        origin: Some(Origin {
+            node: "no spaces".into(),
+            era: 0,
+        }),
         ..good
     };
     assert!(matches!(
@@ -430,4 +466,39 @@ fn positions_the_protocol_never_sends_are_rejected() {
             ..
         }
     ));
+}
+
+#[test]
+fn lane_ends_the_protocol_never_sends_are_rejected() {
+    let origin = Origin {
+        node: "node-b".into(),
+        era: 1,
+    };
+    let good = StreamFrame::LaneEnded {
+        id: 7,
+        origin: origin.clone(),
+    }
+    .encode();
+    // type, version, id, origin presence, origin name, era.
+    assert_eq!(good.len(), 2 + 8 + 1 + 4 + 6 + 8);
+    let err = |bytes: &[u8]| StreamFrame::decode(bytes).unwrap_err();
+    let once = StreamFrame::LaneEnded {
+        id: 7 | SEND_ONCE_ID_BIT,
+        origin,
+    }
+    .encode();
+    assert!(matches!(err(&once), WireError::Invalid { at: 2, .. }));
+    let mut none = good.clone();
+    none.truncate(10);
+    none.push(0);
+    assert!(matches!(
+        err(&none),
+        WireError::Invalid {
+            what: "lane end without its lane",
+            ..
+        }
+    ));
+    let mut trailing = good;
+    trailing.push(0);
+    assert_eq!(err(&trailing), WireError::Trailing(1));
 }
