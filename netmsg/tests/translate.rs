@@ -849,3 +849,81 @@ fn all_data_types_match_one_kernel() {
 fn no_senders_crossing_a_new_right_matches_one_kernel() {
     differential(no_senders_crossing_a_new_right);
 }
+
+/// The original's race 2 (seed-netmsg §1.7), within one node: the proxy's
+/// no-senders is already queued when a new right to the same port arrives
+/// from the wire. netmsg must see the notification is stale (its make-send
+/// count is behind) and keep the proxy: the new right works, and the server
+/// gets no-senders only after the client drops that one too.
+#[test]
+fn stale_no_senders_queued_behind_a_new_right() {
+    let mut c = Cluster::new(2, 1);
+    let (server, client, p) = server_and_client(&mut c);
+    c.watch_no_senders(server, p);
+    let inbox = c.port(client);
+    let to_p = c.give_send(server, p, client);
+    let to_inbox = c.give_send(client, inbox, server);
+    c.settle();
+    c.send(
+        server,
+        Message::simple(
+            to_inbox,
+            msg_type::COPY_SEND,
+            1100,
+            vec![Item::port(msg_type::MAKE_SEND, p)],
+        ),
+    );
+    // The server's netmsg sends the right on its way ...
+    let (out, errors) = c.c.nets[0].pump(&mut c.c.kernels[0]);
+    assert!(errors.is_empty(), "{errors:?}");
+    c.route(0, out);
+    // ... the client drops its right: the proxy's no-senders is queued ...
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    // ... and the new right is handled before netmsg looks at its queue.
+    let frames: Vec<(u64, netmsg::wire::StreamFrame)> =
+        c.c.streams
+            .iter_mut()
+            .filter(|((from, to, _), _)| (*from, *to) == (0, 1))
+            .flat_map(|((_, _, id), q)| q.drain(..).map(|f| (*id, f)).collect::<Vec<_>>())
+            .collect();
+    assert!(!frames.is_empty());
+    for (id, frame) in frames {
+        let out = c.c.nets[1]
+            .on_frame(
+                &mut c.c.kernels[1],
+                "node0",
+                id & !netmsg::translate::ABOUT_SENDERS_EXPORT,
+                frame,
+            )
+            .expect("frame");
+        c.route(1, out);
+    }
+    c.settle();
+    let m = c
+        .receive(client, inbox)
+        .expect("the message with the new right");
+    let again = m.body[0].names_payload().unwrap()[0];
+    assert_ne!(again, NAME_DEAD, "the new right must be live");
+    c.send(
+        client,
+        Message::simple(again, msg_type::COPY_SEND, 1101, vec![]),
+    );
+    c.settle();
+    let got = c.receive(server, p).expect("the client's message");
+    assert_eq!(got.id, 1101);
+    assert!(
+        c.receive(server, p).is_none(),
+        "no no-senders while the client holds a right"
+    );
+    c.k(client).port_deallocate(client.task, again).unwrap();
+    c.settle();
+    let ns = c
+        .receive(server, p)
+        .expect("no-senders after the last right");
+    assert_eq!(ns.id, notify_id::NO_SENDERS);
+    c.k(server).port_deallocate(server.task, to_inbox).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+    c.destroy_port(client, inbox);
+    c.check_clean();
+}
