@@ -50,6 +50,10 @@ pub fn stream_of(out: &Out) -> u64 {
     }
 }
 
+/// Ports whose last positions are kept for a next proxy: a bound on memory;
+/// a port whose entry was dropped loses that order for its next proxy.
+const MAX_RETIRED: usize = 4096;
+
 /// A frame to write on the stream of export `id` toward `peer`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Out {
@@ -131,6 +135,12 @@ pub struct Translator {
     /// Messages this node sent through a hop, per (hop, the hop's stream at
     /// the home): its position in its lane there.
     through: BTreeMap<(String, u64), u64>,
+    /// Import ID per proxy name.
+    proxy_import: BTreeMap<Name, u64>,
+    /// Positions of destroyed proxies' messages, per port, for the next
+    /// proxy of it (see `retire`).
+    retired: BTreeMap<GlobalId, Vec<Dependency>>,
+    retired_order: std::collections::VecDeque<GlobalId>,
     /// Messages this node forwarded per (upstream, import id, lane).
     forwarded: BTreeMap<(String, u64, Origin), u64>,
     /// The era of each peer's lanes in what this node forwards: one per link.
@@ -188,6 +198,9 @@ impl Translator {
             home_streams: BTreeMap::new(),
             through: BTreeMap::new(),
             forwarded: BTreeMap::new(),
+            proxy_import: BTreeMap::new(),
+            retired: BTreeMap::new(),
+            retired_order: std::collections::VecDeque::new(),
             eras: BTreeMap::new(),
             pending: BTreeMap::new(),
             kept: BTreeMap::new(),
@@ -1214,6 +1227,9 @@ impl Translator {
                     // its own lane, not behind the peer's messages: it waits
                     // for them at the home.
                     self.add_pending(proxy, r.after.clone());
+                    if let Some(last) = self.retired.remove(global) {
+                        self.add_pending(proxy, last);
+                    }
                     Ok((proxy, disposition))
                 }
             }
@@ -1337,6 +1353,22 @@ impl Translator {
         self.apply(k, peer, effects, out)
     }
 
+    /// Where the messages through a destroyed proxy of `g` stand, for the
+    /// next proxy of that port (bounded: the oldest are forgotten first).
+    fn retire(&mut self, g: GlobalId, last: Vec<Dependency>) {
+        if last.is_empty() {
+            return;
+        }
+        if self.retired.insert(g.clone(), last).is_none() {
+            self.retired_order.push_back(g);
+        }
+        while self.retired_order.len() > MAX_RETIRED {
+            if let Some(old) = self.retired_order.pop_front() {
+                self.retired.remove(&old);
+            }
+        }
+    }
+
     /// Dependencies for the next message written through `proxy` (and rights
     /// to it that leave): the later of two on the same lane is kept.
     fn add_pending(&mut self, proxy: Name, deps: Vec<Dependency>) {
@@ -1412,8 +1444,9 @@ impl Translator {
                     };
                     out.push(o);
                 }
-                Effect::CreateProxy { proxy, once, .. } => {
+                Effect::CreateProxy { proxy, once, id } => {
                     let name = kr("proxy", k.port_allocate(self.task, PortRight::Receive))?;
+                    self.proxy_import.insert(name, id);
                     kr(
                         "proxy into set",
                         k.port_move_member(self.task, name, self.set),
@@ -1435,10 +1468,19 @@ impl Translator {
                         continue;
                     };
                     self.proxies.remove(&name);
+                    let import = self.proxy_import.remove(&name);
                     if let Some(g) = self.proxy_global.remove(&name) {
                         if self.canonical.get(&g) == Some(&name) {
                             self.canonical.remove(&g);
                         }
+                        // A next proxy for the port may take another way:
+                        // its messages wait for this one's at the home.
+                        let mut last: Vec<Dependency> =
+                            self.pending.remove(&name).unwrap_or_default();
+                        if let Some(import) = import {
+                            last.extend(self.position_through(peer, import, name, &g));
+                        }
+                        self.retire(g, last);
                     }
                     self.pending.remove(&name);
                     self.home_streams.remove(&name);
