@@ -139,8 +139,10 @@ pub struct Translator {
     proxy_import: BTreeMap<Name, u64>,
     /// Positions of destroyed proxies' messages, per port, for the next
     /// proxy of it (see `retire`).
-    retired: BTreeMap<GlobalId, Vec<Dependency>>,
-    retired_order: std::collections::VecDeque<GlobalId>,
+    retired: BTreeMap<GlobalId, (u64, Vec<Dependency>)>,
+    /// (generation, port) in the order retired; a stale generation is skipped.
+    retired_order: std::collections::VecDeque<(u64, GlobalId)>,
+    retired_generation: u64,
     /// Messages this node forwarded per (upstream, import id, lane).
     forwarded: BTreeMap<(String, u64, Origin), u64>,
     /// The era of each peer's lanes in what this node forwards: one per link.
@@ -201,6 +203,7 @@ impl Translator {
             proxy_import: BTreeMap::new(),
             retired: BTreeMap::new(),
             retired_order: std::collections::VecDeque::new(),
+            retired_generation: 0,
             eras: BTreeMap::new(),
             pending: BTreeMap::new(),
             kept: BTreeMap::new(),
@@ -1227,7 +1230,7 @@ impl Translator {
                     // its own lane, not behind the peer's messages: it waits
                     // for them at the home.
                     self.add_pending(proxy, r.after.clone());
-                    if let Some(last) = self.retired.remove(global) {
+                    if let Some((_, last)) = self.retired.remove(global) {
                         self.add_pending(proxy, last);
                     }
                     Ok((proxy, disposition))
@@ -1359,11 +1362,19 @@ impl Translator {
         if last.is_empty() {
             return;
         }
-        if self.retired.insert(g.clone(), last).is_none() {
-            self.retired_order.push_back(g);
-        }
+        self.retired_generation += 1;
+        let generation = self.retired_generation;
+        self.retired.insert(g.clone(), (generation, last));
+        self.retired_order.push_back((generation, g));
         while self.retired_order.len() > MAX_RETIRED {
-            if let Some(old) = self.retired_order.pop_front() {
+            let Some((generation, old)) = self.retired_order.pop_front() else {
+                break;
+            };
+            if self
+                .retired
+                .get(&old)
+                .is_some_and(|(g, _)| *g == generation)
+            {
                 self.retired.remove(&old);
             }
         }
