@@ -980,45 +980,43 @@ impl Translator {
     }
 
     /// The positions a right in a message this node forwards keeps: those it
-    /// came with, and for a right that came home here to a proxy of this
-    /// node (so it leaves again), where the messages its sender wrote to it
-    /// (its watermark) went on: the sender's lane in this node's stream to the
-    /// port's home.
+    /// came with, and [`Translator::forwarded_position`].
     fn forwarded_after(&self, peer: &str, r: &WireRight) -> Vec<Dependency> {
         let mut after = r.after.clone();
-        if let WireRef::ReceiverExport { id } = r.reference {
-            let relayed = self
-                .peers
-                .get(peer)
-                .and_then(|p| p.ledger.export_target(id))
-                .and_then(|t| self.relay_of(&t).map(|relay| (t.port as Name, relay)));
-            if let Some((proxy, (upstream, import))) = relayed {
-                // (Held until the sender's messages before it were handled,
-                // so they have all been forwarded by now.)
-                let direct = self
-                    .proxy_global
-                    .get(&proxy)
-                    .is_some_and(|g| g.home == upstream);
-                let lane = Origin {
-                    node: peer.to_owned(),
-                    era: self.era(peer),
-                };
-                let forwarded = self
-                    .forwarded
-                    .get(&(upstream.clone(), import, lane.clone()))
-                    .copied()
-                    .unwrap_or(0);
-                if r.watermark > 0 && direct && forwarded > 0 {
-                    after.push(Dependency {
-                        via: self.node.clone(),
-                        port: import,
-                        origin: Some(lane),
-                        position: forwarded,
-                    });
-                }
-            }
-        }
+        after.extend(self.forwarded_position(peer, r));
         after
+    }
+
+    /// For a right from `peer` coming home here to a proxy of this node (so
+    /// it leaves again): where the messages the peer wrote to it before it
+    /// left (its watermark) went on, the peer's lane in this node's stream to
+    /// the port's home. (The right was held until those were handled, so they
+    /// have all been forwarded by now.)
+    fn forwarded_position(&self, peer: &str, r: &WireRight) -> Option<Dependency> {
+        let WireRef::ReceiverExport { id } = r.reference else {
+            return None;
+        };
+        let target = self.peers.get(peer)?.ledger.export_target(id)?;
+        let (upstream, import) = self.relay_of(&target)?;
+        let direct = self
+            .proxy_global
+            .get(&(target.port as Name))
+            .is_some_and(|g| g.home == upstream);
+        let lane = Origin {
+            node: peer.to_owned(),
+            era: self.era(peer),
+        };
+        let forwarded = self
+            .forwarded
+            .get(&(upstream, import, lane.clone()))
+            .copied()
+            .unwrap_or(0);
+        (r.watermark > 0 && direct && forwarded > 0).then(|| Dependency {
+            via: self.node.clone(),
+            port: import,
+            origin: Some(lane),
+            position: forwarded,
+        })
     }
 
     /// Where a message to export `target` is forwarded, when its port is one
@@ -1252,13 +1250,8 @@ impl Translator {
                 // went on in the peer's lane, and this node's next messages
                 // through it (and rights to it) wait for that at the home.
                 if let Some(proxy) = target.filter(|t| !t.dead).map(|t| t.port as Name) {
-                    let mut deps = r.after.clone();
-                    deps.extend(
-                        self.forwarded_after(peer, r)
-                            .into_iter()
-                            .skip(r.after.len()),
-                    );
                     if self.relay_of_port(proxy).is_some() {
+                        let deps = self.forwarded_after(peer, r);
                         self.add_pending(proxy, deps);
                     }
                 }
@@ -1480,20 +1473,18 @@ impl Translator {
                     };
                     self.proxies.remove(&name);
                     let import = self.proxy_import.remove(&name);
+                    let mut last = self.pending.remove(&name).unwrap_or_default();
                     if let Some(g) = self.proxy_global.remove(&name) {
                         if self.canonical.get(&g) == Some(&name) {
                             self.canonical.remove(&g);
                         }
                         // A next proxy for the port may take another way:
                         // its messages wait for this one's at the home.
-                        let mut last: Vec<Dependency> =
-                            self.pending.remove(&name).unwrap_or_default();
                         if let Some(import) = import {
                             last.extend(self.position_through(peer, import, name, &g));
                         }
                         self.retire(g, last);
                     }
-                    self.pending.remove(&name);
                     self.home_streams.remove(&name);
                     kr(
                         "destroy proxy",

@@ -143,11 +143,7 @@ proptest! {
 
     #[test]
     fn any_bytes_decode_or_fail_cleanly(m in message(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4), cut in any::<prop::sample::Index>()) {
-        let mut frame = m.encode();
-        for (i, v) in flips {
-            let at = i.index(frame.len());
-            frame[at] ^= v;
-        }
+        let frame = damaged(m.encode(), flips);
         fuzz_decode(&frame);
         fuzz_decode(&frame[..cut.index(frame.len() + 1)]);
     }
@@ -275,18 +271,22 @@ fn release_frame() -> impl Strategy<Value = Frame> {
     ]
 }
 
+/// `bytes` with some bytes flipped.
+fn damaged(mut bytes: Vec<u8>, flips: Vec<(prop::sample::Index, u8)>) -> Vec<u8> {
+    for (i, v) in flips {
+        let at = i.index(bytes.len());
+        bytes[at] ^= v;
+    }
+    bytes
+}
+
 proptest! {
     #[test]
     fn release_frames_round_trip_exactly(f in release_frame(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3)) {
         let frame = StreamFrame::Release(f);
         let bytes = frame.encode();
         prop_assert_eq!(StreamFrame::decode(&bytes).unwrap(), frame);
-        let mut damaged = bytes.clone();
-        for (i, v) in flips {
-            let at = i.index(damaged.len());
-            damaged[at] ^= v;
-        }
-        fuzz_decode(&damaged);
+        fuzz_decode(&damaged(bytes, flips));
     }
 
     #[test]
@@ -294,12 +294,7 @@ proptest! {
         let frame = StreamFrame::LaneEnded { id, origin };
         let bytes = frame.encode();
         prop_assert_eq!(StreamFrame::decode(&bytes).unwrap(), frame);
-        let mut damaged = bytes.clone();
-        for (i, v) in flips {
-            let at = i.index(damaged.len());
-            damaged[at] ^= v;
-        }
-        fuzz_decode(&damaged);
+        fuzz_decode(&damaged(bytes, flips));
     }
 
     #[test]
