@@ -45,10 +45,18 @@ struct Held<T> {
     waits: Vec<Wait>,
 }
 
-/// Messages held for their dependencies, in lanes of type `L`.
+/// Messages held for their dependencies, in lanes of type `L`, and those
+/// free to go, in the order they must be handled.
+///
+/// Freed messages wait in one FIFO (`ready`) until the caller takes them with
+/// [`Holds::next_ready`]; handling one may free more, which go behind it. (A
+/// caller-side stack let a message freed by its lane-mate's delivery overtake
+/// an earlier message of its lane freed just before: found by the 3-node
+/// simulator.)
 #[derive(Debug)]
 pub struct Holds<L: Ord + Clone, T> {
     lanes: BTreeMap<L, VecDeque<Held<T>>>,
+    ready: VecDeque<(L, T)>,
     /// Messages delivered per stream (its position).
     positions: BTreeMap<StreamKey, u64>,
     /// Nodes whose link is gone: waits on their streams are void.
@@ -64,6 +72,7 @@ impl<L: Ord + Clone, T> Default for Holds<L, T> {
     fn default() -> Self {
         Self {
             lanes: BTreeMap::new(),
+            ready: VecDeque::new(),
             positions: BTreeMap::new(),
             lost: BTreeSet::new(),
             closed: BTreeSet::new(),
@@ -87,25 +96,31 @@ impl<L: Ord + Clone, T> Holds<L, T> {
             || self.positions.get(&w.stream).copied().unwrap_or(0) >= w.position
     }
 
-    /// A message for `lane` arrived with `waits`: it is returned to deliver now
-    /// if nothing in its lane is held and every wait is met, else held.
-    pub fn arrive(&mut self, lane: L, item: T, waits: Vec<Wait>) -> Option<T> {
+    /// A message for `lane` arrived with `waits`: it is ready (behind what is
+    /// ready already) if nothing in its lane is held and every wait is met,
+    /// else held.
+    pub fn arrive(&mut self, lane: L, item: T, waits: Vec<Wait>) {
         let waits: Vec<Wait> = waits.into_iter().filter(|w| !self.met(w)).collect();
         let queue_empty = self.lanes.get(&lane).is_none_or(VecDeque::is_empty);
         if queue_empty && waits.is_empty() {
-            return Some(item);
+            self.ready.push_back((lane, item));
+            return;
         }
         self.lanes
             .entry(lane)
             .or_default()
             .push_back(Held { item, waits });
         self.held += 1;
-        None
+    }
+
+    /// The next message to handle, in the order messages were freed.
+    pub fn next_ready(&mut self) -> Option<(L, T)> {
+        self.ready.pop_front()
     }
 
     /// `stream` has delivered `position` messages in all (positions only grow):
-    /// the messages this frees, lane by lane in order.
-    pub fn advanced(&mut self, stream: StreamKey, position: u64) -> Vec<(L, T)> {
+    /// the messages this frees become ready, lane by lane in order.
+    pub fn advanced(&mut self, stream: StreamKey, position: u64) {
         let p = self.positions.entry(stream).or_insert(0);
         *p = (*p).max(position);
         self.release()
@@ -113,7 +128,7 @@ impl<L: Ord + Clone, T> Holds<L, T> {
 
     /// The link to `node` is gone: nothing more will arrive on its streams, so
     /// waits on them are void (their messages are lost or destroyed anyway).
-    pub fn link_lost(&mut self, node: &str) -> Vec<(L, T)> {
+    pub fn link_lost(&mut self, node: &str) {
         self.lost.insert(node.to_owned());
         self.positions.retain(|k, _| k.node != node);
         self.closed.retain(|(n, _)| n != node);
@@ -129,7 +144,7 @@ impl<L: Ord + Clone, T> Holds<L, T> {
     /// Stream `port` from `node` carries nothing more (its export ended after
     /// all it carried was handled): waits on its lanes are void, as what they
     /// wait for was destroyed on the way.
-    pub fn stream_closed(&mut self, node: &str, port: u64) -> Vec<(L, T)> {
+    pub fn stream_closed(&mut self, node: &str, port: u64) {
         self.closed.insert((node.to_owned(), port));
         self.release()
     }
@@ -139,21 +154,37 @@ impl<L: Ord + Clone, T> Holds<L, T> {
         self.lost.remove(node);
     }
 
-    /// Drops a lane (its port died): its held messages, for the caller to
+    /// Drops a lane: its ready and held messages, in order, for the caller to
     /// destroy.
     pub fn drop_lane(&mut self, lane: &L) -> Vec<T> {
-        let items: Vec<T> = self
-            .lanes
-            .remove(lane)
-            .map(|q| q.into_iter().map(|h| h.item).collect())
-            .unwrap_or_default();
-        self.held -= items.len();
+        let mut items = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.ready.len());
+        for (l, item) in self.ready.drain(..) {
+            if &l == lane {
+                items.push(item);
+            } else {
+                kept.push_back((l, item));
+            }
+        }
+        self.ready = kept;
+        if let Some(q) = self.lanes.remove(lane) {
+            self.held -= q.len();
+            items.extend(q.into_iter().map(|h| h.item));
+        }
         items
     }
 
     /// Drops every lane `matches` selects: their held messages, in lane order.
     pub fn drop_lanes(&mut self, mut matches: impl FnMut(&L) -> bool) -> Vec<T> {
-        let lanes: Vec<L> = self.lanes.keys().filter(|l| matches(l)).cloned().collect();
+        let mut lanes: Vec<L> = self
+            .lanes
+            .keys()
+            .chain(self.ready.iter().map(|(l, _)| l))
+            .filter(|l| matches(l))
+            .cloned()
+            .collect();
+        lanes.sort();
+        lanes.dedup();
         lanes.iter().flat_map(|l| self.drop_lane(l)).collect()
     }
 
@@ -173,18 +204,17 @@ impl<L: Ord + Clone, T> Holds<L, T> {
 
     /// Lane `lane` carries nothing more (what was on its way is lost): waits
     /// on it are void.
-    pub fn lane_ended(&mut self, lane: StreamKey) -> Vec<(L, T)> {
+    pub fn lane_ended(&mut self, lane: StreamKey) {
         self.closed_lanes.insert(lane);
         self.release()
     }
 
-    /// Messages held now.
+    /// Messages held or ready now.
     pub fn held(&self) -> usize {
-        self.held
+        self.held + self.ready.len()
     }
 
-    fn release(&mut self) -> Vec<(L, T)> {
-        let mut out = Vec::new();
+    fn release(&mut self) {
         let lanes: Vec<L> = self.lanes.keys().cloned().collect();
         for lane in lanes {
             let Some(mut queue) = self.lanes.remove(&lane) else {
@@ -198,12 +228,11 @@ impl<L: Ord + Clone, T> Holds<L, T> {
                 }
                 let head = queue.pop_front().expect("front exists");
                 self.held -= 1;
-                out.push((lane.clone(), head.item));
+                self.ready.push_back((lane.clone(), head.item));
             }
             if !queue.is_empty() {
                 self.lanes.insert(lane, queue);
             }
         }
-        out
     }
 }

@@ -784,23 +784,13 @@ impl Translator {
             port: id,
             origin,
         };
-        let ready: Vec<(StreamKey, StreamFrame)> = self
-            .holds
-            .arrive(lane.clone(), frame, waits)
-            .map(|f| vec![(lane, f)])
-            .unwrap_or_default();
-        self.run_ready(k, ready, &mut out)?;
+        self.holds.arrive(lane, frame, waits);
+        self.run_ready(k, &mut out)?;
         Ok(out)
     }
 
-    /// Handles frames released from their holds, and those they release.
-    fn run_ready(
-        &mut self,
-        k: &mut Kernel,
-        mut ready: Vec<(StreamKey, StreamFrame)>,
-        out: &mut Vec<Out>,
-    ) -> Result<(), TranslateError> {
-        ready.reverse();
+    /// Handles frames freed from their holds, and those they free, in order.
+    fn run_ready(&mut self, k: &mut Kernel, out: &mut Vec<Out>) -> Result<(), TranslateError> {
         while let Some((
             StreamKey {
                 node: peer,
@@ -808,7 +798,7 @@ impl Translator {
                 ..
             },
             frame,
-        )) = ready.pop()
+        )) = self.holds.next_ready()
         {
             if let StreamFrame::LaneEnded { id: ended, origin } = frame {
                 if ended != id {
@@ -817,25 +807,18 @@ impl Translator {
                         reason: format!("lane end for export {ended} on the stream of {id}"),
                     });
                 }
-                let lane = StreamKey {
+                self.holds.lane_ended(StreamKey {
                     node: peer,
                     port: id,
                     origin: Some(origin),
-                };
-                let mut freed = self.holds.lane_ended(lane);
-                freed.reverse();
-                ready.extend(freed);
+                });
                 continue;
             }
             if let Some((sequence, position)) = self.on_stream_frame(k, &peer, id, frame, out)? {
-                let mut freed = self.holds.advanced(sequence, position);
-                freed.reverse();
-                ready.extend(freed);
+                self.holds.advanced(sequence, position);
             }
             for (node, port) in std::mem::take(&mut self.closed) {
-                let mut freed = self.holds.stream_closed(&node, port);
-                freed.reverse();
-                ready.extend(freed);
+                self.holds.stream_closed(&node, port);
             }
         }
         Ok(())
@@ -1571,6 +1554,8 @@ impl Translator {
         self.holds.link_up(peer);
         self.written.retain(|(p, _), _| p != peer);
         self.delivered.retain(|lane, _| lane.node != peer);
+        // Frames from other peers that waited on the lost streams go now.
+        self.run_ready(k, &mut out)?;
         Ok(out)
     }
 }
