@@ -1599,6 +1599,11 @@ impl Kernel {
         self.completed.remove(&ticket)
     }
 
+    /// True while the send of `ticket` waits for room in its queue.
+    pub fn send_pending(&self, ticket: SendTicket) -> bool {
+        self.pending.contains_key(&ticket)
+    }
+
     /// Gives up a blocked send (its timeout fired): `SEND_TIMED_OUT`, with the
     /// rights copied back out to the sender. `Ok` if it had completed meanwhile.
     pub fn cancel_send(&mut self, ticket: SendTicket) -> Result<(), SendError> {

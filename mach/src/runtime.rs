@@ -146,6 +146,24 @@ impl Host {
         result
     }
 
+    /// Waits until a send that returned [`SendStatus::Pending`] to a caller of
+    /// [`Host::with`] is done (delivered, or destroyed with its port). Its
+    /// completion stays for that caller's [`Kernel::send_completed`].
+    pub async fn send_done(&self, ticket: SendTicket) {
+        let notify = {
+            let mut st = self.lock();
+            if !st.kernel.send_pending(ticket) {
+                return;
+            }
+            st.sends
+                .entry(ticket)
+                .or_insert_with(|| Arc::new(Notify::new()))
+                .clone()
+        };
+        // `notify_one` leaves a permit if the wake-up comes before the wait.
+        notify.notified().await;
+    }
+
     /// `mach_msg(MACH_RCV_MSG)` on a receive right or port set, with
     /// `MACH_RCV_TIMEOUT` when `timeout` is set.
     pub async fn receive(
