@@ -6,7 +6,8 @@
 //! driver task waits for netmsg's port set, for links coming and going and for
 //! bootstrap requests; one reader task per incoming stream hands its frames to
 //! the translator itself (keeping the stream's order and sparing a task
-//! hand-off on the message path). Whoever makes frames queues them on one
+//! hand-off on the message path), and stops reading it while one of its
+//! messages waits for room in a full queue. Whoever makes frames queues them on one
 //! channel while still holding the translator, so the driver task writes them
 //! in the order they were made, on per-stream senders opened on first use.
 //!
@@ -17,21 +18,26 @@
 //! `id ^ ABOUT_SENDERS_EXPORT` ([`stream_of`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use mach::runtime::Host;
 use mach::{Name, TaskId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use transport::{Link, NodeEvent};
 
 pub use crate::translate::{stream_of, ABOUT_SENDERS_EXPORT};
-use crate::translate::{Out, TranslateError, Translator};
+use crate::translate::{Out, Stall, TranslateError, Translator};
 use crate::wire::StreamFrame;
 
 const CONTROL_ROOT_REQUEST: u8 = 1;
 const CONTROL_ROOT_REPLY: u8 = 2;
 const CONTROL_NO_ROOT: u8 = 3;
+
+/// Bytes queued for one stream beyond what the link has taken, past which the
+/// stream is congested: its proxy stops being read (about one stream window).
+const CONGESTED_BYTES: usize = 1 << 20;
 
 /// Where the answer to a root request goes.
 type RootReply = oneshot::Sender<Result<Name, String>>;
@@ -49,6 +55,11 @@ enum Event {
         peer: String,
         task: TaskId,
         reply: RootReply,
+    },
+    /// A congested stream's writer has written all it had.
+    Relieved {
+        peer: String,
+        stream: u64,
     },
 }
 
@@ -91,6 +102,7 @@ impl Netmsg {
                 host,
                 translator: Mutex::new(translator),
                 writes,
+                relief: watch::channel(0).0,
             }),
             root,
             links: BTreeMap::new(),
@@ -121,6 +133,18 @@ struct Shared {
     host: Host,
     translator: Mutex<Translator>,
     writes: mpsc::UnboundedSender<Vec<Out>>,
+    /// Bumped whenever a stream stops being congested: readers stalled on
+    /// congestion look again.
+    relief: watch::Sender<u64>,
+}
+
+/// One stream's frames, written by its own task, so that a stream the peer
+/// does not read holds back only itself.
+struct StreamWriter {
+    frames: mpsc::UnboundedSender<Bytes>,
+    /// Bytes queued and not yet taken by the link.
+    queued: Arc<AtomicUsize>,
+    congested: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -140,7 +164,7 @@ struct Driver {
     shared: Arc<Shared>,
     root: Option<Root>,
     links: BTreeMap<String, Link>,
-    senders: BTreeMap<(String, u64), transport::PortSender>,
+    senders: BTreeMap<(String, u64), StreamWriter>,
     waiting_root: BTreeMap<String, Vec<(TaskId, RootReply)>>,
     events: mpsc::UnboundedSender<Event>,
 }
@@ -173,11 +197,11 @@ impl Driver {
                     }
                     // What was just queued goes out now, without a wake-up.
                     while let Ok(out) = writes.try_recv() {
-                        self.write(out).await;
+                        self.write(out);
                     }
                 }
                 out = writes.recv() => match out {
-                    Some(out) => self.write(out).await,
+                    Some(out) => self.write(out),
                     None => return,
                 },
                 ev = node.next_event() => match ev {
@@ -220,6 +244,29 @@ impl Driver {
                             let _ = events.send(Event::Violation { peer, reason });
                             return;
                         }
+                        // Back-pressure: while a message from this stream waits
+                        // for room in its port's queue, or its messages are
+                        // forwarded onto a congested stream, the stream is not
+                        // read, so QUIC flow control stops the peer's writer.
+                        if stream & ABOUT_SENDERS_EXPORT == 0 {
+                            let mut relief = shared.relief.subscribe();
+                            loop {
+                                relief.borrow_and_update();
+                                let stall =
+                                    shared.with(|t, k| (t.stalled(k, &peer, stream), Vec::new()));
+                                match stall {
+                                    None => break,
+                                    Some(Stall::Send(ticket)) => {
+                                        shared.host.send_done(ticket).await;
+                                    }
+                                    Some(Stall::Congested) => {
+                                        if relief.changed().await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 });
             }
@@ -244,6 +291,24 @@ impl Driver {
     async fn event(&mut self, ev: Event) {
         match ev {
             Event::Violation { peer, reason } => self.violation(&peer, &reason),
+            Event::Relieved { peer, stream } => {
+                // Congested again since the writer said so: still congested.
+                let key = (peer.clone(), stream);
+                if self
+                    .senders
+                    .get(&key)
+                    .is_some_and(|w| w.congested.load(Ordering::Acquire))
+                {
+                    return;
+                }
+                let relieved = self
+                    .shared
+                    .with(|t, k| (t.set_congested(k, &peer, stream, false), Vec::new()));
+                if let Err(e) = relieved {
+                    tracing::warn!("netmsg: {e}");
+                }
+                self.shared.relief.send_modify(|n| *n += 1);
+            }
             Event::Control { peer, bytes } => self.control(&peer, &bytes).await,
             Event::Root { peer, task, reply } => {
                 let Some(link) = self.links.get(&peer).cloned() else {
@@ -343,7 +408,9 @@ impl Driver {
         }
     }
 
-    async fn write(&mut self, out: Vec<Out>) {
+    /// Queues frames on their streams' writers (in the order made), and marks
+    /// a stream congested when its writer falls behind.
+    fn write(&mut self, out: Vec<Out>) {
         for o in out {
             let stream = stream_of(&o);
             let key = (o.peer.clone(), stream);
@@ -351,21 +418,65 @@ impl Driver {
                 let Some(link) = self.links.get(&o.peer) else {
                     continue;
                 };
-                match link.open_port(stream).await {
-                    Ok(tx) => {
-                        self.senders.insert(key.clone(), tx);
-                    }
-                    Err(e) => {
-                        tracing::warn!("netmsg: opening stream {stream} to {}: {e}", o.peer);
-                        continue;
+                let writer = self.spawn_writer(link.clone(), o.peer.clone(), stream);
+                self.senders.insert(key.clone(), writer);
+            }
+            let writer = &self.senders[&key];
+            let bytes = Bytes::from(o.frame.encode());
+            let len = bytes.len();
+            let queued = writer.queued.fetch_add(len, Ordering::AcqRel) + len;
+            if writer.frames.send(bytes).is_err() {
+                // The writer gave up (stream or link gone).
+                self.senders.remove(&key);
+                continue;
+            }
+            if queued > CONGESTED_BYTES
+                && stream & ABOUT_SENDERS_EXPORT == 0
+                && !writer.congested.swap(true, Ordering::AcqRel)
+            {
+                let congested = self
+                    .shared
+                    .with(|t, k| (t.set_congested(k, &o.peer, stream, true), Vec::new()));
+                if let Err(e) = congested {
+                    tracing::warn!("netmsg: {e}");
+                }
+            }
+        }
+    }
+
+    fn spawn_writer(&self, link: Link, peer: String, stream: u64) -> StreamWriter {
+        let (frames, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let congested = Arc::new(AtomicBool::new(false));
+        let (q, c, events) = (queued.clone(), congested.clone(), self.events.clone());
+        tokio::spawn(async move {
+            let mut tx = match link.open_port(stream).await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    tracing::warn!("netmsg: opening stream {stream} to {peer}: {e}");
+                    return;
+                }
+            };
+            while let Some(bytes) = rx.recv().await {
+                let len = bytes.len();
+                let written = tx.send(bytes).await;
+                let left = q.fetch_sub(len, Ordering::AcqRel) - len;
+                if let Err(e) = written {
+                    tracing::warn!("netmsg: writing to {peer}: {e}");
+                    return;
+                }
+                if left == 0 && c.swap(false, Ordering::AcqRel) {
+                    let peer = peer.clone();
+                    if events.send(Event::Relieved { peer, stream }).is_err() {
+                        return;
                     }
                 }
             }
-            let tx = self.senders.get_mut(&key).expect("opened");
-            if let Err(e) = tx.send(Bytes::from(o.frame.encode())).await {
-                tracing::warn!("netmsg: writing to {}: {e}", o.peer);
-                self.senders.remove(&key);
-            }
+        });
+        StreamWriter {
+            frames,
+            queued,
+            congested,
         }
     }
 }

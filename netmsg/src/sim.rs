@@ -35,6 +35,8 @@ pub struct Cluster {
     pub streams: BTreeMap<(usize, usize, u64), VecDeque<StreamFrame>>,
     /// Frames delivered so far.
     pub frames: u64,
+    /// Steps that left a stream unread because of back-pressure.
+    pub stalled: u64,
     /// Print every action and frame (`NETMSG_SIM_TRACE` set).
     pub trace: bool,
     /// Which streams are slow (a function of it and the stream).
@@ -72,6 +74,7 @@ impl Cluster {
             nets,
             streams: BTreeMap::new(),
             frames: 0,
+            stalled: 0,
             trace: std::env::var_os("NETMSG_SIM_TRACE").is_some(),
             lag_seed: seed.rotate_left(17),
             rng: seed | 1,
@@ -171,6 +174,24 @@ impl Cluster {
             .filter(|(_, q)| !q.is_empty())
             .map(|(&k, _)| k)
             .collect();
+        // As the driver does: a stream whose message waits for room in a full
+        // queue is not read until that send is done.
+        let waiting = busy.len();
+        let busy: Vec<(usize, usize, u64)> = busy
+            .into_iter()
+            .filter(|&(from, to, id)| {
+                id & ABOUT_SENDERS_EXPORT != 0
+                    || self.nets[to]
+                        .stalled(&mut self.kernels[to], &node_name(from), id)
+                        .is_none()
+            })
+            .collect();
+        if busy.len() < waiting {
+            self.stalled += 1;
+        }
+        if busy.is_empty() {
+            return false;
+        }
         if busy.is_empty() {
             return false;
         }
@@ -334,6 +355,8 @@ pub struct Stats {
     pub send_once_notifications: u64,
     pub frames: u64,
     pub ports_destroyed: u64,
+    /// Steps with a stream left unread because of back-pressure.
+    pub stalled_steps: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -342,6 +365,7 @@ impl std::ops::AddAssign for Stats {
         self.messages_received += s.messages_received;
         self.send_once_notifications += s.send_once_notifications;
         self.frames += s.frames;
+        self.stalled_steps += s.stalled_steps;
         self.ports_destroyed += s.ports_destroyed;
     }
 }
@@ -1023,6 +1047,7 @@ pub fn run(nodes: usize, seed: u64, actions: u64) -> Result<Stats, Violation> {
     }
     sim.finish().map_err(|rule| fail(&sim, rule))?;
     sim.stats.frames = sim.c.frames;
+    sim.stats.stalled_steps = sim.c.stalled;
     Ok(sim.stats)
 }
 

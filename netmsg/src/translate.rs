@@ -10,8 +10,10 @@
 //! the named streams. Today: send and send-once rights (exported, imported,
 //! coming home, reaching a node by two paths), data inline and out of line,
 //! forwarding for exported proxies, causal order for moved rights, death, link
-//! loss. Not yet: receive-right moves (a message carrying one is destroyed and
-//! reported), back-pressure.
+//! loss, back-pressure from full queues (a stream whose message waits for
+//! room in its port's queue is [`Translator::stalled`]: the driver stops
+//! reading it). Not yet: receive-right moves (a message carrying one is
+//! destroyed and reported).
 //!
 //! Invariants: netmsg holds exactly one send reference per live send export;
 //! a proxy's make-send count equals the ledger's count of rights made on it,
@@ -24,7 +26,10 @@
 use std::collections::BTreeMap;
 
 use mach::types::{msg_type, msgh_bits, notify_id, port_type};
-use mach::{Item, KernReturn, Kernel, Message, Name, Payload, PortRight, RecvOptions, TaskId};
+use mach::{
+    Item, KernReturn, Kernel, Message, Name, Payload, PortRight, RecvOptions, SendStatus,
+    SendTicket, TaskId,
+};
 use mach::{NAME_DEAD, NAME_NULL};
 use thiserror::Error;
 
@@ -53,6 +58,17 @@ pub fn stream_of(out: &Out) -> u64 {
 /// Ports whose last positions are kept for a next proxy: a bound on memory;
 /// a port whose entry was dropped loses that order for its next proxy.
 const MAX_RETIRED: usize = 4096;
+
+/// Why a stream is not read for now ([`Translator::stalled`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// A message from it waits for room in a full queue: read again once
+    /// this send is done.
+    Send(SendTicket),
+    /// Its messages are forwarded onto a congested stream: read again once
+    /// congestion changes.
+    Congested,
+}
 
 /// A frame to write on the stream of export `id` toward `peer`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +169,16 @@ pub struct Translator {
     closed: Vec<(String, u64)>,
     /// References netmsg keeps per proxy for rights gone home.
     kept: BTreeMap<Name, u64>,
+    /// Messages from the wire waiting for room in a full queue, by the
+    /// kernel's ticket: the (peer, export id) stream each came on. Such a
+    /// stream is stalled: nothing more is read from it until its sends are
+    /// done, so the link's flow control holds the peer back.
+    blocked: BTreeMap<SendTicket, (String, u64)>,
+    /// Streams (peer, import id) this node writes faster than the link takes
+    /// them (the driver says so): their proxies are out of the port set, so
+    /// messages wait in the proxy's queue and its senders block at its limit,
+    /// and streams whose messages are forwarded onto them are stalled.
+    congested: std::collections::BTreeSet<(String, u64)>,
 }
 
 /// The secret incarnations are derived from.
@@ -208,6 +234,8 @@ impl Translator {
             pending: BTreeMap::new(),
             kept: BTreeMap::new(),
             closed: Vec::new(),
+            blocked: BTreeMap::new(),
+            congested: std::collections::BTreeSet::new(),
         })
     }
 
@@ -220,7 +248,71 @@ impl Translator {
     pub fn is_idle(&self) -> bool {
         self.proxies.is_empty()
             && self.holds.held() == 0
+            && self.blocked.is_empty()
             && self.peers.values().all(|p| p.ledger.is_empty())
+    }
+
+    /// Why the driver must not read more from stream `id` of `peer` now, if
+    /// it must not: a message from it waits for room in a full queue, or its
+    /// messages are forwarded onto a congested stream.
+    pub fn stalled(&mut self, k: &mut Kernel, peer: &str, id: u64) -> Option<Stall> {
+        self.reap_sends(k);
+        if let Some((&ticket, _)) = self
+            .blocked
+            .iter()
+            .find(|(_, (p, i))| p == peer && *i == id)
+        {
+            return Some(Stall::Send(ticket));
+        }
+        let target = self.peers.get(peer)?.ledger.export_target(id)?;
+        let upstream = self.relay_of(&target)?;
+        self.congested
+            .contains(&upstream)
+            .then_some(Stall::Congested)
+    }
+
+    /// Frames this node writes on stream `id` to `peer` pile up (`on`), or
+    /// have all been written (`!on`): the stream's proxy leaves netmsg's port
+    /// set, or comes back to it.
+    pub fn set_congested(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        id: u64,
+        on: bool,
+    ) -> Result<(), TranslateError> {
+        let key = (peer.to_owned(), id);
+        let changed = if on {
+            self.congested.insert(key)
+        } else {
+            self.congested.remove(&key)
+        };
+        if !changed {
+            return Ok(());
+        }
+        let proxy = self
+            .proxy_import
+            .iter()
+            .find(|&(name, &import)| {
+                import == id && self.proxies.get(name).is_some_and(|(p, _)| p == peer)
+            })
+            .map(|(&name, _)| name);
+        if let Some(name) = proxy {
+            let set = if on { NAME_NULL } else { self.set };
+            kr(
+                "proxy set membership",
+                k.port_move_member(self.task, name, set),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the blocked sends the kernel has finished (delivered, or
+    /// destroyed with their port), taking their completions.
+    fn reap_sends(&mut self, k: &mut Kernel) {
+        if !self.blocked.is_empty() {
+            self.blocked.retain(|&ticket, _| !k.send_completed(ticket));
+        }
     }
 
     fn peer(&mut self, peer: &str) -> &mut Peer {
@@ -299,6 +391,7 @@ impl Translator {
 
     /// Forwards everything queued on netmsg's ports; handles notifications.
     pub fn pump(&mut self, k: &mut Kernel) -> (Vec<Out>, Vec<TranslateError>) {
+        self.reap_sends(k);
         let mut out = Vec::new();
         let mut errors = Vec::new();
         let opts = RecvOptions {
@@ -952,6 +1045,9 @@ impl Translator {
         }
         let mut held: Vec<(Name, u8)> = Vec::new();
         let result = self.place_and_send(k, peer, target, m, out, &mut held);
+        if let Ok(Some(ticket)) = result {
+            self.blocked.insert(ticket, (peer.to_owned(), id));
+        }
         if result.is_err() {
             // A right the peer got wrong: what was placed goes, as if the
             // message had been destroyed.
@@ -959,7 +1055,7 @@ impl Translator {
                 self.drop_held(k, name);
             }
         }
-        result
+        result.map(drop)
     }
 
     /// The positions a right in a message this node forwards keeps: those it
@@ -1032,7 +1128,7 @@ impl Translator {
         m: WireMessage,
         out: &mut Vec<Out>,
         held: &mut Vec<(Name, u8)>,
-    ) -> Result<(), TranslateError> {
+    ) -> Result<Option<SendTicket>, TranslateError> {
         let relay = self.relay_of(&target);
         // Positions the rights carry, for a message forwarded.
         let afters: Vec<Vec<Dependency>> = match relay {
@@ -1127,7 +1223,7 @@ impl Translator {
                 id: import,
                 frame: StreamFrame::Message(wire),
             });
-            return Ok(());
+            return Ok(None);
         }
         let mut msg = Message::new(
             target.port as Name,
@@ -1138,16 +1234,25 @@ impl Translator {
             body,
         );
         msg.bits |= m.other_bits;
-        // Sent, the rights are the receiver's; not sent (the port is dead,
-        // or died under netmsg), they are destroyed with the message.
-        if !target.dead && k.send(self.task, msg, true).is_ok() {
-            held.clear();
+        // Sent (or queued behind a full queue, where the kernel admits blocked
+        // sends in order), the rights are the receiver's; not sent (the port
+        // is dead, or died under netmsg), they are destroyed with the message.
+        let sent = if target.dead {
+            None
         } else {
+            k.send(self.task, msg, true).ok()
+        };
+        if sent.is_none() {
             for (name, _) in held.drain(..) {
                 self.drop_held(k, name);
             }
+            return Ok(None);
         }
-        Ok(())
+        held.clear();
+        Ok(match sent {
+            Some(SendStatus::Pending(ticket)) => Some(ticket),
+            _ => None,
+        })
     }
 
     /// A right from the wire as a right netmsg holds, with the disposition that
@@ -1554,6 +1659,7 @@ impl Translator {
         self.holds.link_up(peer);
         self.written.retain(|(p, _), _| p != peer);
         self.delivered.retain(|lane, _| lane.node != peer);
+        self.congested.retain(|(p, _)| p != peer);
         // Frames from other peers that waited on the lost streams go now.
         self.run_ready(k, &mut out)?;
         Ok(out)
