@@ -206,7 +206,7 @@ impl Driver {
                 },
                 ev = node.next_event() => match ev {
                     Some(NodeEvent::LinkUp(link)) => self.link_up(link),
-                    Some(NodeEvent::LinkDown { peer, .. }) => self.link_down(&peer),
+                    Some(NodeEvent::LinkDown { peer, .. }) => self.link_down(&peer, &mut writes),
                     None => return,
                 },
                 ev = events.recv() => match ev {
@@ -273,9 +273,14 @@ impl Driver {
         });
     }
 
-    fn link_down(&mut self, peer: &str) {
+    fn link_down(&mut self, peer: &str, writes: &mut mpsc::UnboundedReceiver<Vec<Out>>) {
         self.links.remove(peer);
         self.senders.retain(|(p, _), _| p != peer);
+        // Frames made before the loss: the lost link's are dropped here, so
+        // none reaches a later link to the same peer.
+        while let Ok(out) = writes.try_recv() {
+            self.write(out);
+        }
         for (_, reply) in self.waiting_root.remove(peer).unwrap_or_default() {
             let _ = reply.send(Err(format!("link to {peer} lost")));
         }

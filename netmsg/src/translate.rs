@@ -1246,6 +1246,17 @@ impl Translator {
             for (name, _) in held.drain(..) {
                 self.drop_held(k, name);
             }
+            // A one-shot export's send-once right was to be used by this
+            // message; its port died (the kernel refused it as destination
+            // and left it here as a dead name): it goes now, as its dead-name
+            // notification finds the export used.
+            if target.once
+                && !target.dead
+                && k.port_type(self.task, target.port as Name)
+                    .is_ok_and(|t| t & port_type::DEAD_NAME != 0)
+            {
+                let _ = k.port_deallocate(self.task, target.port as Name);
+            }
             return Ok(None);
         }
         held.clear();
@@ -1662,6 +1673,8 @@ impl Translator {
         self.congested.retain(|(p, _)| p != peer);
         // Frames from other peers that waited on the lost streams go now.
         self.run_ready(k, &mut out)?;
+        // Nothing for the lost link's streams goes on a later link.
+        out.retain(|o| o.peer != peer);
         Ok(out)
     }
 }

@@ -850,6 +850,58 @@ fn no_senders_crossing_a_new_right_matches_one_kernel() {
     differential(no_senders_crossing_a_new_right);
 }
 
+/// Node `from`'s netmsg pumps; the frames it wrote to node `to` are handled
+/// there before `to`'s netmsg looks at its own queue.
+fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
+    let (out, errors) = c.c.nets[from].pump(&mut c.c.kernels[from]);
+    assert!(errors.is_empty(), "{errors:?}");
+    c.route(from, out);
+    let frames: Vec<(u64, netmsg::wire::StreamFrame)> =
+        c.c.streams
+            .iter_mut()
+            .filter(|((f, t, _), _)| (*f, *t) == (from, to))
+            .flat_map(|((_, _, id), q)| q.drain(..).map(|f| (*id, f)).collect::<Vec<_>>())
+            .collect();
+    assert!(!frames.is_empty());
+    for (id, frame) in frames {
+        let out = c.c.nets[to]
+            .on_frame(
+                &mut c.c.kernels[to],
+                &sim::node_name(from),
+                id & !netmsg::translate::ABOUT_SENDERS_EXPORT,
+                frame,
+            )
+            .expect("frame");
+        c.route(to, out);
+    }
+}
+
+/// A reply (send-once) right exported one-shot whose port dies: the reply
+/// that uses it arrives before netmsg has seen the right's dead-name
+/// notification. The reply is discarded, as one kernel discards a message to
+/// a dead port, and netmsg keeps nothing of the right (found by the 3-node
+/// simulator after a link cut: the dead name leaked).
+#[test]
+fn a_reply_to_a_port_that_died_meanwhile_leaves_nothing() {
+    let mut c = Cluster::new(2, 1);
+    let (server, client, p) = server_and_client(&mut c);
+    let inbox = c.port(client);
+    let to_p = c.give_send(server, p, client);
+    c.settle();
+    request(&mut c, client, to_p, inbox, vec![int(1)]);
+    c.settle();
+    let m = c.receive(server, p).expect("the request");
+    // The client's reply port dies; node 1's netmsg has not looked yet.
+    c.destroy_port(client, inbox);
+    c.send(
+        server,
+        Message::simple(m.remote_port, msg_type::MOVE_SEND_ONCE, 101, vec![int(2)]),
+    );
+    frames_before_pump(&mut c, 0, 1);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.check_clean();
+}
+
 /// The original's race 2 (seed-netmsg §1.7), within one node: the proxy's
 /// no-senders is already queued when a new right to the same port arrives
 /// from the wire. netmsg must see the notification is stale (its make-send
@@ -880,24 +932,7 @@ fn stale_no_senders_queued_behind_a_new_right() {
     // ... the client drops its right: the proxy's no-senders is queued ...
     c.k(client).port_deallocate(client.task, to_p).unwrap();
     // ... and the new right is handled before netmsg looks at its queue.
-    let frames: Vec<(u64, netmsg::wire::StreamFrame)> =
-        c.c.streams
-            .iter_mut()
-            .filter(|((from, to, _), _)| (*from, *to) == (0, 1))
-            .flat_map(|((_, _, id), q)| q.drain(..).map(|f| (*id, f)).collect::<Vec<_>>())
-            .collect();
-    assert!(!frames.is_empty());
-    for (id, frame) in frames {
-        let out = c.c.nets[1]
-            .on_frame(
-                &mut c.c.kernels[1],
-                "node0",
-                id & !netmsg::translate::ABOUT_SENDERS_EXPORT,
-                frame,
-            )
-            .expect("frame");
-        c.route(1, out);
-    }
+    frames_before_pump(&mut c, 0, 1);
     c.settle();
     let m = c
         .receive(client, inbox)
