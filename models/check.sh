@@ -8,7 +8,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$here/release.pml" "$work/" && cd "$work" || exit 2
 status=0
-for variant in "" FLAG_RELEASE NO_MSCOUNT NO_TOMBSTONE DEAD_DROPS_ONCE DESTROY_DEAD_ONCE LOSS_KEEPS_ONCE HOME_DROPS_AT_ONCE; do
+for variant in "" FLAG_RELEASE NO_MSCOUNT NO_TOMBSTONE DEAD_DROPS_ONCE DESTROY_DEAD_ONCE LOSS_KEEPS_ONCE HOME_DROPS_AT_ONCE NO_WATERMARK; do
   name=${variant:-release}
   define=${variant:+-DBROKEN_$variant}
   rm -f pan pan.*

@@ -4,7 +4,10 @@
  *   - send rights to P travelling A -> B in messages on other streams (carrier);
  *   - B's tasks sending to P, dropping rights, late no-senders notifications;
  *   - B's tasks sending rights to P back home to A in messages on other
- *     streams (B's netmsg keeps a reference until A says HOMEARRIVED);
+ *     streams (B's netmsg keeps a reference until A says HOMEARRIVED), each
+ *     with its watermark: A holds the carrying message until it has handled
+ *     that many of B's messages on P's stream (causal order: a task at A that
+ *     gets the right and sends to P comes after everything B sent before);
  *   - send-once rights to P exported one-shot, each used, destroyed unused, or
  *     overtaken by P's death, with each one-shot export on its own streams;
  *   - P dying at any moment;
@@ -22,7 +25,7 @@ mtype = { RIGHT, ONCE, MSG, REL, DEAD, ACK, OMSG, SOD, HOME, HOMEARRIVED };
 chan carrier = [MAXSEND + MAXONCE] of { mtype, byte };   /* A -> B, rights in messages */
 chan s = [MAXMSG + MAXSEND + 2] of { mtype, byte };      /* B -> A on P's send export stream */
 chan r = [MAXSEND + MAXHOME + 2] of { mtype, byte };     /* A -> B on that stream */
-chan back = [MAXHOME] of { mtype };                      /* B -> A, rights going home in messages */
+chan back = [MAXHOME] of { mtype, byte };                /* B -> A, rights going home in messages, with their watermark */
 chan nsq = [MAXSEND + 2] of { byte, byte };              /* B's kernel -> B's netmsg: no-senders(gen, mscount) */
 chan so[MAXONCE] = [2] of { mtype };                     /* B -> A, one stream per one-shot export */
 chan ro[MAXONCE] = [1] of { mtype };                     /* A -> B on those */
@@ -61,6 +64,7 @@ byte b_home_left = MAXHOME;
 byte kept = 0;              /* references B's netmsg keeps for rights gone home */
 byte home_in_flight = 0;
 byte home_alive = 0;        /* rights that came home as the live port */
+byte home_mark = 0;         /* the watermark of the right going home (MAXHOME is 1) */
 
 inline settle(i) {
   o_settled[i]++;
@@ -79,7 +83,16 @@ end:
        a_sends_left--; export_live = true; sent++; rights_in_flight++; carrier!RIGHT,0 }
   :: atomic { (!lost && p_alive && once_next < MAXONCE) ->
        ox_live[once_next] = true; once_in_flight++; carrier!ONCE,once_next; once_next++ }
-  :: atomic { back?HOME ->   /* a right to P came home: deliver the original port */
+  :: atomic {
+#ifdef BROKEN_NO_WATERMARK
+       nempty(back) ->
+#else
+       (nempty(back) && delivered + destroyed >= home_mark) ->
+#endif
+       back?HOME,n;   /* a right to P came home: deliver the original port */
+       assert(n == home_mark);
+       /* causal order: B's messages sent before the right left are handled */
+       assert(delivered + destroyed >= n);
        home_in_flight--;
        if
        :: export_live -> r!HOMEARRIVED,1; if :: p_alive -> home_alive++ :: else -> skip fi
@@ -129,7 +142,7 @@ end:
        /* B's proxies become dead names. */
        import_live = false; proxy_dead = false; b_rights = 0; received = 0;
        lost_msgs = msgs_in_s; msgs_in_s = 0; rights_in_flight = 0; once_in_flight = 0;
-       kept = 0; home_in_flight = 0; do :: back?_ :: empty(back) -> break od;
+       kept = 0; home_in_flight = 0; do :: back?_,_ :: empty(back) -> break od;
        flush2(carrier); flush2(s); flush2(r) }
   od
 }
@@ -155,7 +168,7 @@ end:
   :: atomic { (!lost && b_rights > 0 && !proxy_dead && b_msgs_left > 0) ->
        b_msgs_left--; b_sent++; msgs_in_s++; s!MSG,0 }
   :: atomic { (!lost && b_rights > 0 && !proxy_dead && b_home_left > 0) ->
-       b_home_left--; b_rights--; home_in_flight++; back!HOME;
+       b_home_left--; b_rights--; home_in_flight++; home_mark = b_sent; back!HOME,b_sent;
 #ifdef BROKEN_HOME_DROPS_AT_ONCE
        if :: (b_rights == 0 && import_live) -> nsq!b_gen,b_mscount :: else -> skip fi
 #else
