@@ -18,7 +18,7 @@
 //! `id ^ ABOUT_SENDERS_EXPORT` ([`stream_of`]).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -56,10 +56,14 @@ enum Event {
         task: TaskId,
         reply: RootReply,
     },
-    /// A congested stream's writer has written all it had.
-    Relieved {
+    /// A stream's writer task has written all it had: the stream goes back
+    /// to the driver (`sender` is `None` once it was FINed), with frames
+    /// queued meanwhile still in `backlog`.
+    WriterIdle {
         peer: String,
         stream: u64,
+        sender: Option<transport::PortSender>,
+        backlog: mpsc::UnboundedReceiver<Item>,
     },
 }
 
@@ -106,7 +110,7 @@ impl Netmsg {
             }),
             root,
             links: BTreeMap::new(),
-            senders: BTreeMap::new(),
+            streams: BTreeMap::new(),
             waiting_root: BTreeMap::new(),
             events: tx.clone(),
         };
@@ -132,19 +136,77 @@ impl Netmsg {
 struct Shared {
     host: Host,
     translator: Mutex<Translator>,
-    writes: mpsc::UnboundedSender<Vec<Out>>,
+    writes: mpsc::UnboundedSender<Batch>,
     /// Bumped whenever a stream stops being congested: readers stalled on
     /// congestion look again.
     relief: watch::Sender<u64>,
 }
 
-/// One stream's frames, written by its own task, so that a stream the peer
-/// does not read holds back only itself.
-struct StreamWriter {
-    frames: mpsc::UnboundedSender<Bytes>,
+/// Frames to write, then the streams to FIN after them, from one turn of
+/// the translator.
+struct Batch {
+    out: Vec<Out>,
+    finished: Vec<(String, u64)>,
+}
+
+/// What a stream's writer has to do next.
+enum Item {
+    Frame(Bytes),
+    Fin,
+}
+
+/// One outgoing stream. The driver writes directly while the stream takes
+/// frames at once; when a write has to wait (the peer's window is full, or a
+/// new stream waits for credit), a writer task takes the stream over until
+/// it has written the backlog, so that a stream the peer does not read holds
+/// back only itself.
+enum Stream {
+    Idle(transport::PortSender),
+    Busy(Backlog),
+}
+
+struct Backlog {
+    items: mpsc::UnboundedSender<Item>,
     /// Bytes queued and not yet taken by the link.
     queued: Arc<AtomicUsize>,
-    congested: Arc<AtomicBool>,
+    /// The translator was told the stream is congested.
+    congested: bool,
+}
+
+type Writing = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<transport::PortSender>, String>> + Send>,
+>;
+
+/// Writes `item` on the stream (opening it first when `sender` is `None`):
+/// the sender back, `None` after a FIN.
+fn writing(link: Link, stream: u64, sender: Option<transport::PortSender>, item: Item) -> Writing {
+    Box::pin(async move {
+        let mut tx = match sender {
+            Some(tx) => tx,
+            None => link
+                .open_port(stream)
+                .await
+                .map_err(|e| format!("opening stream {stream}: {e}"))?,
+        };
+        match item {
+            Item::Frame(bytes) => {
+                tx.send(bytes).await.map_err(|e| e.to_string())?;
+                Ok(Some(tx))
+            }
+            Item::Fin => {
+                tx.finish().await.map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+        }
+    })
+}
+
+/// Polls once without a wake-up: a write the stream takes at once finishes
+/// here, with no task hand-off; one that has to wait goes to a task, which
+/// polls it on (quinn keeps the latest waker).
+fn poll_once(fut: &mut Writing) -> std::task::Poll<Result<Option<transport::PortSender>, String>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    fut.as_mut().poll(&mut cx)
 }
 
 impl Shared {
@@ -153,8 +215,9 @@ impl Shared {
     fn with<R>(&self, f: impl FnOnce(&mut Translator, &mut mach::Kernel) -> (R, Vec<Out>)) -> R {
         let mut translator = self.translator.lock().expect("translator lock");
         let (r, out) = self.host.with(|k| f(&mut translator, k));
-        if !out.is_empty() {
-            let _ = self.writes.send(out);
+        let finished = translator.take_finished();
+        if !out.is_empty() || !finished.is_empty() {
+            let _ = self.writes.send(Batch { out, finished });
         }
         r
     }
@@ -164,7 +227,7 @@ struct Driver {
     shared: Arc<Shared>,
     root: Option<Root>,
     links: BTreeMap<String, Link>,
-    senders: BTreeMap<(String, u64), StreamWriter>,
+    streams: BTreeMap<(String, u64), Stream>,
     waiting_root: BTreeMap<String, Vec<(TaskId, RootReply)>>,
     events: mpsc::UnboundedSender<Event>,
 }
@@ -174,7 +237,7 @@ impl Driver {
         mut self,
         node: transport::Node,
         mut events: mpsc::UnboundedReceiver<Event>,
-        mut writes: mpsc::UnboundedReceiver<Vec<Out>>,
+        mut writes: mpsc::UnboundedReceiver<Batch>,
     ) {
         let (task, set) = {
             let t = self.shared.translator.lock().expect("translator lock");
@@ -238,34 +301,32 @@ impl Driver {
                 let (events, peer, shared) = (events.clone(), peer.clone(), shared.clone());
                 tokio::spawn(async move {
                     let stream = rx.port();
+                    let mut relief = shared.relief.subscribe();
                     while let Ok(Some(bytes)) = rx.recv().await {
-                        if let Err(reason) = on_stream_frame(&shared, &peer, stream, &bytes) {
-                            let peer = peer.clone();
-                            let _ = events.send(Event::Violation { peer, reason });
-                            return;
-                        }
+                        relief.borrow_and_update();
+                        let mut stall = match on_stream_frame(&shared, &peer, stream, &bytes) {
+                            Ok(stall) => stall,
+                            Err(reason) => {
+                                let peer = peer.clone();
+                                let _ = events.send(Event::Violation { peer, reason });
+                                return;
+                            }
+                        };
                         // Back-pressure: while a message from this stream waits
                         // for room in its port's queue, or its messages are
                         // forwarded onto a congested stream, the stream is not
                         // read, so QUIC flow control stops the peer's writer.
-                        if stream & ABOUT_SENDERS_EXPORT == 0 {
-                            let mut relief = shared.relief.subscribe();
-                            loop {
-                                relief.borrow_and_update();
-                                let stall =
-                                    shared.with(|t, k| (t.stalled(k, &peer, stream), Vec::new()));
-                                match stall {
-                                    None => break,
-                                    Some(Stall::Send(ticket)) => {
-                                        shared.host.send_done(ticket).await;
-                                    }
-                                    Some(Stall::Congested) => {
-                                        if relief.changed().await.is_err() {
-                                            return;
-                                        }
+                        while let Some(why) = stall {
+                            match why {
+                                Stall::Send(ticket) => shared.host.send_done(ticket).await,
+                                Stall::Congested => {
+                                    if relief.changed().await.is_err() {
+                                        return;
                                     }
                                 }
                             }
+                            relief.borrow_and_update();
+                            stall = shared.with(|t, k| (t.stalled(k, &peer, stream), Vec::new()));
                         }
                     }
                 });
@@ -273,9 +334,9 @@ impl Driver {
         });
     }
 
-    fn link_down(&mut self, peer: &str, writes: &mut mpsc::UnboundedReceiver<Vec<Out>>) {
+    fn link_down(&mut self, peer: &str, writes: &mut mpsc::UnboundedReceiver<Batch>) {
         self.links.remove(peer);
-        self.senders.retain(|(p, _), _| p != peer);
+        self.streams.retain(|(p, _), _| p != peer);
         // Frames made before the loss: the lost link's are dropped here, so
         // none reaches a later link to the same peer.
         while let Ok(out) = writes.try_recv() {
@@ -296,24 +357,12 @@ impl Driver {
     async fn event(&mut self, ev: Event) {
         match ev {
             Event::Violation { peer, reason } => self.violation(&peer, &reason),
-            Event::Relieved { peer, stream } => {
-                // Congested again since the writer said so: still congested.
-                let key = (peer.clone(), stream);
-                if self
-                    .senders
-                    .get(&key)
-                    .is_some_and(|w| w.congested.load(Ordering::Acquire))
-                {
-                    return;
-                }
-                let relieved = self
-                    .shared
-                    .with(|t, k| (t.set_congested(k, &peer, stream, false), Vec::new()));
-                if let Err(e) = relieved {
-                    tracing::warn!("netmsg: {e}");
-                }
-                self.shared.relief.send_modify(|n| *n += 1);
-            }
+            Event::WriterIdle {
+                peer,
+                stream,
+                sender,
+                backlog,
+            } => self.writer_idle(peer, stream, sender, backlog),
             Event::Control { peer, bytes } => self.control(&peer, &bytes).await,
             Event::Root { peer, task, reply } => {
                 let Some(link) = self.links.get(&peer).cloned() else {
@@ -413,94 +462,233 @@ impl Driver {
         }
     }
 
-    /// Queues frames on their streams' writers (in the order made), and marks
-    /// a stream congested when its writer falls behind.
-    fn write(&mut self, out: Vec<Out>) {
-        for o in out {
-            let stream = stream_of(&o);
-            let key = (o.peer.clone(), stream);
-            if !self.senders.contains_key(&key) {
-                let Some(link) = self.links.get(&o.peer) else {
-                    continue;
-                };
-                let writer = self.spawn_writer(link.clone(), o.peer.clone(), stream);
-                self.senders.insert(key.clone(), writer);
+    /// Writes a turn's frames in the order made, then FINs the streams it
+    /// finished.
+    fn write(&mut self, batch: Batch) {
+        for o in batch.out {
+            let key = (o.peer.clone(), stream_of(&o));
+            self.push(key, Item::Frame(Bytes::from(o.frame.encode())));
+        }
+        for key in batch.finished {
+            // A stream never opened has nothing to end.
+            if self.streams.contains_key(&key) {
+                self.push(key, Item::Fin);
             }
-            let writer = &self.senders[&key];
-            let bytes = Bytes::from(o.frame.encode());
-            let len = bytes.len();
-            let queued = writer.queued.fetch_add(len, Ordering::AcqRel) + len;
-            if writer.frames.send(bytes).is_err() {
-                // The writer gave up (stream or link gone).
-                self.senders.remove(&key);
-                continue;
+        }
+    }
+
+    fn push(&mut self, key: (String, u64), item: Item) {
+        match self.streams.remove(&key) {
+            Some(Stream::Busy(mut backlog)) => {
+                let len = item_len(&item);
+                let queued = backlog.queued.fetch_add(len, Ordering::AcqRel) + len;
+                if backlog.items.send(item).is_err() {
+                    return; // the writer gave up: the link is going
+                }
+                if queued > CONGESTED_BYTES
+                    && !backlog.congested
+                    && key.1 & ABOUT_SENDERS_EXPORT == 0
+                {
+                    backlog.congested = true;
+                    self.set_congested(&key, true);
+                }
+                self.streams.insert(key, Stream::Busy(backlog));
             }
-            if queued > CONGESTED_BYTES
-                && stream & ABOUT_SENDERS_EXPORT == 0
-                && !writer.congested.swap(true, Ordering::AcqRel)
-            {
-                let congested = self
-                    .shared
-                    .with(|t, k| (t.set_congested(k, &o.peer, stream, true), Vec::new()));
-                if let Err(e) = congested {
-                    tracing::warn!("netmsg: {e}");
+            Some(Stream::Idle(tx)) => self.start(key, Some(tx), item),
+            None => self.start(key, None, item),
+        }
+    }
+
+    /// Writes `item` at once if the stream takes it (the stream is then
+    /// idle again, unless FINed), else hands the stream to a writer task.
+    fn start(&mut self, key: (String, u64), sender: Option<transport::PortSender>, item: Item) {
+        if let Some((fut, len)) = self.attempt(&key, sender, item) {
+            let (items, rx) = mpsc::unbounded_channel();
+            let backlog = Backlog {
+                items,
+                queued: Arc::new(AtomicUsize::new(len)),
+                congested: false,
+            };
+            self.spawn_writer(key.clone(), fut, len, rx, backlog.queued.clone());
+            self.streams.insert(key, Stream::Busy(backlog));
+        }
+    }
+
+    /// One write polled once: `None` when done, else the write still to do.
+    fn attempt(
+        &mut self,
+        key: &(String, u64),
+        sender: Option<transport::PortSender>,
+        item: Item,
+    ) -> Option<(Writing, usize)> {
+        let link = self.links.get(&key.0).cloned()?;
+        let len = item_len(&item);
+        let mut fut = writing(link, key.1, sender, item);
+        match poll_once(&mut fut) {
+            std::task::Poll::Ready(Ok(Some(tx))) => {
+                self.streams.insert(key.clone(), Stream::Idle(tx));
+                None
+            }
+            std::task::Poll::Ready(Ok(None)) => None,
+            std::task::Poll::Ready(Err(e)) => {
+                tracing::warn!("netmsg: writing to {}: {e}", key.0);
+                None
+            }
+            std::task::Poll::Pending => Some((fut, len)),
+        }
+    }
+
+    /// Goes on with the items queued for a stream its writer handed back:
+    /// written at once while the stream takes them, the rest by a new writer.
+    fn resume(
+        &mut self,
+        key: (String, u64),
+        mut rx: mpsc::UnboundedReceiver<Item>,
+        backlog: Backlog,
+    ) {
+        loop {
+            let Ok(item) = rx.try_recv() else {
+                if backlog.congested {
+                    self.set_congested(&key, false);
+                    self.shared.relief.send_modify(|n| *n += 1);
+                }
+                return;
+            };
+            backlog.queued.fetch_sub(item_len(&item), Ordering::AcqRel);
+            let sender = match self.streams.remove(&key) {
+                Some(Stream::Idle(tx)) => Some(tx),
+                // FINed or failed: nothing may follow.
+                _ => return,
+            };
+            if let Some((fut, len)) = self.attempt(&key, sender, item) {
+                backlog.queued.fetch_add(len, Ordering::AcqRel);
+                self.spawn_writer(key.clone(), fut, len, rx, backlog.queued.clone());
+                self.streams.insert(key, Stream::Busy(backlog));
+                return;
+            }
+        }
+    }
+
+    fn writer_idle(
+        &mut self,
+        peer: String,
+        stream: u64,
+        sender: Option<transport::PortSender>,
+        rx: mpsc::UnboundedReceiver<Item>,
+    ) {
+        let key = (peer, stream);
+        let Some(Stream::Busy(backlog)) = self.streams.remove(&key) else {
+            return; // the link went meanwhile
+        };
+        match sender {
+            Some(tx) => {
+                self.streams.insert(key.clone(), Stream::Idle(tx));
+                self.resume(key, rx, backlog);
+            }
+            None => {
+                if backlog.congested {
+                    self.set_congested(&key, false);
+                    self.shared.relief.send_modify(|n| *n += 1);
                 }
             }
         }
     }
 
-    fn spawn_writer(&self, link: Link, peer: String, stream: u64) -> StreamWriter {
-        let (frames, mut rx) = mpsc::unbounded_channel::<Bytes>();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let congested = Arc::new(AtomicBool::new(false));
-        let (q, c, events) = (queued.clone(), congested.clone(), self.events.clone());
+    fn set_congested(&self, key: &(String, u64), on: bool) {
+        let changed = self
+            .shared
+            .with(|t, k| (t.set_congested(k, &key.0, key.1, on), Vec::new()));
+        if let Err(e) = changed {
+            tracing::warn!("netmsg: {e}");
+        }
+    }
+
+    /// A task that finishes `first`, then writes the queued items in order,
+    /// and hands the stream back to the driver when none is left.
+    fn spawn_writer(
+        &self,
+        key: (String, u64),
+        first: Writing,
+        first_len: usize,
+        mut rx: mpsc::UnboundedReceiver<Item>,
+        queued: Arc<AtomicUsize>,
+    ) {
+        let events = self.events.clone();
         tokio::spawn(async move {
-            let mut tx = match link.open_port(stream).await {
-                Ok(tx) => tx,
+            let (peer, stream) = key;
+            let mut sender = match first.await {
+                Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!("netmsg: opening stream {stream} to {peer}: {e}");
-                    return;
-                }
-            };
-            while let Some(bytes) = rx.recv().await {
-                let len = bytes.len();
-                let written = tx.send(bytes).await;
-                let left = q.fetch_sub(len, Ordering::AcqRel) - len;
-                if let Err(e) = written {
                     tracing::warn!("netmsg: writing to {peer}: {e}");
                     return;
                 }
-                if left == 0 && c.swap(false, Ordering::AcqRel) {
-                    let peer = peer.clone();
-                    if events.send(Event::Relieved { peer, stream }).is_err() {
-                        return;
+            };
+            queued.fetch_sub(first_len, Ordering::AcqRel);
+            while let Some(mut tx) = sender.take() {
+                let Ok(item) = rx.try_recv() else {
+                    sender = Some(tx);
+                    break;
+                };
+                let len = item_len(&item);
+                match item {
+                    Item::Frame(bytes) => {
+                        if let Err(e) = tx.send(bytes).await {
+                            tracing::warn!("netmsg: writing to {peer}: {e}");
+                            return;
+                        }
+                        sender = Some(tx);
+                    }
+                    Item::Fin => {
+                        let _ = tx.finish().await;
                     }
                 }
+                queued.fetch_sub(len, Ordering::AcqRel);
             }
+            let _ = events.send(Event::WriterIdle {
+                peer,
+                stream,
+                sender,
+                backlog: rx,
+            });
         });
-        StreamWriter {
-            frames,
-            queued,
-            congested,
-        }
     }
 }
 
-/// One frame from `peer`'s stream, decoded and handed to the translator.
-/// `Err` is a protocol violation: the link is closed.
-fn on_stream_frame(shared: &Shared, peer: &str, stream: u64, bytes: &[u8]) -> Result<(), String> {
+fn item_len(item: &Item) -> usize {
+    match item {
+        Item::Frame(b) => b.len(),
+        Item::Fin => 0,
+    }
+}
+
+/// One frame from `peer`'s stream, decoded and handed to the translator;
+/// then whether the stream must wait before its next frame (in the same turn
+/// of the translator). `Err` is a protocol violation: the link is closed.
+fn on_stream_frame(
+    shared: &Shared,
+    peer: &str,
+    stream: u64,
+    bytes: &[u8],
+) -> Result<Option<Stall>, String> {
     let frame = StreamFrame::decode(bytes).map_err(|e| e.to_string())?;
     let id = stream & !ABOUT_SENDERS_EXPORT;
     let handled = shared.with(|t, k| match t.on_frame(k, peer, id, frame) {
-        Ok(out) => (Ok(()), out),
+        Ok(out) => {
+            let stall = if stream & ABOUT_SENDERS_EXPORT == 0 {
+                t.stalled(k, peer, stream)
+            } else {
+                None
+            };
+            (Ok(stall), out)
+        }
         Err(e) => (Err(e), Vec::new()),
     });
     match handled {
-        Ok(()) => Ok(()),
+        Ok(stall) => Ok(stall),
         Err(TranslateError::Protocol { reason, .. }) => Err(reason),
         Err(e) => {
             tracing::warn!("netmsg: {e}");
-            Ok(())
+            Ok(None)
         }
     }
 }

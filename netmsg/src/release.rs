@@ -61,8 +61,12 @@ pub enum Effect {
     /// Drop `count` send references netmsg kept on `proxy` for rights that
     /// went home (which may let its no-senders fire).
     DropProxyRefs { proxy: u64, count: u64 },
-    /// Both sides are done with the port's streams: FIN them.
-    Finish { id: u64 },
+    /// This side, the exporter of `id`, writes nothing more about it (after
+    /// what it has written): FIN the stream it writes for that export.
+    FinishExport { id: u64 },
+    /// This side, the importer of `id`, writes nothing more toward it: FIN
+    /// the stream it writes for that import.
+    FinishImport { id: u64 },
 }
 
 /// A peer broke the protocol.
@@ -210,7 +214,7 @@ impl Ledger {
     /// held right, which that consumes.
     pub fn send_once_used(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
         self.take_once_export(id)
-            .map(|_| vec![Effect::Finish { id }])
+            .map(|_| vec![Effect::FinishExport { id }])
             .ok_or(ReleaseError::UnknownExport { id })
     }
 
@@ -272,7 +276,7 @@ impl Ledger {
         Ok(vec![
             Effect::ReleasePort { port },
             Effect::Send(Frame::Ack { id, left: 0 }),
-            Effect::Finish { id },
+            Effect::FinishExport { id },
         ])
     }
 
@@ -286,7 +290,7 @@ impl Ledger {
         } else {
             vec![Effect::DestroySendOnce { right }]
         };
-        effects.push(Effect::Finish { id });
+        effects.push(Effect::FinishExport { id });
         Ok(effects)
     }
 
@@ -396,12 +400,15 @@ impl Ledger {
         ))
     }
 
-    /// A task used a one-shot proxy: its message goes to export `id` (returned);
-    /// the proxy goes.
+    /// A task used a one-shot proxy: its message goes to export `id` (returned),
+    /// the last frame on that stream; the proxy goes.
     pub fn once_used(&mut self, proxy: u64) -> Option<(u64, Vec<Effect>)> {
         let id = self.once_proxies.remove(&proxy)?;
         self.once_proxy_of.remove(&id);
-        Some((id, vec![Effect::DestroyProxy { proxy }]))
+        Some((
+            id,
+            vec![Effect::DestroyProxy { proxy }, Effect::FinishImport { id }],
+        ))
     }
 
     /// The send-once notification on a one-shot proxy: the task's right was
@@ -414,6 +421,7 @@ impl Ledger {
         vec![
             Effect::Send(Frame::SendOnceDestroyed { id }),
             Effect::DestroyProxy { proxy },
+            Effect::FinishImport { id },
         ]
     }
 
@@ -456,6 +464,7 @@ impl Ledger {
             return vec![
                 Effect::DestroyProxy { proxy },
                 Effect::Send(Frame::SendOnceDestroyed { id }),
+                Effect::FinishImport { id },
             ];
         }
         let mut effects = Vec::new();
@@ -492,7 +501,7 @@ impl Ledger {
         ) {
             self.imports.remove(&id);
         }
-        vec![Effect::Finish { id }]
+        vec![Effect::FinishImport { id }]
     }
 
     // ----- both ------------------------------------------------------------------

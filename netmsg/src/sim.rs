@@ -37,6 +37,8 @@ pub struct Cluster {
     pub frames: u64,
     /// Steps that left a stream unread because of back-pressure.
     pub stalled: u64,
+    /// (from, to, transport stream) that `from` has finished.
+    finished: std::collections::BTreeSet<(usize, usize, u64)>,
     /// Print every action and frame (`NETMSG_SIM_TRACE` set).
     pub trace: bool,
     /// Which streams are slow (a function of it and the stream).
@@ -75,6 +77,7 @@ impl Cluster {
             streams: BTreeMap::new(),
             frames: 0,
             stalled: 0,
+            finished: std::collections::BTreeSet::new(),
             trace: std::env::var_os("NETMSG_SIM_TRACE").is_some(),
             lag_seed: seed.rotate_left(17),
             rng: seed | 1,
@@ -149,11 +152,25 @@ impl Cluster {
                 .trim_start_matches("node")
                 .parse()
                 .expect("peer names are nodeN");
+            assert!(
+                !self.finished.contains(&(from, to, stream_of(&o))),
+                "node {from} wrote {:?} to node {to} on stream {} after finishing it",
+                o.frame,
+                stream_of(&o)
+            );
             // One FIFO per transport stream, as on a link.
             self.streams
                 .entry((from, to, stream_of(&o)))
                 .or_default()
                 .push_back(o.frame);
+        }
+        // Streams FINed after those frames: nothing more may follow.
+        for (peer, stream) in self.nets[from].take_finished() {
+            let to: usize = peer
+                .trim_start_matches("node")
+                .parse()
+                .expect("peer names are nodeN");
+            self.finished.insert((from, to, stream));
         }
     }
 
@@ -267,6 +284,14 @@ impl Cluster {
         self.settle();
         for (i, k) in self.kernels.iter().enumerate() {
             k.check_invariants().map_err(|e| format!("node {i}: {e}"))?;
+        }
+        // Every stream the current links carried was FINed by its writer once
+        // the export or import it served was gone.
+        if let Some((from, to, stream)) = self.streams.keys().find(|k| !self.finished.contains(*k))
+        {
+            return Err(format!(
+                "node {from} never finished its stream {stream} to node {to}"
+            ));
         }
         for (i, net) in self.nets.iter().enumerate() {
             if !net.is_idle() {

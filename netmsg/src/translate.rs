@@ -179,6 +179,10 @@ pub struct Translator {
     /// messages wait in the proxy's queue and its senders block at its limit,
     /// and streams whose messages are forwarded onto them are stalled.
     congested: std::collections::BTreeSet<(String, u64)>,
+    /// Streams (peer, transport stream) this node writes nothing more on,
+    /// after the frames it has made: the driver FINs them
+    /// ([`Translator::take_finished`]).
+    finished: Vec<(String, u64)>,
 }
 
 /// The secret incarnations are derived from.
@@ -236,6 +240,7 @@ impl Translator {
             closed: Vec::new(),
             blocked: BTreeMap::new(),
             congested: std::collections::BTreeSet::new(),
+            finished: Vec::new(),
         })
     }
 
@@ -250,6 +255,13 @@ impl Translator {
             && self.holds.held() == 0
             && self.blocked.is_empty()
             && self.peers.values().all(|p| p.ledger.is_empty())
+    }
+
+    /// The streams (peer, transport stream as [`stream_of`] names them) this
+    /// node is done writing on since the last call, after every frame made so
+    /// far: the driver FINs them (`docs/protocol.md`, "Port streams").
+    pub fn take_finished(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.finished)
     }
 
     /// Why the driver must not read more from stream `id` of `peer` now, if
@@ -1619,8 +1631,10 @@ impl Translator {
                 Effect::DestroySendOnce { right } => {
                     let _ = k.port_deallocate(self.task, right as Name);
                 }
-                // Streams are FINed by the driver when both directions are idle.
-                Effect::Finish { .. } => {}
+                Effect::FinishExport { id } => self
+                    .finished
+                    .push((peer.to_owned(), id ^ ABOUT_SENDERS_EXPORT)),
+                Effect::FinishImport { id } => self.finished.push((peer.to_owned(), id)),
             }
         }
         Ok(())
@@ -1675,6 +1689,7 @@ impl Translator {
         self.run_ready(k, &mut out)?;
         // Nothing for the lost link's streams goes on a later link.
         out.retain(|o| o.peer != peer);
+        self.finished.retain(|(p, _)| p != peer);
         Ok(out)
     }
 }

@@ -12,18 +12,19 @@ use transport::{Node, TransportOptions};
 
 /// Nodes A and B joined by netmsg over QUIC on loopback. `serve` makes A's
 /// root on A's kernel (the server task and its receive right); B's new client
-/// task gets a send right to it. Returns A's host, B's host, the client task
+/// task gets a send right to it. Returns both hosts and nodes, the client task
 /// and its name for the root.
 async fn two_nodes(
+    options: TransportOptions,
     serve: impl FnOnce(&mut Kernel) -> (TaskId, Name),
-) -> (Host, Host, TaskId, Name) {
+) -> ([Host; 2], [Node; 2], TaskId, Name) {
     let [tls_a, tls_b]: [_; 2] = transport::test_support::throwaway_cluster(&["node-a", "node-b"])
         .try_into()
         .ok()
         .unwrap();
     let addr = "127.0.0.1:0".parse().unwrap();
-    let node_a = Node::bind("node-a", addr, &tls_a, TransportOptions::default()).unwrap();
-    let node_b = Node::bind("node-b", addr, &tls_b, TransportOptions::default()).unwrap();
+    let node_a = Node::bind("node-a", addr, &tls_a, options.clone()).unwrap();
+    let node_b = Node::bind("node-b", addr, &tls_b, options).unwrap();
     let host_a = Host::new(Kernel::new(Abi::X86_64));
     let host_b = Host::new(Kernel::new(Abi::X86_64));
     let (task, name) = host_a.with(serve);
@@ -43,14 +44,20 @@ async fn two_nodes(
             Err(e) => panic!("{e}"),
         }
     };
-    (host_a, host_b, client, to_root)
+    ([host_a, host_b], [node_a, node_b], client, to_root)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_and_release_over_quic() {
     let mut root = NAME_NULL;
     let mut server = None;
-    let (host_a, host_b, client, to_root) = two_nodes(|k| {
+    // Little stream credit: each RPC's reply takes a stream of its own, so
+    // without FINs the credit would run out.
+    let options = TransportOptions {
+        max_port_streams: 16,
+        ..TransportOptions::default()
+    };
+    let ([host_a, host_b], nodes, client, to_root) = two_nodes(options, |k| {
         let t = k.create_task();
         let p = k.port_allocate(t, PortRight::Receive).unwrap();
         k.port_request_notification(t, p, notify_id::NO_SENDERS, 1, p, msg_type::MAKE_SEND_ONCE)
@@ -107,6 +114,15 @@ async fn rpc_and_release_over_quic() {
         );
     }
 
+    // Every reply stream was FINed once used, giving its credit back.
+    for node in &nodes {
+        for link in node.links() {
+            let stats = link.stats();
+            assert_eq!(stats.opens_blocked_on_credit, 0, "{stats:?}");
+            assert!(stats.ports_opened <= 210, "{stats:?}");
+        }
+    }
+
     // Dropping the only remote right releases the export: no-senders at home.
     host_b.with(|k| k.port_deallocate(client, to_root).unwrap());
     let ns = tokio::time::timeout(Duration::from_secs(5), server_loop)
@@ -126,7 +142,7 @@ async fn rpc_and_release_over_quic() {
 async fn a_full_queue_holds_its_sender_back_and_no_other_port() {
     const PAYLOAD: usize = 64 * 1024;
     let mut ports = None;
-    let (host_a, host_b, client, to_bulk) = two_nodes(|k| {
+    let ([host_a, host_b], _nodes, client, to_bulk) = two_nodes(TransportOptions::default(), |k| {
         let t = k.create_task();
         let bulk = k.port_allocate(t, PortRight::Receive).unwrap();
         let echo = k.port_allocate(t, PortRight::Receive).unwrap();

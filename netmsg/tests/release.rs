@@ -101,7 +101,7 @@ impl World {
                         self.export_port.remove(&id);
                     }
                 }
-                Effect::Finish { .. } => {}
+                Effect::FinishExport { .. } | Effect::FinishImport { .. } => {}
                 other => panic!("A did {other:?}"),
             }
         }
@@ -138,7 +138,7 @@ impl World {
                     *kept -= count;
                     self.maybe_no_senders(proxy);
                 }
-                Effect::Finish { .. } => {}
+                Effect::FinishExport { .. } | Effect::FinishImport { .. } => {}
                 other => panic!("B did {other:?}"),
             }
         }

@@ -75,7 +75,7 @@ impl World {
                     );
                     self.settle(right, Settled::Notified);
                 }
-                Effect::Finish { .. } => {}
+                Effect::FinishExport { .. } | Effect::FinishImport { .. } => {}
                 other => panic!("A did {other:?}"),
             }
         }
@@ -95,7 +95,7 @@ impl World {
                 Effect::DestroyProxy { proxy } => {
                     self.held.remove(&proxy);
                 }
-                Effect::Finish { .. } => {}
+                Effect::FinishExport { .. } | Effect::FinishImport { .. } => {}
                 other => panic!("B did {other:?}"),
             }
         }
@@ -313,11 +313,17 @@ fn a_death_notice_after_use_is_ignored() {
         panic!()
     };
     let (used, effects) = b.once_used(proxy).unwrap();
-    assert_eq!((used, effects), (id, vec![Effect::DestroyProxy { proxy }]));
+    assert_eq!(
+        (used, effects),
+        (
+            id,
+            vec![Effect::DestroyProxy { proxy }, Effect::FinishImport { id }]
+        )
+    );
     // The port dies while the reply is on its way: the notice crosses it.
     assert_eq!(a.port_died(40), [Effect::Send(Frame::Dead { id })]);
     assert_eq!(b.on_frame(Frame::Dead { id }).unwrap(), []);
-    assert_eq!(a.send_once_used(id).unwrap(), [Effect::Finish { id }]);
+    assert_eq!(a.send_once_used(id).unwrap(), [Effect::FinishExport { id }]);
     assert!(a.is_empty() && b.is_empty());
 }
 
@@ -334,12 +340,16 @@ fn unused_send_once_rights_notify_their_receiver() {
         effects,
         [
             Effect::Send(Frame::SendOnceDestroyed { id }),
-            Effect::DestroyProxy { proxy }
+            Effect::DestroyProxy { proxy },
+            Effect::FinishImport { id }
         ]
     );
     assert_eq!(
         a.on_frame(Frame::SendOnceDestroyed { id }).unwrap(),
-        [Effect::DestroySendOnce { right: 9 }, Effect::Finish { id }]
+        [
+            Effect::DestroySendOnce { right: 9 },
+            Effect::FinishExport { id }
+        ]
     );
     // A second settlement of the same ID is the peer's error.
     assert_eq!(
