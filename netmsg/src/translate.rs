@@ -1368,9 +1368,16 @@ impl Translator {
                 }
                 let (port, effects) = self.peer(peer).ledger.home_arrived(*id);
                 self.apply(k, peer, effects, out)?;
+                // A proxy that died with its link is a dead name before its
+                // exports hear of it (its dead-name notification is queued):
+                // the right arrives dead, as it would a moment later.
+                let live = |k: &mut Kernel, port: Name| {
+                    k.port_type(self.task, port)
+                        .is_ok_and(|t| t & port_type::SEND != 0)
+                };
                 match port {
                     // One more reference, for the message to move.
-                    Some(port) if !dead => {
+                    Some(port) if !dead && live(k, port as Name) => {
                         kr(
                             "copy home right",
                             k.port_mod_refs(self.task, port as Name, PortRight::Send as u32, 1),

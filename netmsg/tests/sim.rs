@@ -45,3 +45,18 @@ fn two_nodes_fixed_seeds() {
 fn three_nodes_fixed_seeds() {
     fixed_seeds(3, env("SIM_SEEDS", 50), env("SIM_ACTIONS", 20_000));
 }
+
+/// Seeds that soaks beyond CI's fixed seeds found failing, each fixed since:
+/// a frame freed by its lane-mate's delivery overtaking the lane's earlier
+/// one (60165); a reply to a port that died before netmsg saw its dead-name
+/// notification leaking the dead name, after a link cut (90100); a right
+/// coming home to a proxy that died with its link, before that proxy's
+/// exports heard of it (110030).
+#[test]
+fn three_nodes_seeds_found_by_soaks() {
+    for (seed, actions) in [(60165, 11_969), (90100, 29_234), (110_030, 30_000)] {
+        if let Err(v) = run(3, seed, actions) {
+            panic!("seed {seed}: {}\n{}", v.rule, v.recent.join("\n"));
+        }
+    }
+}
