@@ -37,6 +37,9 @@ pub struct Cluster {
     pub frames: u64,
     /// Steps that left a stream unread because of back-pressure.
     pub stalled: u64,
+    /// (from, to, transport stream) written on the current links and not
+    /// finished yet.
+    opened: std::collections::BTreeSet<(usize, usize, u64)>,
     /// (from, to, transport stream) that `from` has finished.
     finished: std::collections::BTreeSet<(usize, usize, u64)>,
     /// Print every action and frame (`NETMSG_SIM_TRACE` set).
@@ -78,6 +81,7 @@ impl Cluster {
             frames: 0,
             stalled: 0,
             finished: std::collections::BTreeSet::new(),
+            opened: std::collections::BTreeSet::new(),
             trace: std::env::var_os("NETMSG_SIM_TRACE").is_some(),
             lag_seed: seed.rotate_left(17),
             rng: seed | 1,
@@ -158,6 +162,7 @@ impl Cluster {
                 o.frame,
                 stream_of(&o)
             );
+            self.opened.insert((from, to, stream_of(&o)));
             // One FIFO per transport stream, as on a link.
             self.streams
                 .entry((from, to, stream_of(&o)))
@@ -170,6 +175,7 @@ impl Cluster {
                 .trim_start_matches("node")
                 .parse()
                 .expect("peer names are nodeN");
+            self.opened.remove(&(from, to, stream));
             self.finished.insert((from, to, stream));
         }
     }
@@ -232,11 +238,13 @@ impl Cluster {
         } else {
             busy[self.rand(busy.len())]
         };
-        let frame = self
-            .streams
-            .get_mut(&key)
-            .and_then(VecDeque::pop_front)
-            .expect("busy stream");
+        let queue = self.streams.get_mut(&key).expect("busy stream");
+        let frame = queue.pop_front().expect("busy stream");
+        // Only streams with frames on their way are kept: a step looks at
+        // each of them.
+        if queue.is_empty() {
+            self.streams.remove(&key);
+        }
         // Through the wire encoding, as on a real link.
         let frame = StreamFrame::decode(&frame.encode()).expect("own frames decode");
         let (from, to, id) = key;
@@ -268,8 +276,9 @@ impl Cluster {
 
     /// The link between nodes `a` and `b` is lost: frames in flight vanish.
     pub fn lose_link(&mut self, a: usize, b: usize) {
-        self.streams
-            .retain(|&(f, t, _), _| !((f == a && t == b) || (f == b && t == a)));
+        let cut = |&(f, t, _): &(usize, usize, u64)| (f == a && t == b) || (f == b && t == a);
+        self.streams.retain(|k, _| !cut(k));
+        self.opened.retain(|k| !cut(k));
         for (i, peer) in [(a, b), (b, a)] {
             let out = self.nets[i]
                 .link_lost(&mut self.kernels[i], &node_name(peer))
@@ -287,8 +296,7 @@ impl Cluster {
         }
         // Every stream the current links carried was FINed by its writer once
         // the export or import it served was gone.
-        if let Some((from, to, stream)) = self.streams.keys().find(|k| !self.finished.contains(*k))
-        {
+        if let Some((from, to, stream)) = self.opened.first() {
             return Err(format!(
                 "node {from} never finished its stream {stream} to node {to}"
             ));
