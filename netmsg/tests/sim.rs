@@ -38,12 +38,12 @@ fn fixed_seeds(nodes: usize, seeds: u64, actions: u64) {
 
 #[test]
 fn two_nodes_fixed_seeds() {
-    fixed_seeds(2, env("SIM_SEEDS", 50), env("SIM_ACTIONS", 20_000));
+    fixed_seeds(2, env("SIM_SEEDS", 100), env("SIM_ACTIONS", 20_000));
 }
 
 #[test]
 fn three_nodes_fixed_seeds() {
-    fixed_seeds(3, env("SIM_SEEDS", 50), env("SIM_ACTIONS", 20_000));
+    fixed_seeds(3, env("SIM_SEEDS", 100), env("SIM_ACTIONS", 20_000));
 }
 
 /// Seeds that soaks beyond CI's fixed seeds found failing, each fixed since:
