@@ -65,6 +65,9 @@ pub struct Holds<L: Ord + Clone, T> {
     closed: BTreeSet<(String, u64)>,
     /// Lanes that carry nothing more: waits on them are void.
     closed_lanes: BTreeSet<StreamKey>,
+    /// The newest era seen per (node, port, origin node): a stream carries
+    /// an origin's lanes in era order, so older eras' lanes there are over.
+    newest_era: BTreeMap<(String, u64, String), u64>,
     held: usize,
 }
 
@@ -77,6 +80,7 @@ impl<L: Ord + Clone, T> Default for Holds<L, T> {
             lost: BTreeSet::new(),
             closed: BTreeSet::new(),
             closed_lanes: BTreeSet::new(),
+            newest_era: BTreeMap::new(),
             held: 0,
         }
     }
@@ -94,6 +98,32 @@ impl<L: Ord + Clone, T> Holds<L, T> {
                 .contains(&(w.stream.node.clone(), w.stream.port))
             || self.closed_lanes.contains(&w.stream)
             || self.positions.get(&w.stream).copied().unwrap_or(0) >= w.position
+            || w.stream.origin.as_ref().is_some_and(|o| {
+                self.newest_era
+                    .get(&(w.stream.node.clone(), w.stream.port, o.node.clone()))
+                    .is_some_and(|&newest| newest > o.era)
+            })
+    }
+
+    /// A frame of `lane` arrived: for a forwarded lane, every older era of
+    /// the same origin on that stream is over (a forwarder starts an era
+    /// only after the last one's link is gone, and a stream keeps its
+    /// order), so waits on those lanes are void, as after `LaneEnded`; a
+    /// forwarder writes `LaneEnded` only where it forwarded something, and
+    /// what was lost before reaching it leaves no trace.
+    pub fn lane_seen(&mut self, lane: &StreamKey) {
+        let Some(o) = &lane.origin else {
+            return;
+        };
+        let key = (lane.node.clone(), lane.port, o.node.clone());
+        if self
+            .newest_era
+            .get(&key)
+            .is_none_or(|&newest| o.era > newest)
+        {
+            self.newest_era.insert(key, o.era);
+            self.release();
+        }
     }
 
     /// A message for `lane` arrived with `waits`: it is ready (behind what is
@@ -133,6 +163,7 @@ impl<L: Ord + Clone, T> Holds<L, T> {
         self.positions.retain(|k, _| k.node != node);
         self.closed.retain(|(n, _)| n != node);
         self.closed_lanes.retain(|l| l.node != node);
+        self.newest_era.retain(|(n, _, _), _| n != node);
         // Void now, also for messages behind a lane's head: a later link's
         // streams start again from 0 and are not the ones waited on.
         for held in self.lanes.values_mut().flat_map(|q| q.iter_mut()) {

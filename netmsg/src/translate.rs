@@ -889,6 +889,7 @@ impl Translator {
             port: id,
             origin,
         };
+        self.holds.lane_seen(&lane);
         self.holds.arrive(lane, frame, waits);
         self.run_ready(k, &mut out)?;
         Ok(out)

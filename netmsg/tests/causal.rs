@@ -193,3 +193,46 @@ fn a_dropped_lane_gives_back_its_ready_and_held_messages() {
     assert_eq!(holds.next_ready(), Some((4, 9)));
     assert_eq!(holds.next_ready(), None);
 }
+
+/// A forwarder starts a new era of an origin's lane only after the last
+/// one's link is gone, and a stream keeps its order: once a frame of a newer
+/// era arrives on a stream, waits on that origin's older lanes there are
+/// void (their messages were lost before reaching the forwarder, which then
+/// writes no `LaneEnded` for them).
+#[test]
+fn a_newer_era_on_a_stream_ends_the_older_lanes_of_its_origin() {
+    use netmsg::wire::Origin;
+    let lane = |era| StreamKey {
+        node: "hop".into(),
+        port: 772,
+        origin: Some(Origin {
+            node: "origin".into(),
+            era,
+        }),
+    };
+    let mut holds: Holds<StreamKey, &str> = Holds::new();
+    let wait = Wait {
+        stream: lane(3),
+        position: 1,
+    };
+    holds.arrive(
+        StreamKey::stream("home-peer", 5),
+        "waits",
+        vec![wait.clone()],
+    );
+    assert_eq!(holds.next_ready(), None);
+    // Another origin's newer era, or this origin's on another stream, ends
+    // nothing.
+    let mut other = lane(4);
+    other.port = 773;
+    holds.lane_seen(&other);
+    let mut stranger = lane(4);
+    stranger.origin.as_mut().unwrap().node = "stranger".into();
+    holds.lane_seen(&stranger);
+    assert_eq!(holds.next_ready(), None);
+    holds.lane_seen(&lane(4));
+    assert_eq!(
+        holds.next_ready(),
+        Some((StreamKey::stream("home-peer", 5), "waits"))
+    );
+}

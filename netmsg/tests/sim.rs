@@ -51,10 +51,17 @@ fn three_nodes_fixed_seeds() {
 /// one (60165); a reply to a port that died before netmsg saw its dead-name
 /// notification leaking the dead name, after a link cut (90100); a right
 /// coming home to a proxy that died with its link, before that proxy's
-/// exports heard of it (110030).
+/// exports heard of it (110030); a dependency on an origin's lane of a lost
+/// link whose messages were all lost before reaching the forwarder, so that
+/// no `LaneEnded` came (120456).
 #[test]
 fn three_nodes_seeds_found_by_soaks() {
-    for (seed, actions) in [(60165, 11_969), (90100, 29_234), (110_030, 30_000)] {
+    for (seed, actions) in [
+        (60165, 11_969),
+        (90100, 29_234),
+        (110_030, 30_000),
+        (120_456, 19_635),
+    ] {
         if let Err(v) = run(3, seed, actions) {
             panic!("seed {seed}: {}\n{}", v.rule, v.recent.join("\n"));
         }
