@@ -55,9 +55,28 @@ pub fn stream_of(out: &Out) -> u64 {
     }
 }
 
+/// A peer's `count` own messages on a stream from its `first`-th on,
+/// forwarded as its lane's `position`-th on.
+type ForwardRun = (u64, u64, u64);
+
+/// Runs of forwarded positions kept per peer stream (see
+/// `Translator::forwarded_at`): one run while nothing else feeds the lane.
+const MAX_FORWARD_RUNS: usize = 64;
+
 /// Ports whose last positions are kept for a next proxy: a bound on memory;
 /// a port whose entry was dropped loses that order for its next proxy.
 const MAX_RETIRED: usize = 4096;
+
+/// What became of a message from the wire.
+enum Placed {
+    /// Delivered, or destroyed with its dead port.
+    Done,
+    /// Waiting for room in its port's full queue.
+    Blocked(SendTicket),
+    /// Forwarded upstream as its lane's `position`-th; `own`: the peer's
+    /// own message (not one it forwarded).
+    Forwarded { own: bool, position: u64 },
+}
 
 /// Why a stream is not read for now ([`Translator::stalled`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +180,14 @@ pub struct Translator {
     retired_generation: u64,
     /// Messages this node forwarded per (upstream, import id, lane).
     forwarded: BTreeMap<(String, u64, Origin), u64>,
+    /// Where each of a peer's own messages on the stream of export `id`
+    /// went in its lane upstream, by (peer, id): runs of (k, position, count)
+    /// — the peer's k-th message there was forwarded as its lane's
+    /// position-th, and so on for `count` messages. A right coming home here
+    /// with watermark w then waits upstream for the position of the w-th,
+    /// not for whatever was forwarded by the time the right was handled
+    /// (which may include messages the peer sent after the right left).
+    forwarded_at: BTreeMap<(String, u64), std::collections::VecDeque<ForwardRun>>,
     /// The era of each peer's lanes in what this node forwards: one per link.
     eras: BTreeMap<String, u64>,
     /// Dependencies the next frame written on a proxy's stream carries.
@@ -230,6 +257,7 @@ impl Translator {
             home_streams: BTreeMap::new(),
             through: BTreeMap::new(),
             forwarded: BTreeMap::new(),
+            forwarded_at: BTreeMap::new(),
             proxy_import: BTreeMap::new(),
             retired: BTreeMap::new(),
             retired_order: std::collections::VecDeque::new(),
@@ -924,6 +952,7 @@ impl Translator {
                 self.holds.advanced(sequence, position);
             }
             for (node, port) in std::mem::take(&mut self.closed) {
+                self.forwarded_at.remove(&(node.clone(), port));
                 self.holds.stream_closed(&node, port);
             }
         }
@@ -1058,8 +1087,23 @@ impl Translator {
         }
         let mut held: Vec<(Name, u8)> = Vec::new();
         let result = self.place_and_send(k, peer, target, m, out, &mut held);
-        if let Ok(Some(ticket)) = result {
-            self.blocked.insert(ticket, (peer.to_owned(), id));
+        match result {
+            Ok(Placed::Blocked(ticket)) => {
+                self.blocked.insert(ticket, (peer.to_owned(), id));
+            }
+            Ok(Placed::Forwarded {
+                own: true,
+                position,
+            }) => {
+                let nth = self
+                    .delivered
+                    .get(&StreamKey::stream(peer, id))
+                    .copied()
+                    .unwrap_or(0)
+                    + 1;
+                self.record_forwarded(peer, id, nth, position);
+            }
+            _ => {}
         }
         if result.is_err() {
             // A right the peer got wrong: what was placed goes, as if the
@@ -1094,21 +1138,44 @@ impl Translator {
             .proxy_global
             .get(&(target.port as Name))
             .is_some_and(|g| g.home == upstream);
-        let lane = Origin {
-            node: peer.to_owned(),
-            era: self.era(peer),
-        };
-        let forwarded = self
-            .forwarded
-            .get(&(upstream, import, lane.clone()))
-            .copied()
-            .unwrap_or(0);
-        (r.watermark > 0 && direct && forwarded > 0).then(|| Dependency {
+        if r.watermark == 0 || !direct {
+            return None;
+        }
+        let position = self.forwarded_position_of(peer, id, r.watermark)?;
+        Some(Dependency {
             via: self.node.clone(),
             port: import,
-            origin: Some(lane),
-            position: forwarded,
+            origin: Some(Origin {
+                node: peer.to_owned(),
+                era: self.era(peer),
+            }),
+            position,
         })
+    }
+
+    /// Notes that `peer`'s `nth` own message on the stream of export `id`
+    /// was forwarded as its lane's `position`-th.
+    fn record_forwarded(&mut self, peer: &str, id: u64, nth: u64, position: u64) {
+        let runs = self.forwarded_at.entry((peer.to_owned(), id)).or_default();
+        match runs.back_mut() {
+            Some((k, p, n)) if *k + *n == nth && *p + *n == position => *n += 1,
+            _ => {
+                runs.push_back((nth, position, 1));
+                // A bound on memory: a right whose watermark falls before
+                // the oldest run kept gets no position (see protocol.md).
+                if runs.len() > MAX_FORWARD_RUNS {
+                    runs.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The lane position of the last of `peer`'s first `watermark` own
+    /// messages on export `id`'s stream that was forwarded.
+    fn forwarded_position_of(&self, peer: &str, id: u64, watermark: u64) -> Option<u64> {
+        let runs = self.forwarded_at.get(&(peer.to_owned(), id))?;
+        let &(k, p, n) = runs.iter().rev().find(|&&(k, _, _)| k <= watermark)?;
+        Some(p + (watermark - k).min(n - 1))
     }
 
     /// Where a message to export `target` is forwarded, when its port is one
@@ -1141,7 +1208,7 @@ impl Translator {
         m: WireMessage,
         out: &mut Vec<Out>,
         held: &mut Vec<(Name, u8)>,
-    ) -> Result<Option<SendTicket>, TranslateError> {
+    ) -> Result<Placed, TranslateError> {
         let relay = self.relay_of(&target);
         // Positions the rights carry, for a message forwarded.
         let afters: Vec<Vec<Dependency>> = match relay {
@@ -1222,21 +1289,27 @@ impl Translator {
                 };
             }
             wire.dependencies.extend(m.dependencies);
+            let own = m.origin.is_none();
             let origin = m.origin.unwrap_or_else(|| Origin {
                 node: peer.to_owned(),
                 era: self.era(peer),
             });
-            *self
+            let position = self
                 .forwarded
                 .entry((upstream.clone(), import, origin.clone()))
-                .or_insert(0) += 1;
+                .or_insert(0);
+            *position += 1;
+            let placed = Placed::Forwarded {
+                own,
+                position: *position,
+            };
             wire.origin = Some(origin);
             out.push(Out {
                 peer: upstream,
                 id: import,
                 frame: StreamFrame::Message(wire),
             });
-            return Ok(None);
+            return Ok(placed);
         }
         let mut msg = Message::new(
             target.port as Name,
@@ -1270,12 +1343,12 @@ impl Translator {
             {
                 let _ = k.port_deallocate(self.task, target.port as Name);
             }
-            return Ok(None);
+            return Ok(Placed::Done);
         }
         held.clear();
         Ok(match sent {
-            Some(SendStatus::Pending(ticket)) => Some(ticket),
-            _ => None,
+            Some(SendStatus::Pending(ticket)) => Placed::Blocked(ticket),
+            _ => Placed::Done,
         })
     }
 
@@ -1677,6 +1750,7 @@ impl Translator {
         }
         self.forwarded
             .retain(|(u, _, o), _| o.node != peer && u != peer);
+        self.forwarded_at.retain(|(p, _), _| p != peer);
         // The peer's next lanes (after a new link) are new ones.
         *self.eras.entry(peer.to_owned()).or_insert(0) += 1;
         // Positions through the peer start again with the next link.

@@ -53,7 +53,10 @@ fn three_nodes_fixed_seeds() {
 /// coming home to a proxy that died with its link, before that proxy's
 /// exports heard of it (110030); a dependency on an origin's lane of a lost
 /// link whose messages were all lost before reaching the forwarder, so that
-/// no `LaneEnded` came (120456).
+/// no `LaneEnded` came (120456); a right coming home to a forwarder, handled
+/// there after later messages of its sender had been forwarded, given their
+/// position rather than its watermark's: a cycle of holds at the home
+/// (130073, 130764).
 #[test]
 fn three_nodes_seeds_found_by_soaks() {
     for (seed, actions) in [
@@ -61,6 +64,8 @@ fn three_nodes_seeds_found_by_soaks() {
         (90100, 29_234),
         (110_030, 30_000),
         (120_456, 19_635),
+        (130_073, 30_000),
+        (130_764, 30_000),
     ] {
         if let Err(v) = run(3, seed, actions) {
             panic!("seed {seed}: {}\n{}", v.rule, v.recent.join("\n"));
