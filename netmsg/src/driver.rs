@@ -7,9 +7,13 @@
 //! bootstrap requests; one reader task per incoming stream hands its frames to
 //! the translator itself (keeping the stream's order and sparing a task
 //! hand-off on the message path), and stops reading it while one of its
-//! messages waits for room in a full queue. Whoever makes frames queues them on one
-//! channel while still holding the translator, so the driver task writes them
-//! in the order they were made, on per-stream senders opened on first use.
+//! messages waits for room in a full queue. Whoever makes frames queues them
+//! (with the streams to FIN after them) on one channel while still holding the
+//! translator, so the driver task writes them in the order they were made: at
+//! once while a stream takes them (each write polled once), else through a
+//! writer task that owns the stream until its backlog is written, so a stream
+//! the peer does not read holds back only itself (past 1 MiB of backlog the
+//! stream is congested, and the translator stops reading its proxy).
 //!
 //! Stream IDs on a link (`docs/protocol.md`, "Port streams"): frames toward
 //! the receiver's export `id` (messages, `Release`, `SendOnceDestroyed`) go on
