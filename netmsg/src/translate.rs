@@ -1725,16 +1725,35 @@ impl Translator {
     /// Frames for other peers: the ends of the lanes this node forwarded for
     /// `peer`, whose messages on the way are lost.
     pub fn link_lost(&mut self, k: &mut Kernel, peer: &str) -> Result<Vec<Out>, TranslateError> {
-        let effects = self.peer(peer).ledger.link_lost();
-        let mut out = Vec::new();
-        self.apply(k, peer, effects, &mut out)?;
-        out.retain(|o| o.peer != peer);
-        let ended: Vec<(String, u64, Origin)> = self
+        // The peer's lane ends on every stream it could reach through this
+        // node: where something of it was forwarded, and where its exports
+        // of proxies lead (its messages there may all have been lost on the
+        // way, and a dependency may name that lane all the same).
+        let era = self.era(peer);
+        let mut ended: Vec<(String, u64, Origin)> = self
             .forwarded
             .keys()
             .filter(|(upstream, _, origin)| origin.node == peer && upstream != peer)
             .cloned()
             .collect();
+        let exports = self.peers.get(peer).map(|p| p.ledger.exports());
+        for (_, port, _) in exports.unwrap_or_default() {
+            if let Some((upstream, import)) = self.relay_of_port(port as Name) {
+                let lane = Origin {
+                    node: peer.to_owned(),
+                    era,
+                };
+                if upstream != peer {
+                    ended.push((upstream, import, lane));
+                }
+            }
+        }
+        ended.sort();
+        ended.dedup();
+        let effects = self.peer(peer).ledger.link_lost();
+        let mut out = Vec::new();
+        self.apply(k, peer, effects, &mut out)?;
+        out.retain(|o| o.peer != peer);
         for (upstream, import, origin) in ended {
             let live = self
                 .peers

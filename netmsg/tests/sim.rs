@@ -56,7 +56,8 @@ fn three_nodes_fixed_seeds() {
 /// no `LaneEnded` came (120456); a right coming home to a forwarder, handled
 /// there after later messages of its sender had been forwarded, given their
 /// position rather than its watermark's: a cycle of holds at the home
-/// (130073, 130764).
+/// (130073, 130764); a lane a forwarder forwarded nothing on before its
+/// link to the origin was cut, but that a dependency named (140358).
 #[test]
 fn three_nodes_seeds_found_by_soaks() {
     for (seed, actions) in [
@@ -66,6 +67,7 @@ fn three_nodes_seeds_found_by_soaks() {
         (120_456, 19_635),
         (130_073, 30_000),
         (130_764, 30_000),
+        (140_358, 27_996),
     ] {
         if let Err(v) = run(3, seed, actions) {
             panic!("seed {seed}: {}\n{}", v.rule, v.recent.join("\n"));
