@@ -13,7 +13,9 @@
 //! once while a stream takes them (each write polled once), else through a
 //! writer task that owns the stream until its backlog is written, so a stream
 //! the peer does not read holds back only itself (past 1 MiB of backlog the
-//! stream is congested, and the translator stops reading its proxy).
+//! stream is congested, and the translator stops reading its proxy). Each
+//! link gets a number when it comes up; a frame or event of a link already
+//! lost is dropped, so it is never taken for the next link's.
 //!
 //! Stream IDs on a link (`docs/protocol.md`, "Port streams"): frames toward
 //! the receiver's export `id` (messages, `Release`, `SendOnceDestroyed`) go on
@@ -49,10 +51,12 @@ type RootReply = oneshot::Sender<Result<Name, String>>;
 enum Event {
     Violation {
         peer: String,
+        link: u64,
         reason: String,
     },
     Control {
         peer: String,
+        link: u64,
         bytes: Bytes,
     },
     Root {
@@ -111,12 +115,14 @@ impl Netmsg {
                 translator: Mutex::new(translator),
                 writes,
                 relief: watch::channel(0).0,
+                current: Mutex::new(BTreeMap::new()),
             }),
             root,
             links: BTreeMap::new(),
             streams: BTreeMap::new(),
             waiting_root: BTreeMap::new(),
             events: tx.clone(),
+            links_seen: 0,
         };
         tokio::spawn(driver.run(node, rx, writes_rx));
         Ok(Self { events: tx })
@@ -144,6 +150,11 @@ struct Shared {
     /// Bumped whenever a stream stops being congested: readers stalled on
     /// congestion look again.
     relief: watch::Sender<u64>,
+    /// The current link to each peer, by the driver's count of links. Read
+    /// and changed only under the translator's lock, so that a reader of a
+    /// link already lost never hands the translator a frame after
+    /// `link_lost` (it would be taken for the next link's).
+    current: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Frames to write, then the streams to FIN after them, from one turn of
@@ -234,6 +245,7 @@ struct Driver {
     streams: BTreeMap<(String, u64), Stream>,
     waiting_root: BTreeMap<String, Vec<(TaskId, RootReply)>>,
     events: mpsc::UnboundedSender<Event>,
+    links_seen: u64,
 }
 
 impl Driver {
@@ -287,6 +299,13 @@ impl Driver {
     fn link_up(&mut self, link: Link) {
         let peer = link.peer().node.clone();
         self.links.insert(peer.clone(), link.clone());
+        self.links_seen += 1;
+        let generation = self.links_seen;
+        {
+            let _translator = self.shared.translator.lock().expect("translator lock");
+            let mut current = self.shared.current.lock().expect("current lock");
+            current.insert(peer.clone(), generation);
+        }
         let events = self.events.clone();
         let control = link.clone();
         let control_events = events.clone();
@@ -294,7 +313,12 @@ impl Driver {
         tokio::spawn(async move {
             while let Ok(Some(bytes)) = control.recv_control().await {
                 let peer = control_peer.clone();
-                if control_events.send(Event::Control { peer, bytes }).is_err() {
+                let control = Event::Control {
+                    peer,
+                    link: generation,
+                    bytes,
+                };
+                if control_events.send(control).is_err() {
                     return;
                 }
             }
@@ -308,11 +332,13 @@ impl Driver {
                     let mut relief = shared.relief.subscribe();
                     while let Ok(Some(bytes)) = rx.recv().await {
                         relief.borrow_and_update();
-                        let mut stall = match on_stream_frame(&shared, &peer, stream, &bytes) {
+                        let handled = on_stream_frame(&shared, &peer, generation, stream, &bytes);
+                        let mut stall = match handled {
                             Ok(stall) => stall,
                             Err(reason) => {
                                 let peer = peer.clone();
-                                let _ = events.send(Event::Violation { peer, reason });
+                                let link = generation;
+                                let _ = events.send(Event::Violation { peer, link, reason });
                                 return;
                             }
                         };
@@ -349,9 +375,15 @@ impl Driver {
         for (_, reply) in self.waiting_root.remove(peer).unwrap_or_default() {
             let _ = reply.send(Err(format!("link to {peer} lost")));
         }
-        let lost = self.shared.with(|t, k| match t.link_lost(k, peer) {
-            Ok(out) => (Ok(()), out),
-            Err(e) => (Err(e), Vec::new()),
+        let shared = self.shared.clone();
+        let lost = self.shared.with(|t, k| {
+            // Under the translator's lock: no reader of the lost link hands
+            // over a frame after this.
+            shared.current.lock().expect("current lock").remove(peer);
+            match t.link_lost(k, peer) {
+                Ok(out) => (Ok(()), out),
+                Err(e) => (Err(e), Vec::new()),
+            }
         });
         if let Err(e) = lost {
             tracing::warn!("netmsg: link loss of {peer}: {e}");
@@ -360,14 +392,22 @@ impl Driver {
 
     async fn event(&mut self, ev: Event) {
         match ev {
-            Event::Violation { peer, reason } => self.violation(&peer, &reason),
+            Event::Violation { peer, link, reason } => {
+                if self.is_current(&peer, link) {
+                    self.violation(&peer, &reason)
+                }
+            }
             Event::WriterIdle {
                 peer,
                 stream,
                 sender,
                 backlog,
             } => self.writer_idle(peer, stream, sender, backlog),
-            Event::Control { peer, bytes } => self.control(&peer, &bytes).await,
+            Event::Control { peer, link, bytes } => {
+                if self.is_current(&peer, link) {
+                    self.control(&peer, &bytes).await
+                }
+            }
             Event::Root { peer, task, reply } => {
                 let Some(link) = self.links.get(&peer).cloned() else {
                     let _ = reply.send(Err(format!("no link to {peer}")));
@@ -386,6 +426,13 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Whether `link` is still the link to `peer` (events of a lost link
+    /// are stale).
+    fn is_current(&self, peer: &str, link: u64) -> bool {
+        let current = self.shared.current.lock().expect("current lock");
+        current.get(peer) == Some(&link)
     }
 
     fn next_waiting(&mut self, peer: &str) -> Option<(TaskId, RootReply)> {
@@ -671,21 +718,29 @@ fn item_len(item: &Item) -> usize {
 fn on_stream_frame(
     shared: &Shared,
     peer: &str,
+    link: u64,
     stream: u64,
     bytes: &[u8],
 ) -> Result<Option<Stall>, String> {
     let frame = StreamFrame::decode(bytes).map_err(|e| e.to_string())?;
     let id = stream & !ABOUT_SENDERS_EXPORT;
-    let handled = shared.with(|t, k| match t.on_frame(k, peer, id, frame) {
-        Ok(out) => {
-            let stall = if stream & ABOUT_SENDERS_EXPORT == 0 {
-                t.stalled(k, peer, stream)
-            } else {
-                None
-            };
-            (Ok(stall), out)
+    let handled = shared.with(|t, k| {
+        // A frame of a link already lost is dropped with the link.
+        let current = shared.current.lock().expect("current lock").get(peer) == Some(&link);
+        if !current {
+            return (Ok(None), Vec::new());
         }
-        Err(e) => (Err(e), Vec::new()),
+        match t.on_frame(k, peer, id, frame) {
+            Ok(out) => {
+                let stall = if stream & ABOUT_SENDERS_EXPORT == 0 {
+                    t.stalled(k, peer, stream)
+                } else {
+                    None
+                };
+                (Ok(stall), out)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        }
     });
     match handled {
         Ok(stall) => Ok(stall),

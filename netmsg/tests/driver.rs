@@ -12,12 +12,11 @@ use transport::{Node, TransportOptions};
 
 /// Nodes A and B joined by netmsg over QUIC on loopback. `serve` makes A's
 /// root on A's kernel (the server task and its receive right); B's new client
-/// task gets a send right to it. Returns both hosts and nodes, the client task
-/// and its name for the root.
+/// task gets a send right to it.
 async fn two_nodes(
     options: TransportOptions,
     serve: impl FnOnce(&mut Kernel) -> (TaskId, Name),
-) -> ([Host; 2], [Node; 2], TaskId, Name) {
+) -> Pair {
     let [tls_a, tls_b]: [_; 2] = transport::test_support::throwaway_cluster(&["node-a", "node-b"])
         .try_into()
         .ok()
@@ -35,16 +34,36 @@ async fn two_nodes(
         .await
         .unwrap();
     let client = host_b.with(|k| k.create_task());
-    let to_root = loop {
+    let to_root = root_of_a(&net_b, client).await;
+    Pair {
+        hosts: [host_a, host_b],
+        nodes: [node_a, node_b],
+        net_b,
+        client,
+        to_root,
+    }
+}
+
+/// What `two_nodes` sets up.
+struct Pair {
+    hosts: [Host; 2],
+    nodes: [Node; 2],
+    net_b: Netmsg,
+    client: TaskId,
+    to_root: Name,
+}
+
+/// `client` asks node A for its root, once a link is up.
+async fn root_of_a(net_b: &Netmsg, client: TaskId) -> Name {
+    loop {
         match net_b.root("node-a", client).await {
-            Ok(name) => break name,
+            Ok(name) => return name,
             Err(e) if e.starts_with("no link") => {
                 tokio::time::sleep(Duration::from_millis(5)).await
             }
             Err(e) => panic!("{e}"),
         }
-    };
-    ([host_a, host_b], [node_a, node_b], client, to_root)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +76,13 @@ async fn rpc_and_release_over_quic() {
         max_port_streams: 16,
         ..TransportOptions::default()
     };
-    let ([host_a, host_b], nodes, client, to_root) = two_nodes(options, |k| {
+    let Pair {
+        hosts: [host_a, host_b],
+        nodes,
+        client,
+        to_root,
+        ..
+    } = two_nodes(options, |k| {
         let t = k.create_task();
         let p = k.port_allocate(t, PortRight::Receive).unwrap();
         k.port_request_notification(t, p, notify_id::NO_SENDERS, 1, p, msg_type::MAKE_SEND_ONCE)
@@ -142,7 +167,12 @@ async fn rpc_and_release_over_quic() {
 async fn a_full_queue_holds_its_sender_back_and_no_other_port() {
     const PAYLOAD: usize = 64 * 1024;
     let mut ports = None;
-    let ([host_a, host_b], _nodes, client, to_bulk) = two_nodes(TransportOptions::default(), |k| {
+    let Pair {
+        hosts: [host_a, host_b],
+        client,
+        to_root: to_bulk,
+        ..
+    } = two_nodes(TransportOptions::default(), |k| {
         let t = k.create_task();
         let bulk = k.port_allocate(t, PortRight::Receive).unwrap();
         let echo = k.port_allocate(t, PortRight::Receive).unwrap();
@@ -275,4 +305,98 @@ async fn a_full_queue_holds_its_sender_back_and_no_other_port() {
     .expect("sender free again")
     .unwrap();
     assert_eq!(m.id, 11);
+}
+
+/// A link lost and a new one (DESIGN §4.2 item 6): the client's right over
+/// the lost link becomes a dead name, the server's port gets its
+/// no-senders, and over the new link a new root right works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_link_kills_its_rights_and_a_new_link_serves_again() {
+    let mut served = None;
+    let pair = two_nodes(TransportOptions::default(), |k| {
+        let t = k.create_task();
+        let p = k.port_allocate(t, PortRight::Receive).unwrap();
+        k.port_request_notification(t, p, notify_id::NO_SENDERS, 1, p, msg_type::MAKE_SEND_ONCE)
+            .unwrap();
+        served = Some((t, p));
+        (t, p)
+    })
+    .await;
+    let (server, root) = served.unwrap();
+    let [host_a, host_b] = pair.hosts.clone();
+    let client = pair.client;
+
+    // The server echoes each request; no-senders notifications are reported.
+    let (notices, mut noticed) = tokio::sync::mpsc::unbounded_channel();
+    let server_host = host_a.clone();
+    tokio::spawn(async move {
+        while let Ok(m) = server_host
+            .receive(server, root, RecvOptions::default(), None)
+            .await
+        {
+            if m.id == notify_id::NO_SENDERS {
+                let _ = notices.send(m);
+                continue;
+            }
+            let reply = Message::simple(m.remote_port, msg_type::MOVE_SEND_ONCE, 8, m.body);
+            if server_host.send(server, reply, None).await.is_err() {
+                return;
+            }
+        }
+    });
+    let reply_port = host_b.with(|k| k.port_allocate(client, PortRight::Receive).unwrap());
+    let rpc = |to: Name, i: i32| {
+        let host_b = host_b.clone();
+        async move {
+            let request = Message::new(
+                to,
+                msg_type::COPY_SEND,
+                reply_port,
+                msg_type::MAKE_SEND_ONCE,
+                7,
+                vec![Item::int32(i)],
+            );
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                host_b.call(client, request, reply_port),
+            )
+            .await
+            .expect("reply in time")
+        }
+    };
+    let reply = rpc(pair.to_root, 1).await.unwrap();
+    assert_eq!(reply.body[0].bytes_payload().unwrap(), 1i32.to_le_bytes());
+
+    // The link goes: the server sees no-senders, the client's right dies.
+    let closed = pair.nodes[0].close_links_where(transport::CloseCode::Done, "test", |_| true);
+    assert_eq!(closed, ["node-b"]);
+    let ns = tokio::time::timeout(Duration::from_secs(5), noticed.recv())
+        .await
+        .expect("no-senders in time")
+        .unwrap();
+    assert_eq!(ns.id, notify_id::NO_SENDERS);
+    let dead = async {
+        loop {
+            let t = host_b.with(|k| k.port_type(client, pair.to_root));
+            if t.is_ok_and(|t| t & mach::types::port_type::DEAD_NAME != 0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), dead)
+        .await
+        .expect("the right over the lost link becomes a dead name");
+
+    // A new link, a new root right: RPCs work again.
+    pair.nodes[1]
+        .dial("node-a", pair.nodes[0].local_addr().unwrap())
+        .await
+        .unwrap();
+    let again = root_of_a(&pair.net_b, client).await;
+    assert_ne!(again, pair.to_root, "a new right, not the dead name");
+    for i in 2..20 {
+        let reply = rpc(again, i).await.unwrap();
+        assert_eq!(reply.body[0].bytes_payload().unwrap(), i.to_le_bytes());
+    }
 }
