@@ -15,7 +15,9 @@
 //! the peer does not read holds back only itself (past 1 MiB of backlog the
 //! stream is congested, and the translator stops reading its proxy). Each
 //! link gets a number when it comes up; a frame or event of a link already
-//! lost is dropped, so it is never taken for the next link's.
+//! lost is dropped, so it is never taken for the next link's. A link that
+//! replaces another (the peer restarted) first ends the old one's state; the
+//! old one's own end, announced later, is then ignored.
 //!
 //! Stream IDs on a link (`docs/protocol.md`, "Port streams"): frames toward
 //! the receiver's export `id` (messages, `Release`, `SendOnceDestroyed`) go on
@@ -284,8 +286,14 @@ impl Driver {
                     None => return,
                 },
                 ev = node.next_event() => match ev {
-                    Some(NodeEvent::LinkUp(link)) => self.link_up(link),
-                    Some(NodeEvent::LinkDown { peer, .. }) => self.link_down(&peer, &mut writes),
+                    Some(NodeEvent::LinkUp(link)) => self.link_up(link, &mut writes),
+                    // A link replaced by a newer one (the peer restarted)
+                    // ends after the newer one came up: already handled.
+                    Some(NodeEvent::LinkDown { peer, .. }) => {
+                        if self.links.get(&peer).is_none_or(|l| l.is_closed()) {
+                            self.link_down(&peer, &mut writes)
+                        }
+                    }
                     None => return,
                 },
                 ev = events.recv() => match ev {
@@ -296,8 +304,12 @@ impl Driver {
         }
     }
 
-    fn link_up(&mut self, link: Link) {
+    fn link_up(&mut self, link: Link, writes: &mut mpsc::UnboundedReceiver<Batch>) {
         let peer = link.peer().node.clone();
+        // A link replacing another: the old one's state goes first.
+        if self.links.contains_key(&peer) {
+            self.link_down(&peer, writes);
+        }
         self.links.insert(peer.clone(), link.clone());
         self.links_seen += 1;
         let generation = self.links_seen;

@@ -259,22 +259,7 @@ async fn a_full_queue_holds_its_sender_back_and_no_other_port() {
 
     // The echo port's stream is not held back by the stalled bulk stream.
     for i in 0..20 {
-        let request = Message::new(
-            to_echo,
-            msg_type::COPY_SEND,
-            reply_port,
-            msg_type::MAKE_SEND_ONCE,
-            4,
-            vec![Item::int32(i)],
-        );
-        let reply = tokio::time::timeout(
-            Duration::from_secs(5),
-            host_b.call(client, request, reply_port),
-        )
-        .await
-        .expect("echo while the bulk port is stalled")
-        .unwrap();
-        assert_eq!(reply.body[0].bytes_payload().unwrap(), i.to_le_bytes());
+        echo_call(&host_b, client, reply_port, to_echo, i).await;
     }
 
     // The server reads again: every accepted message arrives, in order.
@@ -345,27 +330,7 @@ async fn a_lost_link_kills_its_rights_and_a_new_link_serves_again() {
         }
     });
     let reply_port = host_b.with(|k| k.port_allocate(client, PortRight::Receive).unwrap());
-    let rpc = |to: Name, i: i32| {
-        let host_b = host_b.clone();
-        async move {
-            let request = Message::new(
-                to,
-                msg_type::COPY_SEND,
-                reply_port,
-                msg_type::MAKE_SEND_ONCE,
-                7,
-                vec![Item::int32(i)],
-            );
-            tokio::time::timeout(
-                Duration::from_secs(5),
-                host_b.call(client, request, reply_port),
-            )
-            .await
-            .expect("reply in time")
-        }
-    };
-    let reply = rpc(pair.to_root, 1).await.unwrap();
-    assert_eq!(reply.body[0].bytes_payload().unwrap(), 1i32.to_le_bytes());
+    echo_call(&host_b, client, reply_port, pair.to_root, 1).await;
 
     // The link goes: the server sees no-senders, the client's right dies.
     let closed = pair.nodes[0].close_links_where(transport::CloseCode::Done, "test", |_| true);
@@ -396,7 +361,100 @@ async fn a_lost_link_kills_its_rights_and_a_new_link_serves_again() {
     let again = root_of_a(&pair.net_b, client).await;
     assert_ne!(again, pair.to_root, "a new right, not the dead name");
     for i in 2..20 {
-        let reply = rpc(again, i).await.unwrap();
-        assert_eq!(reply.body[0].bytes_payload().unwrap(), i.to_le_bytes());
+        echo_call(&host_b, client, reply_port, again, i).await;
     }
+}
+
+/// A peer that restarts: its new link supersedes the old one, whose end is
+/// announced after the new one came up. The old link's rights die, and the
+/// new link is kept and serves (before, the old link's end tore the new
+/// link's state down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_peer_is_served_over_its_new_link() {
+    let [tls_a, tls_b]: [_; 2] = transport::test_support::throwaway_cluster(&["node-a", "node-b"])
+        .try_into()
+        .ok()
+        .unwrap();
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let node_b = Node::bind("node-b", addr, &tls_b, TransportOptions::default()).unwrap();
+    let host_b = Host::new(Kernel::new(Abi::X86_64));
+    let net_b = Netmsg::start(host_b.clone(), node_b.clone(), None).unwrap();
+    let client = host_b.with(|k| k.create_task());
+    let reply_port = host_b.with(|k| k.port_allocate(client, PortRight::Receive).unwrap());
+
+    // Node A, started (again) with an echo server as its root.
+    let start_a = || {
+        let node = Node::bind("node-a", addr, &tls_a, TransportOptions::default()).unwrap();
+        let host = Host::new(Kernel::new(Abi::X86_64));
+        let (server, root) = host.with(|k| {
+            let t = k.create_task();
+            (t, k.port_allocate(t, PortRight::Receive).unwrap())
+        });
+        Netmsg::start(
+            host.clone(),
+            node.clone(),
+            Some(Root {
+                task: server,
+                name: root,
+            }),
+        )
+        .unwrap();
+        tokio::spawn(async move {
+            while let Ok(m) = host
+                .receive(server, root, RecvOptions::default(), None)
+                .await
+            {
+                let reply = Message::simple(m.remote_port, msg_type::MOVE_SEND_ONCE, 8, m.body);
+                let _ = host.send(server, reply, None).await;
+            }
+        });
+        node
+    };
+    let first = start_a();
+    node_b
+        .dial("node-a", first.local_addr().unwrap())
+        .await
+        .unwrap();
+    let old = root_of_a(&net_b, client).await;
+    echo_call(&host_b, client, reply_port, old, 1).await;
+
+    // A restarts (a new incarnation, the old process still up for a while).
+    let second = start_a();
+    second
+        .dial("node-b", node_b.local_addr().unwrap())
+        .await
+        .unwrap();
+    let new = tokio::time::timeout(Duration::from_secs(5), root_of_a(&net_b, client))
+        .await
+        .expect("the new link serves the root");
+    for i in 2..10 {
+        echo_call(&host_b, client, reply_port, new, i).await;
+    }
+    let dead = host_b.with(|k| k.port_type(client, old));
+    assert!(
+        dead.is_ok_and(|t| t & mach::types::port_type::DEAD_NAME != 0),
+        "the right over the replaced link is dead: {dead:?}"
+    );
+    drop(first);
+}
+
+/// `client` calls `to` with `i` (replies to `reply_port`) and checks that it
+/// comes back, within 5 s.
+async fn echo_call(host: &Host, client: TaskId, reply_port: Name, to: Name, i: i32) {
+    let request = Message::new(
+        to,
+        msg_type::COPY_SEND,
+        reply_port,
+        msg_type::MAKE_SEND_ONCE,
+        4,
+        vec![Item::int32(i)],
+    );
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        host.call(client, request, reply_port),
+    )
+    .await
+    .expect("the echo in time")
+    .unwrap();
+    assert_eq!(reply.body[0].bytes_payload().unwrap(), i.to_le_bytes());
 }
