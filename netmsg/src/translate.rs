@@ -304,6 +304,11 @@ impl Translator {
         {
             return Some(Stall::Send(ticket));
         }
+        // (Asked after every frame: nothing to look up while nothing is
+        // congested.)
+        if self.congested.is_empty() {
+            return None;
+        }
         let target = self.peers.get(peer)?.ledger.export_target(id)?;
         let upstream = self.relay_of(&target)?;
         self.congested

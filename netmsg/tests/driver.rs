@@ -209,21 +209,7 @@ async fn a_full_queue_holds_its_sender_back_and_no_other_port() {
         .await
         .unwrap();
     let to_echo = given.body[0].names_payload().unwrap()[0];
-    let echo_host = host_a.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok(m) = echo_host
-                .receive(server, echo, RecvOptions::default(), None)
-                .await
-            else {
-                return;
-            };
-            let reply = Message::simple(m.remote_port, msg_type::MOVE_SEND_ONCE, 3, m.body);
-            if echo_host.send(server, reply, None).await.is_err() {
-                return;
-            }
-        }
-    });
+    spawn_echo(host_a.clone(), server, echo);
 
     // Flood the bulk port, which nobody reads now, until a send blocks.
     let mut accepted: u32 = 0;
@@ -311,24 +297,7 @@ async fn a_lost_link_kills_its_rights_and_a_new_link_serves_again() {
     let [host_a, host_b] = pair.hosts.clone();
     let client = pair.client;
 
-    // The server echoes each request; no-senders notifications are reported.
-    let (notices, mut noticed) = tokio::sync::mpsc::unbounded_channel();
-    let server_host = host_a.clone();
-    tokio::spawn(async move {
-        while let Ok(m) = server_host
-            .receive(server, root, RecvOptions::default(), None)
-            .await
-        {
-            if m.id == notify_id::NO_SENDERS {
-                let _ = notices.send(m);
-                continue;
-            }
-            let reply = Message::simple(m.remote_port, msg_type::MOVE_SEND_ONCE, 8, m.body);
-            if server_host.send(server, reply, None).await.is_err() {
-                return;
-            }
-        }
-    });
+    let mut noticed = spawn_echo(host_a.clone(), server, root);
     let reply_port = host_b.with(|k| k.port_allocate(client, PortRight::Receive).unwrap());
     echo_call(&host_b, client, reply_port, pair.to_root, 1).await;
 
@@ -399,15 +368,7 @@ async fn a_restarted_peer_is_served_over_its_new_link() {
             }),
         )
         .unwrap();
-        tokio::spawn(async move {
-            while let Ok(m) = host
-                .receive(server, root, RecvOptions::default(), None)
-                .await
-            {
-                let reply = Message::simple(m.remote_port, msg_type::MOVE_SEND_ONCE, 8, m.body);
-                let _ = host.send(server, reply, None).await;
-            }
-        });
+        spawn_echo(host, server, root);
         node
     };
     let first = start_a();
@@ -457,4 +418,30 @@ async fn echo_call(host: &Host, client: TaskId, reply_port: Name, to: Name, i: i
     .expect("the echo in time")
     .unwrap();
     assert_eq!(reply.body[0].bytes_payload().unwrap(), i.to_le_bytes());
+}
+
+/// A server task answering each request on `port` with its body; no-senders
+/// notifications on it come out of the returned channel.
+fn spawn_echo(
+    host: Host,
+    server: TaskId,
+    port: Name,
+) -> tokio::sync::mpsc::UnboundedReceiver<Message> {
+    let (notices, noticed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(m) = host
+            .receive(server, port, RecvOptions::default(), None)
+            .await
+        {
+            if m.id == notify_id::NO_SENDERS {
+                let _ = notices.send(m);
+                continue;
+            }
+            let reply = Message::simple(m.remote_port, msg_type::MOVE_SEND_ONCE, 8, m.body);
+            if host.send(server, reply, None).await.is_err() {
+                return;
+            }
+        }
+    });
+    noticed
 }

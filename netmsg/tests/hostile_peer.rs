@@ -13,6 +13,10 @@ use netmsg::wire::{
 };
 use proptest::prelude::*;
 
+#[path = "common/valid_right.rs"]
+mod valid_right;
+use valid_right::valid_right;
+
 fn id() -> impl Strategy<Value = u64> {
     prop_oneof![0u64..4, (0u64..4).prop_map(|i| i | SEND_ONCE_ID_BIT)]
 }
@@ -42,15 +46,7 @@ fn right() -> impl Strategy<Value = WireRight> {
         prop::option::of((0u64..4, 0u64..2).prop_map(|(stream, era)| HomeLane { stream, era })),
     )
         .prop_map(|(form, reference, watermark, after, home_stream)| {
-            let exported = matches!(reference, WireRef::SenderExport { .. });
-            let named = !matches!(reference, WireRef::Null | WireRef::Dead);
-            WireRight {
-                form,
-                after: if named { after } else { Vec::new() },
-                home_stream: home_stream.filter(|_| exported),
-                reference,
-                watermark,
-            }
+            valid_right(form, reference, watermark, after, home_stream)
         })
 }
 

@@ -7,6 +7,10 @@ use netmsg::wire::{
 };
 use proptest::prelude::*;
 
+#[path = "common/valid_right.rs"]
+mod valid_right;
+use valid_right::valid_right;
+
 fn form() -> impl Strategy<Value = Form> {
     prop_oneof![Just(Form::Receive), Just(Form::Send), Just(Form::SendOnce)]
 }
@@ -43,17 +47,7 @@ fn right(form: Form) -> impl Strategy<Value = WireRight> {
         ),
     )
         .prop_map(move |(reference, watermark, after, home_stream)| {
-            // Positions only on named rights, a home stream only on rights the
-            // sender exports.
-            let named = !matches!(reference, WireRef::Null | WireRef::Dead);
-            let exported = matches!(reference, WireRef::SenderExport { .. });
-            WireRight {
-                form,
-                after: if named { after } else { Vec::new() },
-                home_stream: home_stream.filter(|_| exported),
-                reference,
-                watermark,
-            }
+            valid_right(form, reference, watermark, after, home_stream)
         })
 }
 
