@@ -88,6 +88,11 @@ pub enum ReleaseError {
 /// ignored rather than opening a tombstone nobody closes.
 pub const SEND_ONCE_ID_BIT: u64 = 1 << 63;
 
+/// IDs of exports of moved receive rights carry this bit: the importer (the
+/// node the receive right left) chooses them, from its own never-reused
+/// counter, so they never meet the exporter's own IDs (which stay below it).
+pub const MOVED_ID_BIT: u64 = 1 << 61;
+
 /// See [`Ledger::export_target`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExportTarget {
@@ -200,6 +205,24 @@ impl Ledger {
             *sent += 1;
         }
         id
+    }
+
+    /// A moved receive right arrived as local `port` (its `Moved` frame on
+    /// stream `id`, an ID the peer chose): the peer keeps one send right to
+    /// it, where it forwards the port's messages.
+    pub fn export_moved(&mut self, id: u64, port: u64) -> Result<(), ReleaseError> {
+        if id & MOVED_ID_BIT == 0 || id & SEND_ONCE_ID_BIT != 0 || self.exports.contains_key(&id) {
+            return Err(ReleaseError::BadImport { id });
+        }
+        self.exports.insert(
+            id,
+            Export {
+                kind: ExportKind::Send { port, sent: 1 },
+                dead: false,
+            },
+        );
+        self.export_of.entry(port).or_insert(id);
+        Ok(())
     }
 
     /// A send-once right (held by netmsg as `right`) leaves for the peer: a
@@ -320,16 +343,7 @@ impl Ledger {
                 vec![Effect::Send(Frame::Release { id, count: 1 })],
             ),
             None => {
-                let proxy = self.new_proxy();
-                self.imports.insert(
-                    id,
-                    Import {
-                        state: ImportState::Live { proxy, made: 1 },
-                        received: 1,
-                        home_pending: 0,
-                    },
-                );
-                self.import_of_proxy.insert(proxy, id);
+                let proxy = self.new_import(id, 1);
                 (
                     Imported::Proxy(proxy),
                     vec![Effect::CreateProxy {
@@ -340,6 +354,32 @@ impl Ledger {
                 )
             }
         })
+    }
+
+    /// A receive right leaves for the peer, and the port stays here as a
+    /// proxy of the peer's export of it: that export's ID (chosen here, with
+    /// [`MOVED_ID_BIT`]) and the proxy handle. The import holds the one send
+    /// right the peer counts; no send right is made on the proxy for it.
+    pub fn import_moved(&mut self) -> (u64, u64) {
+        let id = self.next_export | MOVED_ID_BIT;
+        self.next_export += 1;
+        (id, self.new_import(id, 0))
+    }
+
+    /// A live import `id` of one right received, `made` rights made on its
+    /// new proxy: the proxy.
+    fn new_import(&mut self, id: u64, made: u64) -> u64 {
+        let proxy = self.new_proxy();
+        self.imports.insert(
+            id,
+            Import {
+                state: ImportState::Live { proxy, made },
+                received: 1,
+                home_pending: 0,
+            },
+        );
+        self.import_of_proxy.insert(proxy, id);
+        proxy
     }
 
     /// A send right of the peer's export `id` arrived that this node will not

@@ -12,8 +12,10 @@
 //! forwarding for exported proxies, causal order for moved rights, death, link
 //! loss, back-pressure from full queues (a stream whose message waits for
 //! room in its port's queue is [`Translator::stalled`]: the driver stops
-//! reading it). Not yet: receive-right moves (a message carrying one is
-//! destroyed and reported).
+//! reading it), receive-right moves by forwarding (the port stays behind as
+//! a forwarder to the node the right moved to). Not yet: shortening a
+//! forwarding route (a receive right that reaches a node already holding a
+//! name for its port gets a second name there).
 //!
 //! Invariants: netmsg holds exactly one send reference per live send export;
 //! a proxy's make-send count equals the ledger's count of rights made on it,
@@ -36,8 +38,8 @@ use thiserror::Error;
 use crate::causal::{Holds, StreamKey, Wait};
 use crate::release::{Effect, Frame, Imported, Ledger, ReleaseError};
 use crate::wire::{
-    Dependency, Form, GlobalId, HomeLane, Origin, StreamFrame, WireItem, WireMessage, WireRef,
-    WireRight,
+    Dependency, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem, WireMessage,
+    WireRef, WireRight,
 };
 
 /// Release-protocol frames from exporter to importer travel on the transport
@@ -210,6 +212,30 @@ pub struct Translator {
     /// after the frames it has made: the driver FINs them
     /// ([`Translator::take_finished`]).
     finished: Vec<(String, u64)>,
+    /// Ports whose receive right moved to a peer and that stay here as
+    /// proxies of the peer's export (forwarders), with the port netmsg's
+    /// no-senders requests on each arrive at: not the forwarder itself,
+    /// whose messages (a task's notifications among them) all go on.
+    forwarders: BTreeMap<Name, Name>,
+    forwarder_of_notify: BTreeMap<Name, Name>,
+    /// Forwarders with no senders left but send-once rights: released when
+    /// the last of those is used (every one ends in a message here).
+    draining: std::collections::BTreeSet<Name>,
+    /// Ports that moved here keep the identity they had: by name, and the
+    /// port by identity.
+    adopted: BTreeMap<Name, GlobalId>,
+    adopted_port: BTreeMap<GlobalId, Name>,
+    /// Ports made by a peer's `Moved` frame (peer, id) whose receive right
+    /// no message has taken yet.
+    unclaimed: BTreeMap<(String, u64), Name>,
+    /// Per moved port's export (peer, id): send-once rights netmsg made on
+    /// it, one for each the peer's forwarder may still send through, so
+    /// those messages arrive as through a send-once right.
+    send_once_pool: BTreeMap<(String, u64), Vec<Name>>,
+    /// Identities of this node's ports whose receive right moved away: a
+    /// right to one is not dead for lack of an export here (bounded).
+    moved_away: std::collections::BTreeSet<GlobalId>,
+    moved_away_order: std::collections::VecDeque<GlobalId>,
 }
 
 /// The secret incarnations are derived from.
@@ -269,6 +295,15 @@ impl Translator {
             blocked: BTreeMap::new(),
             congested: std::collections::BTreeSet::new(),
             finished: Vec::new(),
+            forwarders: BTreeMap::new(),
+            forwarder_of_notify: BTreeMap::new(),
+            draining: std::collections::BTreeSet::new(),
+            adopted: BTreeMap::new(),
+            adopted_port: BTreeMap::new(),
+            unclaimed: BTreeMap::new(),
+            send_once_pool: BTreeMap::new(),
+            moved_away: std::collections::BTreeSet::new(),
+            moved_away_order: std::collections::VecDeque::new(),
         })
     }
 
@@ -280,6 +315,8 @@ impl Translator {
     /// True when no export, import or proxy remains for any peer.
     pub fn is_idle(&self) -> bool {
         self.proxies.is_empty()
+            && self.unclaimed.is_empty()
+            && self.send_once_pool.is_empty()
             && self.holds.held() == 0
             && self.blocked.is_empty()
             && self.peers.values().all(|p| p.ledger.is_empty())
@@ -468,10 +505,28 @@ impl Translator {
         if on == self.notify {
             return self.on_notify(k, &msg, out);
         }
+        if let Some(&forwarder) = self.forwarder_of_notify.get(&on) {
+            if kernel_sent && msg.id == notify_id::NO_SENDERS {
+                let mscount = first_u32(&msg).unwrap_or(0);
+                return self.forwarder_unused(k, forwarder, Some(mscount), out);
+            }
+            // (The send-once notification of a replaced request's right.)
+            self.destroy_received(k, &msg);
+            return Ok(());
+        }
         let Some((peer, proxy)) = self.proxies.get(&on).cloned() else {
             self.destroy_received(k, &msg);
             return Ok(());
         };
+        if self.forwarders.contains_key(&on) {
+            // Everything a forwarder receives is the moved port's: messages
+            // through send-once rights and notifications included.
+            self.forward_local(k, &peer, msg, out)?;
+            if self.draining.contains(&on) {
+                self.forwarder_unused(k, on, None, out)?;
+            }
+            return Ok(());
+        }
         // Tasks hold only send rights to a send proxy: what comes through a
         // send-once right was made by netmsg for its no-senders requests, and
         // anything but the notification is the send-once notification of a
@@ -520,7 +575,7 @@ impl Translator {
                 id,
                 frame: StreamFrame::Release(Frame::SendOnceDestroyed { id }),
             };
-            let (frame, result) = match self.outgoing(k, &peer, msg) {
+            let (frame, result) = match self.outgoing(k, &peer, msg, out) {
                 Ok(w) => (StreamFrame::Message(w), Ok(())),
                 Err(e) => (destroyed.frame.clone(), Err(e)),
             };
@@ -529,19 +584,93 @@ impl Translator {
             self.apply(k, &peer, effects, out)?;
             return result;
         }
-        let mut wire = self.outgoing(k, &peer, msg)?;
+        self.forward_local(k, &peer, msg, out)
+    }
+
+    /// A message that reached send proxy (or forwarder) `msg.local_port`
+    /// leaves on its stream to `peer`.
+    fn forward_local(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        msg: Message,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        let on = msg.local_port;
+        let id = self
+            .proxies
+            .get(&on)
+            .and_then(|(_, proxy)| self.peers[peer].ledger.proxy_import_id(proxy.handle));
+        let Some(id) = id else {
+            self.destroy_received(k, &msg);
+            return Ok(());
+        };
+        let mut wire = self.outgoing(k, peer, msg, out)?;
         // The first message on the stream after a right reached this proxy by
         // another path waits, at the home, for that path's earlier messages.
         if let Some(deps) = self.pending.remove(&on) {
             wire.dependencies.extend(deps);
         }
-        *self.written.entry((peer.clone(), id)).or_insert(0) += 1;
+        *self.written.entry((peer.to_owned(), id)).or_insert(0) += 1;
         if let Some(lane) = self.home_streams.get(&on) {
-            *self.through.entry((peer.clone(), lane.stream)).or_insert(0) += 1;
+            *self
+                .through
+                .entry((peer.to_owned(), lane.stream))
+                .or_insert(0) += 1;
         }
         let frame = StreamFrame::Message(wire);
-        out.push(Out { peer, id, frame });
+        out.push(Out {
+            peer: peer.to_owned(),
+            id,
+            frame,
+        });
         Ok(())
+    }
+
+    /// Forwarder `forwarder` may have no users left: its no-senders came (with
+    /// `mscount`), or, while it waited for send-once rights, one was used.
+    /// Once neither send nor send-once rights remain, and its queue is
+    /// drained, its import is released like any proxy's.
+    fn forwarder_unused(
+        &mut self,
+        k: &mut Kernel,
+        forwarder: Name,
+        mscount: Option<u32>,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        let Some((peer, proxy)) = self.proxies.get(&forwarder).cloned() else {
+            return Ok(());
+        };
+        // What is queued was sent before: it goes first.
+        let opts = RecvOptions {
+            max_size: None,
+            large: false,
+        };
+        self.draining.remove(&forwarder);
+        while let Ok(Some(m)) = k.receive(self.task, forwarder, opts) {
+            self.forward_local(k, &peer, m, out)?;
+        }
+        let status = kr(
+            "forwarder status",
+            k.port_get_receive_status(self.task, forwarder),
+        )?;
+        if status.srights {
+            // Rights were made since (which asked for no-senders again).
+            return Ok(());
+        }
+        if status.sorights > 0 {
+            self.draining.insert(forwarder);
+            return Ok(());
+        }
+        let mscount = mscount.unwrap_or(status.mscount);
+        let effects = self
+            .peer(&peer)
+            .ledger
+            .no_senders(proxy.handle, u64::from(mscount));
+        if effects.is_empty() {
+            return self.arm_no_senders(k, &peer, proxy.handle);
+        }
+        self.apply(k, &peer, effects, out)
     }
 
     fn on_notify(
@@ -574,22 +703,33 @@ impl Translator {
     }
 
     /// The wire form of a message netmsg received on a proxy for `peer`.
+    /// A receive right in it moves (`export_receive`), with its `Moved`
+    /// frame in `out`.
     fn outgoing(
         &mut self,
         k: &mut Kernel,
         peer: &str,
         msg: Message,
+        out: &mut Vec<Out>,
     ) -> Result<WireMessage, TranslateError> {
+        // (Checked before any right leaves: a moved receive right cannot be
+        // taken back.)
+        if msg.remote_type() == msg_type::PORT_RECEIVE {
+            self.destroy_received(k, &msg);
+            return Err(TranslateError::Unsupported {
+                id: msg.id,
+                reason: "a receive right as the reply port",
+            });
+        }
         if msg
             .body
             .iter()
-            .any(|i| i.type_name == msg_type::PORT_RECEIVE)
-            || msg.remote_type() == msg_type::PORT_RECEIVE
+            .any(|i| matches!(i.payload, Payload::Address(_)))
         {
             self.destroy_received(k, &msg);
             return Err(TranslateError::Unsupported {
                 id: msg.id,
-                reason: "receive rights do not travel between nodes yet",
+                reason: "out-of-line region without its bytes",
             });
         }
         let dest_form = if msg.local_type() == msg_type::PORT_SEND_ONCE {
@@ -599,21 +739,17 @@ impl Translator {
         };
         let reply = match msg.remote_type() {
             0 => None,
-            t => Some(self.export_right(k, peer, msg.remote_port, t)?),
+            t => Some(self.export_right(k, peer, msg.remote_port, t, out)?),
         };
         let (id, bits) = (msg.id, msg.bits);
         let mut items = Vec::with_capacity(msg.body.len());
         for item in msg.body {
             items.push(match &item.payload {
                 Payload::Names(names) => {
-                    let form = if item.type_name == msg_type::PORT_SEND_ONCE {
-                        Form::SendOnce
-                    } else {
-                        Form::Send
-                    };
+                    let form = Form::from_msg_type(item.type_name).unwrap_or(Form::Send);
                     let mut rights = Vec::with_capacity(names.len());
                     for &n in names {
-                        rights.push(self.export_right(k, peer, n, item.type_name)?);
+                        rights.push(self.export_right(k, peer, n, item.type_name, out)?);
                     }
                     WireItem::Rights {
                         form,
@@ -653,12 +789,12 @@ impl Translator {
         peer: &str,
         name: Name,
         t: u8,
+        out: &mut Vec<Out>,
     ) -> Result<WireRight, TranslateError> {
-        let form = if t == msg_type::PORT_SEND_ONCE {
-            Form::SendOnce
-        } else {
-            Form::Send
-        };
+        if t == msg_type::PORT_RECEIVE && name != NAME_NULL && name != NAME_DEAD {
+            return self.export_receive(k, peer, name, out);
+        }
+        let form = Form::from_msg_type(t).unwrap_or(Form::Send);
         let mut watermark = 0;
         let mut after = Vec::new();
         let mut home_stream = None;
@@ -731,6 +867,162 @@ impl Translator {
         })
     }
 
+    /// The receive right netmsg received as `name` moves to `peer`
+    /// (forwarding first, DESIGN §4.3): the port's state and identity go in
+    /// a `Moved` frame, the first on a stream whose ID this node chooses; its
+    /// no-senders request travels as a send-once right in the right; the
+    /// port stays here as a forwarder, a proxy of the peer's export of it, so
+    /// what is queued on it and every later message to it follow, in order.
+    fn export_receive(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        name: Name,
+        out: &mut Vec<Out>,
+    ) -> Result<WireRight, TranslateError> {
+        let status = kr("receive status", k.port_get_receive_status(self.task, name))?;
+        let request = kr(
+            "take no-senders request",
+            k.port_request_notification(self.task, name, notify_id::NO_SENDERS, 0, NAME_NULL, 0),
+        )?;
+        let no_senders = if request == NAME_NULL {
+            None
+        } else if request == NAME_DEAD {
+            let _ = k.port_deallocate(self.task, request);
+            None
+        } else {
+            let r = self.export_right(k, peer, request, msg_type::PORT_SEND_ONCE, out)?;
+            Some(Box::new(r))
+        };
+        let global = self.local_global(name);
+        if let Some(g) = self.adopted.remove(&name) {
+            self.adopted_port.remove(&g);
+        }
+        if global.home == self.node {
+            self.note_moved_away(global.clone());
+        }
+        let (id, handle) = self.peer(peer).ledger.import_moved();
+        // The forwarder counts only the rights netmsg makes on it from now.
+        kr("forwarder mscount", k.port_set_mscount(self.task, name, 0))?;
+        let notify = kr(
+            "forwarder notify port",
+            k.port_allocate(self.task, PortRight::Receive),
+        )?;
+        kr(
+            "forwarder notify into set",
+            k.port_move_member(self.task, notify, self.set),
+        )?;
+        kr(
+            "forwarder into set",
+            k.port_move_member(self.task, name, self.set),
+        )?;
+        self.forwarders.insert(name, notify);
+        self.forwarder_of_notify.insert(notify, name);
+        self.proxy_import.insert(name, id);
+        self.peer(peer).proxy_name.insert(handle, name);
+        self.proxies.insert(
+            name,
+            (
+                peer.to_owned(),
+                ProxyOf {
+                    handle,
+                    once: false,
+                },
+            ),
+        );
+        self.proxy_global.insert(name, global.clone());
+        self.canonical.entry(global.clone()).or_insert(name);
+        self.arm_no_senders(k, peer, handle)?;
+        out.push(Out {
+            peer: peer.to_owned(),
+            id,
+            frame: StreamFrame::Moved(MovedPort {
+                id,
+                global,
+                mscount: status.mscount,
+                seqno: status.seqno,
+                qlimit: status.qlimit,
+                send_once: status.sorights.min(crate::wire::MAX_MOVED_SEND_ONCE),
+            }),
+        });
+        // (The `Moved` frame is the stream's first: positions count it.)
+        *self.written.entry((peer.to_owned(), id)).or_insert(0) += 1;
+        Ok(WireRight {
+            form: Form::Receive,
+            reference: WireRef::MovedReceive { id, no_senders },
+            watermark: 0,
+            after: Vec::new(),
+            home_stream: None,
+        })
+    }
+
+    /// Remembers that a port of this node moved away (bounded: an identity
+    /// forgotten makes a late right to it a dead name, see protocol.md).
+    fn note_moved_away(&mut self, g: GlobalId) {
+        if self.moved_away.insert(g.clone()) {
+            self.moved_away_order.push_back(g);
+            if self.moved_away_order.len() > MAX_RETIRED {
+                if let Some(old) = self.moved_away_order.pop_front() {
+                    self.moved_away.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// A peer's `Moved` frame on stream `id`: the port it describes is made
+    /// here, with its state and identity; netmsg holds its receive right
+    /// until the message carrying it is delivered, and the peer one send
+    /// right (the export `id`), where it forwards the port's messages.
+    fn on_moved(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        id: u64,
+        m: MovedPort,
+    ) -> Result<(), TranslateError> {
+        if m.id != id {
+            return Err(TranslateError::Protocol {
+                peer: peer.to_owned(),
+                reason: format!("port state of {} on the stream of {id}", m.id),
+            });
+        }
+        let port = kr("moved port", k.port_allocate(self.task, PortRight::Receive))?;
+        if let Err(e) = self.peer(peer).ledger.export_moved(id, u64::from(port)) {
+            let _ = k.port_mod_refs(self.task, port, PortRight::Receive as u32, -1);
+            return Err(protocol(peer, e));
+        }
+        kr(
+            "moved port's send right",
+            k.port_insert_right(self.task, port, self.task, port, msg_type::MAKE_SEND),
+        )?;
+        kr(
+            "moved mscount",
+            k.port_set_mscount(self.task, port, m.mscount),
+        )?;
+        kr("moved seqno", k.port_set_seqno(self.task, port, m.seqno))?;
+        kr("moved qlimit", k.port_set_qlimit(self.task, port, m.qlimit))?;
+        self.request_dead_name(k, port)?;
+        let mut pool = Vec::with_capacity(m.send_once as usize);
+        for _ in 0..m.send_once {
+            let (right, _) = kr(
+                "moved port's send-once right",
+                k.port_extract_right(self.task, port, msg_type::MAKE_SEND_ONCE, self.task),
+            )?;
+            pool.push(right);
+        }
+        if !pool.is_empty() {
+            self.send_once_pool.insert((peer.to_owned(), id), pool);
+        }
+        // A node that already has a name for the port keeps that one for
+        // rights arriving later (route shortening is not done yet).
+        if !self.canonical.contains_key(&m.global) && !self.adopted_port.contains_key(&m.global) {
+            self.adopted.insert(port, m.global.clone());
+            self.adopted_port.insert(m.global, port);
+        }
+        self.unclaimed.insert((peer.to_owned(), id), port);
+        Ok(())
+    }
+
     /// Where this node's own messages through `proxy` (import `import` from
     /// `upstream`) stand at the port's home: its stream there, or its lane in
     /// the hop's stream there. Exact: the hop forwards each origin's messages
@@ -777,8 +1069,16 @@ impl Translator {
         self.eras.get(peer).copied().unwrap_or(0)
     }
 
-    /// The identity of a port whose receive right is on this node.
+    /// The identity of a port whose receive right is on this node (or was,
+    /// for a forwarder): the one it came with, if it moved here.
     fn local_global(&mut self, name: Name) -> GlobalId {
+        if let Some(g) = self
+            .adopted
+            .get(&name)
+            .or_else(|| self.proxy_global.get(&name))
+        {
+            return g.clone();
+        }
         let incarnation = match self.incarnations.get(&name) {
             Some(&i) => i,
             None => {
@@ -800,9 +1100,14 @@ impl Translator {
     /// The local port a right with identity `g` names, when `g` is a port of
     /// this node that netmsg still exports (it came home by another path).
     fn home_port(&self, g: &GlobalId) -> Option<Name> {
+        if let Some(&port) = self.adopted_port.get(g) {
+            return Some(port);
+        }
         let name = Name::try_from(g.port).ok()?;
-        (g.home == self.node && self.incarnations.get(&name) == Some(&g.incarnation))
-            .then_some(name)
+        (g.home == self.node
+            && self.incarnations.get(&name) == Some(&g.incarnation)
+            && !self.forwarders.contains_key(&name))
+        .then_some(name)
     }
 
     /// Counts one more send right of `name` (netmsg holds one reference in
@@ -850,23 +1155,14 @@ impl Translator {
 
     /// Releases every right in a message netmsg received and will not forward.
     fn destroy_received(&mut self, k: &mut Kernel, msg: &Message) {
-        let drop_name = |k: &mut Kernel, name: Name, t: u8| {
-            if name == NAME_NULL || name == NAME_DEAD {
-                return;
-            }
-            let _ = if t == msg_type::PORT_RECEIVE {
-                k.port_mod_refs(self.task, name, PortRight::Receive as u32, -1)
-            } else {
-                k.port_deallocate(self.task, name)
-            };
-        };
+        // (A received PORT_* type is the MOVE_* disposition `drop_held` takes.)
         if msg.remote_type() != 0 {
-            drop_name(k, msg.remote_port, msg.remote_type());
+            self.drop_held(k, msg.remote_port, msg.remote_type());
         }
         for item in &msg.body {
             if let Payload::Names(names) = &item.payload {
                 for &n in names {
-                    drop_name(k, n, item.type_name);
+                    self.drop_held(k, n, item.type_name);
                 }
             }
         }
@@ -886,7 +1182,7 @@ impl Translator {
     ) -> Result<Vec<Out>, TranslateError> {
         let mut out = Vec::new();
         let to_my_export = match &frame {
-            StreamFrame::Message(_) | StreamFrame::LaneEnded { .. } => true,
+            StreamFrame::Message(_) | StreamFrame::LaneEnded { .. } | StreamFrame::Moved(_) => true,
             StreamFrame::Release(f) => {
                 matches!(f, Frame::Release { .. } | Frame::SendOnceDestroyed { .. })
             }
@@ -900,7 +1196,7 @@ impl Translator {
         let origin = match &frame {
             StreamFrame::Message(m) => m.origin.clone(),
             StreamFrame::LaneEnded { origin, .. } => Some(origin.clone()),
-            StreamFrame::Release(_) => None,
+            StreamFrame::Release(_) | StreamFrame::Moved(_) => None,
         };
         let mut waits = waits;
         if let StreamFrame::Release(Frame::Release { .. }) = &frame {
@@ -1002,6 +1298,14 @@ impl Translator {
         };
         waits.extend(home_waits(peer, m));
         for r in rights_of(m) {
+            // A receive right's port is made by the first frame on its
+            // stream.
+            if let WireRef::MovedReceive { id, .. } = r.reference {
+                waits.push(Wait {
+                    stream: StreamKey::stream(peer, id),
+                    position: 1,
+                });
+            }
             // (A right coming home to a proxy of this node is not home yet:
             // its positions travel on with it.)
             let home = match &r.reference {
@@ -1042,6 +1346,14 @@ impl Translator {
             }
             // (Handled in lane order by `run_ready`.)
             StreamFrame::LaneEnded { .. } => {}
+            StreamFrame::Moved(m) => {
+                self.on_moved(k, peer, id, m)?;
+                // The stream's first frame: a receive right waits for it.
+                let lane = StreamKey::stream(peer, id);
+                let n = self.delivered.entry(lane.clone()).or_insert(0);
+                *n += 1;
+                return Ok(Some((lane, *n)));
+            }
             StreamFrame::Release(f) => {
                 if frame_id(&f) != id {
                     return Err(TranslateError::Protocol {
@@ -1058,6 +1370,7 @@ impl Translator {
                 self.apply(k, peer, effects, out)?;
                 if release && self.peers[peer].ledger.export_target(id).is_none() {
                     self.closed.push((peer.to_owned(), id));
+                    self.drop_pool(k, peer, id);
                 }
             }
         }
@@ -1091,7 +1404,7 @@ impl Translator {
             self.apply(k, peer, effects, out)?;
         }
         let mut held: Vec<(Name, u8)> = Vec::new();
-        let result = self.place_and_send(k, peer, target, m, out, &mut held);
+        let result = self.place_and_send(k, peer, id, target, m, out, &mut held);
         match result {
             Ok(Placed::Blocked(ticket)) => {
                 self.blocked.insert(ticket, (peer.to_owned(), id));
@@ -1113,8 +1426,8 @@ impl Translator {
         if result.is_err() {
             // A right the peer got wrong: what was placed goes, as if the
             // message had been destroyed.
-            for (name, _) in held {
-                self.drop_held(k, name);
+            for (name, disposition) in held {
+                self.drop_held(k, name, disposition);
             }
         }
         result.map(drop)
@@ -1205,16 +1518,29 @@ impl Translator {
         Some((upstream.clone(), import))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn place_and_send(
         &mut self,
         k: &mut Kernel,
         peer: &str,
+        id: u64,
         target: crate::release::ExportTarget,
         m: WireMessage,
         out: &mut Vec<Out>,
         held: &mut Vec<(Name, u8)>,
     ) -> Result<Placed, TranslateError> {
-        let relay = self.relay_of(&target);
+        // A message the peer's forwarder received through a send-once right
+        // goes through one of the moved port's (also when the port moved on:
+        // through its queue, as the right left behind would).
+        let pool_right = if !target.once && m.dest_form == Form::SendOnce {
+            self.take_pool_right(peer, id)
+        } else {
+            None
+        };
+        let relay = match pool_right {
+            Some(_) => None,
+            None => self.relay_of(&target),
+        };
         // Positions the rights carry, for a message forwarded.
         let afters: Vec<Vec<Dependency>> = match relay {
             Some(_) => rights_of(&m)
@@ -1263,10 +1589,10 @@ impl Translator {
                 data => data.into_data_item().expect("a data item"),
             });
         }
-        let dest_disposition = if target.once {
-            msg_type::MOVE_SEND_ONCE
-        } else {
-            msg_type::COPY_SEND
+        let (dest_name, dest_disposition) = match pool_right {
+            Some(right) => (right, msg_type::MOVE_SEND_ONCE),
+            None if target.once => (target.port as Name, msg_type::MOVE_SEND_ONCE),
+            None => (target.port as Name, msg_type::COPY_SEND),
         };
         let (reply_name, reply_disposition) = reply.unwrap_or((NAME_NULL, 0));
         if let Some((upstream, import)) = relay {
@@ -1283,13 +1609,13 @@ impl Translator {
             );
             received.bits |= m.other_bits;
             held.clear();
-            let mut wire = self.outgoing(k, &upstream, received)?;
+            let mut wire = self.outgoing(k, &upstream, received, out)?;
             // The rights keep the positions of their way here only: what
             // this node itself sent to those ports is not before them.
             for (sent, after) in rights_of_mut(&mut wire).zip(afters) {
                 sent.watermark = 0;
                 sent.after = match sent.reference {
-                    WireRef::Null | WireRef::Dead => Vec::new(),
+                    WireRef::Null | WireRef::Dead | WireRef::MovedReceive { .. } => Vec::new(),
                     _ => after,
                 };
             }
@@ -1317,7 +1643,7 @@ impl Translator {
             return Ok(placed);
         }
         let mut msg = Message::new(
-            target.port as Name,
+            dest_name,
             dest_disposition,
             reply_name,
             reply_disposition,
@@ -1334,8 +1660,12 @@ impl Translator {
             k.send(self.task, msg, true).ok()
         };
         if sent.is_none() {
-            for (name, _) in held.drain(..) {
-                self.drop_held(k, name);
+            for (name, disposition) in held.drain(..) {
+                self.drop_held(k, name, disposition);
+            }
+            // (Dead with its port, or left by the refused send.)
+            if let Some(right) = pool_right {
+                let _ = k.port_deallocate(self.task, right);
             }
             // A one-shot export's send-once right was to be used by this
             // message; its port died (the kernel refused it as destination
@@ -1350,11 +1680,41 @@ impl Translator {
             }
             return Ok(Placed::Done);
         }
-        held.clear();
+        // A receive right the message moved on may have been netmsg's last
+        // hold on that name.
+        for (name, disposition) in held.drain(..) {
+            if disposition == msg_type::MOVE_RECEIVE {
+                self.forget_if_freed(k, name);
+            }
+        }
         Ok(match sent {
             Some(SendStatus::Pending(ticket)) => Placed::Blocked(ticket),
             _ => Placed::Done,
         })
+    }
+
+    /// One of the send-once rights kept for the moved port of export `id`.
+    fn take_pool_right(&mut self, peer: &str, id: u64) -> Option<Name> {
+        let key = (peer.to_owned(), id);
+        let pool = self.send_once_pool.get_mut(&key)?;
+        let right = pool.pop();
+        if pool.is_empty() {
+            self.send_once_pool.remove(&key);
+        }
+        right
+    }
+
+    /// Destroys what is left of the send-once rights kept for the moved
+    /// port of export `id` (its receiver gets their notifications, as for
+    /// any send-once right the peer held when its way ends).
+    fn drop_pool(&mut self, k: &mut Kernel, peer: &str, id: u64) {
+        for right in self
+            .send_once_pool
+            .remove(&(peer.to_owned(), id))
+            .unwrap_or_default()
+        {
+            let _ = k.port_deallocate(self.task, right);
+        }
     }
 
     /// A right from the wire as a right netmsg holds, with the disposition that
@@ -1424,6 +1784,40 @@ impl Translator {
                     Ok((proxy, disposition))
                 }
             }
+            WireRef::MovedReceive { id, no_senders } => {
+                let Some(port) = self.unclaimed.remove(&(peer.to_owned(), *id)) else {
+                    return Err(TranslateError::Protocol {
+                        peer: peer.to_owned(),
+                        reason: format!("receive right of moved port {id}, unknown or taken"),
+                    });
+                };
+                if let Some(request) = no_senders {
+                    let (right, _) = match self.import_right(k, peer, request, out) {
+                        Ok(placed) => placed,
+                        Err(e) => {
+                            let _ = k.port_mod_refs(self.task, port, PortRight::Receive as u32, -1);
+                            return Err(e);
+                        }
+                    };
+                    if right != NAME_NULL && right != NAME_DEAD {
+                        let previous = kr(
+                            "moved no-senders request",
+                            k.port_request_notification(
+                                self.task,
+                                port,
+                                notify_id::NO_SENDERS,
+                                0,
+                                right,
+                                msg_type::MOVE_SEND_ONCE,
+                            ),
+                        )?;
+                        if previous != NAME_NULL {
+                            let _ = k.port_deallocate(self.task, previous);
+                        }
+                    }
+                }
+                Ok((port, disposition))
+            }
             WireRef::ReceiverExport { id } => {
                 if r.form != Form::Send {
                     return Err(TranslateError::Protocol {
@@ -1484,13 +1878,19 @@ impl Translator {
         r: &WireRight,
         out: &mut Vec<Out>,
     ) -> Result<Option<Name>, TranslateError> {
-        if g.home == self.node {
+        let home = self.home_port(g);
+        if home.is_some()
+            || (g.home == self.node
+                && !self.moved_away.contains(g)
+                && !self.canonical.contains_key(g))
+        {
             // A port of this node: the one it still exports under that
             // identity, or gone (while a port lives, the exports that rights
             // to it hang on keep netmsg's name and incarnation for it; once
-            // they end, the port died or the way to it was lost).
+            // they end, the port died or the way to it was lost). (One whose
+            // receive right moved away is reached like any other.)
             self.drop_import(k, peer, id, out)?;
-            let Some(port) = self.home_port(g) else {
+            let Some(port) = home else {
                 return Ok(Some(NAME_DEAD));
             };
             let live = k
@@ -1590,15 +1990,24 @@ impl Translator {
     /// Forgets a local port's incarnation once netmsg no longer holds its
     /// name (the name may be reused for another port).
     fn forget_if_freed(&mut self, k: &mut Kernel, name: Name) {
-        if self.incarnations.contains_key(&name) && k.port_type(self.task, name).is_err() {
-            self.incarnations.remove(&name);
+        if k.port_type(self.task, name).is_ok() {
+            return;
+        }
+        self.incarnations.remove(&name);
+        if let Some(g) = self.adopted.remove(&name) {
+            self.adopted_port.remove(&g);
         }
     }
 
-    fn drop_held(&mut self, k: &mut Kernel, name: Name) {
-        if name != NAME_NULL && name != NAME_DEAD {
-            let _ = k.port_deallocate(self.task, name);
+    fn drop_held(&mut self, k: &mut Kernel, name: Name, disposition: u8) {
+        if name == NAME_NULL || name == NAME_DEAD {
+            return;
         }
+        let _ = if disposition == msg_type::MOVE_RECEIVE {
+            k.port_mod_refs(self.task, name, PortRight::Receive as u32, -1)
+        } else {
+            k.port_deallocate(self.task, name)
+        };
     }
 
     fn arm_no_senders(
@@ -1609,6 +2018,9 @@ impl Translator {
     ) -> Result<(), TranslateError> {
         let proxy = self.peers[peer].proxy_name[&handle];
         let made = self.peers[peer].ledger.made_on(handle).unwrap_or(0);
+        // A proxy's notification queues behind its messages; a forwarder's
+        // goes to its own notify port (`forwarder_unused` drains it first).
+        let notify = self.forwarders.get(&proxy).copied().unwrap_or(proxy);
         let previous = kr(
             "no-senders request",
             k.port_request_notification(
@@ -1616,7 +2028,7 @@ impl Translator {
                 proxy,
                 notify_id::NO_SENDERS,
                 made as u32,
-                proxy,
+                notify,
                 msg_type::MAKE_SEND_ONCE,
             ),
         )?;
@@ -1687,6 +2099,12 @@ impl Translator {
                         "destroy proxy",
                         k.port_mod_refs(self.task, name, PortRight::Receive as u32, -1),
                     )?;
+                    if let Some(notify) = self.forwarders.remove(&name) {
+                        self.forwarder_of_notify.remove(&notify);
+                        self.draining.remove(&name);
+                        let _ = k.port_mod_refs(self.task, notify, PortRight::Receive as u32, -1);
+                        self.forget_if_freed(k, name);
+                    }
                     // netmsg's kept references (rights gone home) are dead
                     // names now. Those backing its exports of the proxy to
                     // third nodes, and a dead-name notification's, are
@@ -1758,6 +2176,27 @@ impl Translator {
         let effects = self.peer(peer).ledger.link_lost();
         let mut out = Vec::new();
         self.apply(k, peer, effects, &mut out)?;
+        // Ports the peer moved here whose receive right never arrived.
+        let unclaimed: Vec<Name> = self
+            .unclaimed
+            .iter()
+            .filter(|((p, _), _)| p == peer)
+            .map(|(_, &port)| port)
+            .collect();
+        self.unclaimed.retain(|(p, _), _| p != peer);
+        let pools: Vec<u64> = self
+            .send_once_pool
+            .keys()
+            .filter(|(p, _)| p == peer)
+            .map(|&(_, id)| id)
+            .collect();
+        for id in pools {
+            self.drop_pool(k, peer, id);
+        }
+        for port in unclaimed {
+            let _ = k.port_mod_refs(self.task, port, PortRight::Receive as u32, -1);
+            self.forget_if_freed(k, port);
+        }
         out.retain(|o| o.peer != peer);
         for (upstream, import, origin) in ended {
             let live = self
@@ -1833,8 +2272,9 @@ fn home_waits(peer: &str, m: &WireMessage) -> Vec<Wait> {
 }
 
 /// What a peer's message must satisfy before anything of it is taken:
-/// rights of the form their item says, no receive rights (they do not travel
-/// yet), references of the kind their form needs, each one-shot ID once.
+/// rights of the form their item says, references of the kind their form
+/// needs (a named receive right only as a moved port's), each one-shot ID
+/// once (a moved port's no-senders request included).
 fn check_rights(m: &WireMessage) -> Result<(), String> {
     let mut once_ids = Vec::new();
     let items = m.items.iter().flat_map(|i| match i {
@@ -1845,10 +2285,26 @@ fn check_rights(m: &WireMessage) -> Result<(), String> {
         if item_form.is_some_and(|f| f != r.form) {
             return Err("right of another form than its item".into());
         }
-        if r.form == Form::Receive {
-            return Err("receive rights are not carried yet".into());
+        let named = !matches!(r.reference, WireRef::Null | WireRef::Dead);
+        let moved = matches!(r.reference, WireRef::MovedReceive { .. });
+        if moved != (named && r.form == Form::Receive) {
+            return Err("receive right other than a moved port's".into());
         }
         let once_id = |id: u64| id & crate::release::SEND_ONCE_ID_BIT != 0;
+        if let WireRef::MovedReceive {
+            id,
+            no_senders: Some(request),
+        } = &r.reference
+        {
+            if let WireRef::SenderExport { id: once, .. } = request.reference {
+                if !once_id(once) || once_ids.contains(&once) {
+                    return Err(format!(
+                        "no-senders request of moved port {id}: export {once}"
+                    ));
+                }
+                once_ids.push(once);
+            }
+        }
         match r.reference {
             WireRef::SenderExport { id, .. } => {
                 if once_id(id) != (r.form == Form::SendOnce) {

@@ -7,7 +7,7 @@
 
 use mach::types::msg_type;
 
-use crate::release::{Frame, SEND_ONCE_ID_BIT};
+use crate::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use thiserror::Error;
 
 /// Frame type of a message on a port stream.
@@ -20,6 +20,8 @@ pub const FRAME_SEND_ONCE_DESTROYED: u8 = 5;
 pub const FRAME_HOME_ARRIVED: u8 = 6;
 /// Frame type of the end of a forwarded lane (`StreamFrame::LaneEnded`).
 pub const FRAME_LANE_ENDED: u8 = 7;
+/// Frame type of a receive right's port state (`StreamFrame::Moved`).
+pub const FRAME_MOVED: u8 = 8;
 /// Format version carried by every message frame.
 pub const VERSION: u8 = 1;
 /// Longest node name in a global identity (a DNS name).
@@ -113,10 +115,19 @@ pub enum WireRef {
     /// A port the receiver exported, coming home (its `id` in the receiver's
     /// export table).
     ReceiverExport { id: u64 },
+    /// A receive right moving to the receiver: the port is the one the
+    /// [`StreamFrame::Moved`] frame on stream `id` (an ID the sender chose,
+    /// with `MOVED_ID_BIT`) created there; `no_senders` is the port's
+    /// no-senders request (a send-once right the sender exports), which moves
+    /// with it.
+    MovedReceive {
+        id: u64,
+        no_senders: Option<Box<WireRight>>,
+    },
 }
 
 /// One right carried in a message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct WireRight {
     pub form: Form,
     pub reference: WireRef,
@@ -283,6 +294,17 @@ impl Writer {
             WireRef::ReceiverExport { id } => {
                 self.u8(3);
                 self.u64(*id);
+            }
+            WireRef::MovedReceive { id, no_senders } => {
+                self.u8(4);
+                self.u64(*id);
+                match no_senders {
+                    None => self.u8(0),
+                    Some(r) => {
+                        self.u8(1);
+                        self.right(r);
+                    }
+                }
             }
         }
         self.u64(r.watermark);
@@ -618,6 +640,11 @@ impl Reader<'_> {
         Ok(String::from_utf8(raw).expect("ascii"))
     }
     fn right(&mut self) -> Result<WireRight, WireError> {
+        self.right_in(false)
+    }
+    /// A right; `nested`: inside a moving receive right (which cannot hold
+    /// another).
+    fn right_in(&mut self, nested: bool) -> Result<WireRight, WireError> {
         let form = self.form()?;
         let at = self.at;
         let reference = match self.u8("reference tag")? {
@@ -640,6 +667,49 @@ impl Reader<'_> {
             3 => WireRef::ReceiverExport {
                 id: self.u64("export id")?,
             },
+            4 if nested => {
+                return Err(WireError::Invalid {
+                    at,
+                    what: "receive right inside a receive right",
+                    value: 4,
+                })
+            }
+            4 => {
+                let id_at = self.at;
+                let id = self.u64("moved port id")?;
+                if id & MOVED_ID_BIT == 0 || id & SEND_ONCE_ID_BIT != 0 {
+                    return Err(WireError::Invalid {
+                        at: id_at,
+                        what: "moved port id",
+                        value: id,
+                    });
+                }
+                let ns_at = self.at;
+                let no_senders = match self.u8("no-senders request")? {
+                    0 => None,
+                    1 => {
+                        let r = self.right_in(true)?;
+                        if r.form != Form::SendOnce
+                            || !matches!(r.reference, WireRef::SenderExport { .. })
+                        {
+                            return Err(WireError::Invalid {
+                                at: ns_at,
+                                what: "no-senders request (not an exported send-once right)",
+                                value: r.form.msg_type() as u64,
+                            });
+                        }
+                        Some(Box::new(r))
+                    }
+                    v => {
+                        return Err(WireError::Invalid {
+                            at: ns_at,
+                            what: "no-senders request",
+                            value: u64::from(v),
+                        })
+                    }
+                };
+                WireRef::MovedReceive { id, no_senders }
+            }
             v => {
                 return Err(WireError::Invalid {
                     at,
@@ -648,14 +718,35 @@ impl Reader<'_> {
                 })
             }
         };
+        let moved = matches!(reference, WireRef::MovedReceive { .. });
+        let named = !matches!(reference, WireRef::Null | WireRef::Dead);
+        if moved != (form == Form::Receive && named) {
+            return Err(WireError::Invalid {
+                at,
+                what: "reference tag for the right's form",
+                value: u64::from(form.msg_type()),
+            });
+        }
         let watermark = self.u64("watermark")?;
         let at = self.at;
         let after = self.dependencies()?;
-        if !after.is_empty() && matches!(reference, WireRef::Null | WireRef::Dead) {
+        if !after.is_empty()
+            && matches!(
+                reference,
+                WireRef::Null | WireRef::Dead | WireRef::MovedReceive { .. }
+            )
+        {
             return Err(WireError::Invalid {
                 at,
-                what: "positions on a null or dead right",
+                what: "positions on a null, dead or receive right",
                 value: after.len() as u64,
+            });
+        }
+        if watermark != 0 && matches!(reference, WireRef::MovedReceive { .. }) {
+            return Err(WireError::Invalid {
+                at,
+                what: "watermark on a receive right",
+                value: watermark,
             });
         }
         let at = self.at;
@@ -731,7 +822,29 @@ pub enum StreamFrame {
         id: u64,
         origin: Origin,
     },
+    /// The first frame on the stream of a moving receive right's port (an ID
+    /// the sender chose, with `MOVED_ID_BIT`): the receiver creates the port
+    /// with this state, and the sender forwards the port's messages here.
+    Moved(MovedPort),
 }
+
+/// A moving receive right's port state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MovedPort {
+    pub id: u64,
+    /// The port's identity, which stays the port's wherever it moves.
+    pub global: GlobalId,
+    pub mscount: u32,
+    pub seqno: u32,
+    pub qlimit: u32,
+    /// Send-once rights to the port left behind (at most
+    /// [`MAX_MOVED_SEND_ONCE`]): each ends in one message forwarded here
+    /// through a send-once right (used, or its notification).
+    pub send_once: u32,
+}
+
+/// The most send-once rights a `Moved` frame announces.
+pub const MAX_MOVED_SEND_ONCE: u32 = 4096;
 
 impl StreamFrame {
     pub fn encode(&self) -> Vec<u8> {
@@ -743,6 +856,20 @@ impl StreamFrame {
                 w.u8(VERSION);
                 w.u64(*id);
                 w.origin(&Some(origin.clone()));
+                return w.0;
+            }
+            StreamFrame::Moved(m) => {
+                let mut w = Writer(Vec::with_capacity(48 + m.global.home.len()));
+                w.u8(FRAME_MOVED);
+                w.u8(VERSION);
+                w.u64(m.id);
+                w.bytes(m.global.home.as_bytes());
+                w.u64(m.global.port);
+                w.u64(m.global.incarnation);
+                w.u32(m.mscount);
+                w.u32(m.seqno);
+                w.u32(m.qlimit);
+                w.u32(m.send_once);
                 return w.0;
             }
             StreamFrame::Release(f) => f,
@@ -773,7 +900,7 @@ impl StreamFrame {
         if kind == FRAME_MESSAGE {
             return WireMessage::decode(frame).map(StreamFrame::Message);
         }
-        if !(FRAME_RELEASE..=FRAME_LANE_ENDED).contains(&kind) {
+        if !(FRAME_RELEASE..=FRAME_MOVED).contains(&kind) {
             return Err(WireError::Invalid {
                 at: 0,
                 what: "frame type",
@@ -790,6 +917,53 @@ impl StreamFrame {
         }
         let id = r.u64("export id")?;
         let once = id & SEND_ONCE_ID_BIT != 0;
+        if kind == FRAME_MOVED {
+            if once || id & MOVED_ID_BIT == 0 {
+                return Err(WireError::Invalid {
+                    at: 2,
+                    what: "moved port id",
+                    value: id,
+                });
+            }
+            let home = r.node_name()?;
+            let port = r.u64("home port")?;
+            let incarnation = r.u64("incarnation")?;
+            let mscount = r.u32("make-send count")?;
+            let seqno = r.u32("sequence number")?;
+            let at = r.at;
+            let qlimit = r.u32("queue limit")?;
+            if qlimit > mach::types::QLIMIT_MAX {
+                return Err(WireError::Invalid {
+                    at,
+                    what: "queue limit",
+                    value: u64::from(qlimit),
+                });
+            }
+            let at = r.at;
+            let send_once = r.u32("send-once rights")?;
+            if send_once > MAX_MOVED_SEND_ONCE {
+                return Err(WireError::Invalid {
+                    at,
+                    what: "send-once rights",
+                    value: u64::from(send_once),
+                });
+            }
+            if r.at != frame.len() {
+                return Err(WireError::Trailing(frame.len() - r.at));
+            }
+            return Ok(StreamFrame::Moved(MovedPort {
+                id,
+                global: GlobalId {
+                    home,
+                    port,
+                    incarnation,
+                },
+                mscount,
+                seqno,
+                qlimit,
+                send_once,
+            }));
+        }
         if kind == FRAME_LANE_ENDED {
             if once {
                 return Err(WireError::Invalid {

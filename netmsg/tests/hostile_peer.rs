@@ -5,11 +5,11 @@
 
 use mach::types::msg_type;
 use mach::{Abi, Kernel, PortRight};
-use netmsg::release::{Frame, SEND_ONCE_ID_BIT};
+use netmsg::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use netmsg::translate::{TranslateError, Translator};
 use netmsg::wire::{
-    Dependency, Form, GlobalId, HomeLane, Origin, StreamFrame, WireItem, WireMessage, WireRef,
-    WireRight,
+    Dependency, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem, WireMessage,
+    WireRef, WireRight,
 };
 use proptest::prelude::*;
 
@@ -19,6 +19,10 @@ use valid_right::valid_right;
 
 fn id() -> impl Strategy<Value = u64> {
     prop_oneof![0u64..4, (0u64..4).prop_map(|i| i | SEND_ONCE_ID_BIT)]
+}
+
+fn moved_id() -> impl Strategy<Value = u64> {
+    (0u64..3).prop_map(|i| i | MOVED_ID_BIT)
 }
 
 fn right() -> impl Strategy<Value = WireRight> {
@@ -37,6 +41,27 @@ fn right() -> impl Strategy<Value = WireRight> {
             }
         }),
         id().prop_map(|id| WireRef::ReceiverExport { id }),
+        // Receive rights of ports the peer moved here (or did not), with or
+        // without a no-senders request.
+        (moved_id(), prop::option::of(id())).prop_map(|(id, request)| WireRef::MovedReceive {
+            id,
+            no_senders: request.map(|once| {
+                Box::new(valid_right(
+                    Form::SendOnce,
+                    WireRef::SenderExport {
+                        id: once | SEND_ONCE_ID_BIT,
+                        global: GlobalId {
+                            home: "evil".into(),
+                            port: 1,
+                            incarnation: 0,
+                        },
+                    },
+                    0,
+                    Vec::new(),
+                    None,
+                ))
+            }),
+        }),
     ];
     (
         prop_oneof![Just(Form::Send), Just(Form::SendOnce), Just(Form::Receive)],
@@ -113,7 +138,26 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
         id: id & !SEND_ONCE_ID_BIT,
         origin,
     });
-    (id(), prop_oneof![message, release, lane_ended])
+    let moved = (moved_id(), node(), 0u64..3, 0u32..3, 0u32..3).prop_map(
+        |(id, home, port, qlimit, send_once)| {
+            StreamFrame::Moved(MovedPort {
+                id,
+                global: GlobalId {
+                    home,
+                    port,
+                    incarnation: 0,
+                },
+                mscount: 0,
+                seqno: 0,
+                qlimit,
+                send_once,
+            })
+        },
+    );
+    (
+        prop_oneof![id(), moved_id()],
+        prop_oneof![message, release, lane_ended, moved],
+    )
 }
 
 proptest! {
@@ -138,7 +182,7 @@ proptest! {
             k.check_invariants().map_err(TestCaseError::fail)?;
         }
         // Losing the link afterwards frees everything the peer held.
-        let _ = t.link_lost(&mut k, "evil").unwrap();
+        let _ = t.link_lost(&mut k, "evil").map_err(|e| TestCaseError::fail(e.to_string()))?;
         let (_, errors) = t.pump(&mut k);
         prop_assert!(errors.is_empty());
         k.check_invariants().map_err(TestCaseError::fail)?;

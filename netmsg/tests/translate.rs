@@ -141,6 +141,28 @@ fn server_and_client(c: &mut Cluster) -> (T, T, Name) {
     (server, client, p)
 }
 
+/// `t` asks for notification `id` (dead name, or no-senders from make-send
+/// count 1) on `name`, to its port `notify`.
+fn ask_notification(c: &mut Cluster, t: T, name: Name, id: i32, notify: Name) {
+    let sync = u32::from(id == notify_id::NO_SENDERS);
+    c.k(t)
+        .port_request_notification(t.task, name, id, sync, notify, msg_type::MAKE_SEND_ONCE)
+        .unwrap();
+}
+
+/// `t` drops every dead-name reference it has under `name`; whether it had
+/// any.
+fn drop_dead_name(c: &mut Cluster, t: T, name: Name) -> bool {
+    let refs = c
+        .k(t)
+        .port_get_refs(t.task, name, PortRight::DeadName as u32)
+        .unwrap();
+    c.k(t)
+        .port_mod_refs(t.task, name, PortRight::DeadName as u32, -(refs as i32))
+        .unwrap();
+    refs > 0
+}
+
 fn int(v: i32) -> Item {
     Item::int32(v)
 }
@@ -261,16 +283,7 @@ fn server_dies(c: &mut Cluster) {
     let (server, client, p) = server_and_client(c);
     let to_p = c.give_send(server, p, client);
     let notify = c.port(client);
-    c.k(client)
-        .port_request_notification(
-            client.task,
-            to_p,
-            notify_id::DEAD_NAME,
-            0,
-            notify,
-            msg_type::MAKE_SEND_ONCE,
-        )
-        .unwrap();
+    ask_notification(c, client, to_p, notify_id::DEAD_NAME, notify);
     c.destroy_port(server, p);
     c.settle();
     c.observe("client", client, notify);
@@ -279,18 +292,7 @@ fn server_dies(c: &mut Cluster) {
         "client right dead: {}",
         t & port_type::DEAD_NAME != 0
     ));
-    let refs = c
-        .k(client)
-        .port_get_refs(client.task, to_p, PortRight::DeadName as u32)
-        .unwrap();
-    c.k(client)
-        .port_mod_refs(
-            client.task,
-            to_p,
-            PortRight::DeadName as u32,
-            -(refs as i32),
-        )
-        .unwrap();
+    drop_dead_name(c, client, to_p);
 }
 
 /// A right to the server's port travels to the client and back in a message
@@ -961,4 +963,297 @@ fn stale_no_senders_queued_behind_a_new_right() {
     c.destroy_port(server, p);
     c.destroy_port(client, inbox);
     c.check_clean();
+}
+
+// ----- receive rights moving between nodes (forwarding) -----------------------
+
+/// The client's port `r` with a send right under the same name, and two
+/// messages already queued on it.
+fn port_with_queued_messages(c: &mut Cluster, client: T) -> Name {
+    let r = c.port(client);
+    c.k(client)
+        .port_insert_right(client.task, r, client.task, r, msg_type::MAKE_SEND)
+        .unwrap();
+    for i in 0..2 {
+        c.send(
+            client,
+            Message::simple(r, msg_type::COPY_SEND, 600 + i, vec![int(i)]),
+        );
+    }
+    r
+}
+
+/// Moves `r`'s receive right from `from` to the holder of `dest` in message
+/// 700.
+fn move_receive(c: &mut Cluster, from: T, dest: Name, r: Name) {
+    c.send(
+        from,
+        Message::simple(
+            dest,
+            msg_type::COPY_SEND,
+            700,
+            vec![int(7), Item::port(msg_type::MOVE_RECEIVE, r)],
+        ),
+    );
+}
+
+/// netmsg-test 2: the receive right crosses. Messages queued on it before
+/// it left and sent after arrive in order; when the client drops its send
+/// right the new receiver gets no-senders with the port's make-send count.
+fn receive_right_crosses(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    let r = port_with_queued_messages(c, client);
+    move_receive(c, client, to_p, r);
+    for i in 2..4 {
+        c.send(
+            client,
+            Message::simple(r, msg_type::COPY_SEND, 600 + i, vec![int(i)]),
+        );
+    }
+    c.settle();
+    let m = c.observe("server", server, p).expect("the receive right");
+    let rr = m.body[1].names_payload().unwrap()[0];
+    let status = c
+        .k(server)
+        .port_get_receive_status(server.task, rr)
+        .unwrap();
+    c.note(format!(
+        "moved port: mscount {} seqno {} qlimit {}",
+        status.mscount, status.seqno, status.qlimit
+    ));
+    c.watch_no_senders(server, rr);
+    for _ in 0..4 {
+        c.observe("server on the moved port", server, rr);
+    }
+    c.k(client).port_deallocate(client.task, r).unwrap();
+    c.settle();
+    c.observe("server no-senders on the moved port", server, rr);
+    c.destroy_port(server, rr);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+}
+
+/// netmsg-test 3 after a move: the new receiver destroys the port; the
+/// client's send right becomes a dead name and its dead-name request fires.
+fn moved_port_dies(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    let r = port_with_queued_messages(c, client);
+    let notify = c.port(client);
+    ask_notification(c, client, r, notify_id::DEAD_NAME, notify);
+    move_receive(c, client, to_p, r);
+    c.settle();
+    let m = c.observe("server", server, p).expect("the receive right");
+    let rr = m.body[1].names_payload().unwrap()[0];
+    c.observe("server on the moved port", server, rr);
+    c.destroy_port(server, rr);
+    c.settle();
+    c.observe("client dead-name", client, notify);
+    let t = c.k(client).port_type(client.task, r).unwrap();
+    c.note(format!(
+        "client right dead: {}",
+        t & port_type::DEAD_NAME != 0
+    ));
+    drop_dead_name(c, client, r);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.destroy_port(client, notify);
+    c.settle();
+    c.destroy_port(server, p);
+}
+
+/// netmsg-test 5a: a no-senders request on a receive right that moves goes
+/// with it: it fires, for the task that asked, when the last send right
+/// anywhere is gone.
+fn no_senders_request_moves(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    let r = port_with_queued_messages(c, client);
+    let notify = c.port(client);
+    ask_notification(c, client, r, notify_id::NO_SENDERS, notify);
+    move_receive(c, client, to_p, r);
+    c.settle();
+    let m = c.observe("server", server, p).expect("the receive right");
+    let rr = m.body[1].names_payload().unwrap()[0];
+    c.observe("client before the drop", client, notify);
+    c.k(client).port_deallocate(client.task, r).unwrap();
+    c.settle();
+    c.observe("client no-senders", client, notify);
+    for _ in 0..2 {
+        c.observe("server on the moved port", server, rr);
+    }
+    c.destroy_port(server, rr);
+    c.destroy_port(client, notify);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+}
+
+/// A receive right passed on twice (client on node 1 → server on node 0 →
+/// a third task on node 2): every message to it, from before, between and
+/// after the moves, arrives in order at the last holder.
+fn receive_right_moves_twice(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let third = c.task(2);
+    let q = c.port(third);
+    let to_p = c.give_send(server, p, client);
+    let to_q = c.give_send(third, q, server);
+    let r = port_with_queued_messages(c, client);
+    move_receive(c, client, to_p, r);
+    c.send(
+        client,
+        Message::simple(r, msg_type::COPY_SEND, 602, vec![int(2)]),
+    );
+    c.settle();
+    let m = c.observe("server", server, p).expect("the receive right");
+    let rr = m.body[1].names_payload().unwrap()[0];
+    c.send(
+        client,
+        Message::simple(r, msg_type::COPY_SEND, 603, vec![int(3)]),
+    );
+    move_receive(c, server, to_q, rr);
+    c.send(
+        client,
+        Message::simple(r, msg_type::COPY_SEND, 604, vec![int(4)]),
+    );
+    c.settle();
+    let m = c.observe("third", third, q).expect("the receive right");
+    let r3 = m.body[1].names_payload().unwrap()[0];
+    c.watch_no_senders(third, r3);
+    for _ in 0..5 {
+        c.observe("third on the moved port", third, r3);
+    }
+    c.k(client).port_deallocate(client.task, r).unwrap();
+    c.settle();
+    c.observe("third no-senders", third, r3);
+    c.destroy_port(third, r3);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.k(server).port_deallocate(server.task, to_q).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+    c.destroy_port(third, q);
+}
+
+#[test]
+fn a_receive_right_crossing_matches_one_kernel() {
+    differential(receive_right_crosses);
+}
+
+#[test]
+fn a_moved_port_dying_matches_one_kernel() {
+    differential(moved_port_dies);
+}
+
+#[test]
+fn a_no_senders_request_moving_matches_one_kernel() {
+    differential(no_senders_request_moves);
+}
+
+#[test]
+fn a_receive_right_moving_twice_matches_one_kernel() {
+    differential(receive_right_moves_twice);
+}
+
+/// Send-once rights to a port whose receive right moves: a message queued
+/// through one before the move, one used after it, one destroyed unused (its
+/// notification) all reach the new receiver as through a send-once right.
+fn send_once_rights_to_a_moving_port(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let other = c.task(1);
+    let to_p = c.give_send(server, p, client);
+    let r = c.port(client);
+    let make_once = |c: &mut Cluster, to: T| {
+        c.k(client)
+            .port_extract_right(client.task, r, msg_type::MAKE_SEND_ONCE, to.task)
+            .unwrap()
+            .0
+    };
+    let queued = make_once(c, client);
+    let used = make_once(c, other);
+    let unused = make_once(c, other);
+    c.send(
+        client,
+        Message::simple(queued, msg_type::MOVE_SEND_ONCE, 610, vec![int(10)]),
+    );
+    move_receive(c, client, to_p, r);
+    c.settle();
+    let m = c.observe("server", server, p).expect("the receive right");
+    let rr = m.body[1].names_payload().unwrap()[0];
+    c.send(
+        other,
+        Message::simple(used, msg_type::MOVE_SEND_ONCE, 611, vec![int(11)]),
+    );
+    c.k(other).port_deallocate(other.task, unused).unwrap();
+    c.settle();
+    for _ in 0..3 {
+        c.observe("server on the moved port", server, rr);
+    }
+    c.observe("server, nothing more", server, rr);
+    c.destroy_port(server, rr);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+}
+
+#[test]
+fn send_once_rights_to_a_moving_port_match_one_kernel() {
+    differential(send_once_rights_to_a_moving_port);
+}
+
+/// netmsg-test 11 (race 3): the client moves a receive right to the server,
+/// sends three messages to it, each with a send right to another of its
+/// ports, and asks for the right's death; the server destroys the receive
+/// right as soon as it has it. The three messages die with the port (their
+/// rights released: the client's other port gets no-senders), and the
+/// client gets exactly one dead-name notification, for its own right.
+fn receive_right_destroyed_on_arrival(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    let r = c.port(client);
+    let q = c.port(client);
+    c.watch_no_senders(client, q);
+    c.k(client)
+        .port_insert_right(client.task, r, client.task, r, msg_type::MAKE_SEND)
+        .unwrap();
+    move_receive(c, client, to_p, r);
+    for i in 0..3 {
+        c.send(
+            client,
+            Message::simple(
+                r,
+                msg_type::COPY_SEND,
+                620 + i,
+                vec![int(i), Item::port(msg_type::MAKE_SEND, q)],
+            ),
+        );
+    }
+    let notify = c.port(client);
+    ask_notification(c, client, r, notify_id::DEAD_NAME, notify);
+    let m = receive_at_once(c, server, p);
+    c.note(format!("server gets message {}", m.id));
+    let rr = m.body[1].names_payload().unwrap()[0];
+    c.destroy_port(server, rr);
+    c.settle();
+    c.observe("client dead-name", client, notify);
+    c.observe("client, nothing more", client, notify);
+    c.observe("client no-senders on its other port", client, q);
+    let refs = c
+        .k(client)
+        .port_get_refs(client.task, r, PortRight::DeadName as u32)
+        .unwrap();
+    c.k(client)
+        .port_mod_refs(client.task, r, PortRight::DeadName as u32, -(refs as i32))
+        .unwrap();
+    for port in [q, notify] {
+        c.destroy_port(client, port);
+    }
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+}
+
+#[test]
+fn race_3_a_receive_right_destroyed_on_arrival_matches_one_kernel() {
+    differential(receive_right_destroyed_on_arrival);
 }

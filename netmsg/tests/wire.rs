@@ -1,9 +1,9 @@
 //! The port-stream message encoding: exact round trips, strict rejection.
 
-use netmsg::release::{Frame, SEND_ONCE_ID_BIT};
+use netmsg::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use netmsg::wire::{
-    fuzz_decode, Dependency, Form, GlobalId, HomeLane, Origin, StreamFrame, WireError, WireItem,
-    WireMessage, WireRef, WireRight,
+    fuzz_decode, Dependency, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireError,
+    WireItem, WireMessage, WireRef, WireRight,
 };
 use proptest::prelude::*;
 
@@ -34,6 +34,35 @@ fn reference() -> impl Strategy<Value = WireRef> {
             }
         ),
         any::<u64>().prop_map(|id| WireRef::ReceiverExport { id }),
+        (
+            any::<u64>(),
+            prop::option::of((
+                any::<u64>(),
+                node(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>()
+            ))
+        )
+            .prop_map(|(id, request)| WireRef::MovedReceive {
+                id: (id | MOVED_ID_BIT) & !SEND_ONCE_ID_BIT,
+                no_senders: request.map(|(once, home, port, incarnation, watermark)| {
+                    Box::new(valid_right(
+                        Form::SendOnce,
+                        WireRef::SenderExport {
+                            id: once | SEND_ONCE_ID_BIT,
+                            global: GlobalId {
+                                home,
+                                port,
+                                incarnation,
+                            },
+                        },
+                        watermark,
+                        Vec::new(),
+                        None,
+                    ))
+                }),
+            }),
     ]
 }
 
@@ -243,6 +272,9 @@ fn wire_corpus_holds_the_fuzz_property() {
                 proptest::strategy::ValueTree::current(&origin().new_tree(&mut runner).unwrap());
             let lane = StreamFrame::LaneEnded { id: i, origin: o };
             std::fs::write(dir.join(format!("lane-ended-{i}")), lane.encode()).unwrap();
+            let moved =
+                proptest::strategy::ValueTree::current(&moved().new_tree(&mut runner).unwrap());
+            std::fs::write(dir.join(format!("moved-{i}")), moved.encode()).unwrap();
         }
     }
     let mut count = 0;
@@ -251,6 +283,34 @@ fn wire_corpus_holds_the_fuzz_property() {
         count += 1;
     }
     assert!(count >= 3, "{count} inputs in {}", dir.display());
+}
+
+fn moved() -> impl Strategy<Value = StreamFrame> {
+    (
+        any::<u64>(),
+        node(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        (0u32..=16, 0u32..=4096),
+    )
+        .prop_map(
+            |(id, home, port, incarnation, mscount, seqno, (qlimit, send_once))| {
+                StreamFrame::Moved(MovedPort {
+                    id: (id | MOVED_ID_BIT) & !SEND_ONCE_ID_BIT,
+                    global: GlobalId {
+                        home,
+                        port,
+                        incarnation,
+                    },
+                    mscount,
+                    seqno,
+                    qlimit,
+                    send_once,
+                })
+            },
+        )
 }
 
 fn release_frame() -> impl Strategy<Value = Frame> {
@@ -286,6 +346,13 @@ proptest! {
     #[test]
     fn lane_ends_round_trip_exactly(id in any::<u64>().prop_map(|i| i & !SEND_ONCE_ID_BIT), origin in origin(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3)) {
         let frame = StreamFrame::LaneEnded { id, origin };
+        let bytes = frame.encode();
+        prop_assert_eq!(StreamFrame::decode(&bytes).unwrap(), frame);
+        fuzz_decode(&damaged(bytes, flips));
+    }
+
+    #[test]
+    fn port_states_round_trip_exactly(frame in moved(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3)) {
         let bytes = frame.encode();
         prop_assert_eq!(StreamFrame::decode(&bytes).unwrap(), frame);
         fuzz_decode(&damaged(bytes, flips));
@@ -356,10 +423,10 @@ fn release_frames_the_protocol_never_sends_are_rejected() {
         }
     ));
     assert!(matches!(
-        err(&[8, 1]),
+        err(&[9, 1]),
         WireError::Invalid {
             what: "frame type",
-            value: 8,
+            value: 9,
             ..
         }
     ));
@@ -412,7 +479,7 @@ fn positions_the_protocol_never_sends_are_rejected() {
     assert!(matches!(
         err(message(right(WireRef::Dead, vec![dep.clone()], None))),
         WireError::Invalid {
-            what: "positions on a null or dead right",
+            what: "positions on a null, dead or receive right",
             ..
         }
     ));
@@ -490,4 +557,130 @@ fn lane_ends_the_protocol_never_sends_are_rejected() {
     let mut trailing = good;
     trailing.push(0);
     assert_eq!(err(&trailing), WireError::Trailing(1));
+}
+
+#[test]
+fn receive_rights_the_protocol_never_sends_are_rejected() {
+    let request = WireRight {
+        form: Form::SendOnce,
+        reference: WireRef::SenderExport {
+            id: 5 | SEND_ONCE_ID_BIT,
+            global: GlobalId {
+                home: "node-a".into(),
+                port: 9,
+                incarnation: 3,
+            },
+        },
+        watermark: 0,
+        after: Vec::new(),
+        home_stream: None,
+    };
+    let moved = |id: u64, no_senders: Option<WireRight>| WireRight {
+        form: Form::Receive,
+        reference: WireRef::MovedReceive {
+            id,
+            no_senders: no_senders.map(Box::new),
+        },
+        watermark: 0,
+        after: Vec::new(),
+        home_stream: None,
+    };
+    let message = |right: WireRight| WireMessage {
+        id: 1,
+        other_bits: 0,
+        dest_form: Form::Send,
+        reply: None,
+        origin: None,
+        dependencies: Vec::new(),
+        items: vec![WireItem::Rights {
+            form: right.form,
+            inline: true,
+            longform: false,
+            deallocate: false,
+            rights: vec![right],
+        }],
+    };
+    let decode = |right: WireRight| WireMessage::decode(&message(right).encode());
+    let good = moved(MOVED_ID_BIT | 1, Some(request.clone()));
+    assert_eq!(decode(good.clone()).unwrap(), message(good.clone()));
+    // An ID the sender did not choose, or a one-shot one.
+    assert!(decode(moved(1, None)).is_err());
+    assert!(decode(moved(MOVED_ID_BIT | SEND_ONCE_ID_BIT | 1, None)).is_err());
+    // A request that is not an exported send-once right, or holds a receive
+    // right itself.
+    let send = WireRight {
+        form: Form::Send,
+        reference: WireRef::SenderExport {
+            id: 5,
+            global: GlobalId {
+                home: "node-a".into(),
+                port: 9,
+                incarnation: 3,
+            },
+        },
+        ..request.clone()
+    };
+    assert!(decode(moved(MOVED_ID_BIT | 1, Some(send))).is_err());
+    assert!(decode(moved(MOVED_ID_BIT | 1, Some(good.clone()))).is_err());
+    // A watermark or positions on a receive right.
+    assert!(decode(WireRight {
+        watermark: 1,
+        ..good.clone()
+    })
+    .is_err());
+    // A moved reference under another form, and a receive right any other way.
+    assert!(decode(WireRight {
+        form: Form::Send,
+        ..good.clone()
+    })
+    .is_err());
+    assert!(decode(WireRight {
+        form: Form::Receive,
+        reference: WireRef::ReceiverExport { id: 3 },
+        ..request.clone()
+    })
+    .is_err());
+    // A receive right as the reply port.
+    let mut reply = message(good.clone());
+    reply.items.clear();
+    reply.reply = Some(good);
+    assert!(WireMessage::decode(&reply.encode()).is_err());
+    // Null and dead receive rights are fine.
+    for reference in [WireRef::Null, WireRef::Dead] {
+        let r = WireRight {
+            form: Form::Receive,
+            reference,
+            watermark: 0,
+            after: Vec::new(),
+            home_stream: None,
+        };
+        assert!(decode(r).is_ok());
+    }
+    // Port state frames: an ID the sender did not choose, a queue limit
+    // Mach does not have, too many send-once rights, trailing bytes.
+    let state = |id: u64, qlimit: u32, send_once: u32| {
+        StreamFrame::Moved(MovedPort {
+            id,
+            global: GlobalId {
+                home: "node-a".into(),
+                port: 9,
+                incarnation: 3,
+            },
+            mscount: 0,
+            seqno: 0,
+            qlimit,
+            send_once,
+        })
+        .encode()
+    };
+    assert!(StreamFrame::decode(&state(MOVED_ID_BIT | 2, 5, 4096)).is_ok());
+    assert!(StreamFrame::decode(&state(2, 5, 0)).is_err());
+    assert!(StreamFrame::decode(&state(MOVED_ID_BIT | 2, 17, 0)).is_err());
+    assert!(StreamFrame::decode(&state(MOVED_ID_BIT | 2, 5, 4097)).is_err());
+    let mut trailing = state(MOVED_ID_BIT | 2, 5, 0);
+    trailing.push(0);
+    assert_eq!(
+        StreamFrame::decode(&trailing).unwrap_err(),
+        WireError::Trailing(1)
+    );
 }

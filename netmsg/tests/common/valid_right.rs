@@ -1,9 +1,12 @@
 //! Shared by the wire and hostile-peer property tests.
 
+use netmsg::release::{MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use netmsg::wire::{Dependency, Form, HomeLane, WireRef, WireRight};
 
-/// A right as the decoder accepts it: positions only on a named right, a home
-/// stream only on a right its sender exports (the rest is dropped).
+/// A right as the decoder accepts it: positions only on a named send or
+/// send-once right, a home stream only on a right its sender exports, a
+/// named receive right only as a moved one, and a moved one only as a
+/// receive right (the rest is dropped or changed to fit).
 pub(crate) fn valid_right(
     form: Form,
     reference: WireRef,
@@ -12,12 +15,26 @@ pub(crate) fn valid_right(
     home_stream: Option<HomeLane>,
 ) -> WireRight {
     let named = !matches!(reference, WireRef::Null | WireRef::Dead);
+    let reference = match reference {
+        WireRef::SenderExport { id, .. } | WireRef::ReceiverExport { id }
+            if form == Form::Receive =>
+        {
+            WireRef::MovedReceive {
+                id: (id | MOVED_ID_BIT) & !SEND_ONCE_ID_BIT,
+                no_senders: None,
+            }
+        }
+        WireRef::MovedReceive { .. } if form != Form::Receive => WireRef::Null,
+        r => r,
+    };
+    let named = named && reference != WireRef::Null;
+    let moved = matches!(reference, WireRef::MovedReceive { .. });
     let exported = matches!(reference, WireRef::SenderExport { .. });
     WireRight {
         form,
-        after: if named { after } else { Vec::new() },
+        after: if named && !moved { after } else { Vec::new() },
         home_stream: home_stream.filter(|_| exported),
         reference,
-        watermark,
+        watermark: if moved { 0 } else { watermark },
     }
 }
