@@ -37,6 +37,10 @@ impl StreamKey {
 pub struct Wait {
     pub stream: StreamKey,
     pub position: u64,
+    /// For frames already held here (a `Release` behind its stream's
+    /// forwarded lanes): void only with the link, never by a lane's end or
+    /// a newer era, since what it waits for is here and will be handled.
+    pub firm: bool,
 }
 
 #[derive(Debug)]
@@ -92,6 +96,10 @@ impl<L: Ord + Clone, T> Holds<L, T> {
     }
 
     fn met(&self, w: &Wait) -> bool {
+        if w.firm {
+            return self.lost.contains(&w.stream.node)
+                || self.positions.get(&w.stream).copied().unwrap_or(0) >= w.position;
+        }
         self.lost.contains(&w.stream.node)
             || self
                 .closed

@@ -221,10 +221,14 @@ pub struct Translator {
     /// Forwarders with no senders left but send-once rights: released when
     /// the last of those is used (every one ends in a message here).
     draining: std::collections::BTreeSet<Name>,
-    /// Ports that moved here keep the identity they had: by name, and the
-    /// port by identity.
+    /// Ports that moved here keep the identity they had (by netmsg's name,
+    /// while it holds one), and rights with that identity name the port
+    /// (unless this node already had another name for it).
     adopted: BTreeMap<Name, GlobalId>,
     adopted_port: BTreeMap<GlobalId, Name>,
+    /// Ports made by `Moved` frames on a node that already named the port
+    /// (by netmsg's name, while it holds one): a second name for it here.
+    second_names: std::collections::BTreeSet<Name>,
     /// Ports made by a peer's `Moved` frame (peer, id) whose receive right
     /// no message has taken yet.
     unclaimed: BTreeMap<(String, u64), Name>,
@@ -301,6 +305,7 @@ impl Translator {
             adopted: BTreeMap::new(),
             adopted_port: BTreeMap::new(),
             unclaimed: BTreeMap::new(),
+            second_names: std::collections::BTreeSet::new(),
             send_once_pool: BTreeMap::new(),
             moved_away: std::collections::BTreeSet::new(),
             moved_away_order: std::collections::VecDeque::new(),
@@ -699,6 +704,7 @@ impl Translator {
             }
             self.apply(k, &peer, effects, out)?;
         }
+        self.forget_if_freed(k, name);
         Ok(())
     }
 
@@ -828,7 +834,7 @@ impl Translator {
                     let import = self.peers[&upstream].ledger.proxy_import_id(proxy.handle);
                     if let Some(import) = import {
                         after.extend(self.position_through(&upstream, import, name, &global));
-                        if global.home == upstream {
+                        if self.leads_home(name, &upstream, &global) {
                             home_stream = Some(HomeLane {
                                 stream: import,
                                 era: self.era(peer),
@@ -895,9 +901,7 @@ impl Translator {
             Some(Box::new(r))
         };
         let global = self.local_global(name);
-        if let Some(g) = self.adopted.remove(&name) {
-            self.adopted_port.remove(&g);
-        }
+        self.forget_adoption(name);
         if global.home == self.node {
             self.note_moved_away(global.clone());
         }
@@ -1015,9 +1019,11 @@ impl Translator {
         }
         // A node that already has a name for the port keeps that one for
         // rights arriving later (route shortening is not done yet).
+        self.adopted.insert(port, m.global.clone());
         if !self.canonical.contains_key(&m.global) && !self.adopted_port.contains_key(&m.global) {
-            self.adopted.insert(port, m.global.clone());
             self.adopted_port.insert(m.global, port);
+        } else {
+            self.second_names.insert(port);
         }
         self.unclaimed.insert((peer.to_owned(), id), port);
         Ok(())
@@ -1040,7 +1046,7 @@ impl Translator {
             .get(&(upstream.to_owned(), import))
             .copied()
             .filter(|&w| w > 0)?;
-        if global.home == upstream {
+        if self.leads_home(proxy, upstream, global) {
             return Some(Dependency {
                 via: self.node.clone(),
                 port: import,
@@ -1062,6 +1068,14 @@ impl Translator {
             }),
             position: through,
         })
+    }
+
+    /// Whether `proxy`'s upstream holds the port's receive right: it is the
+    /// port's first home, or the node this forwarder's receive right moved
+    /// to (which may have moved it on since: then positions through it are
+    /// not checked at the new home, see protocol.md).
+    fn leads_home(&self, proxy: Name, upstream: &str, global: &GlobalId) -> bool {
+        global.home == upstream || self.forwarders.contains_key(&proxy)
     }
 
     /// The era of `peer`'s lanes in what this node forwards.
@@ -1210,6 +1224,7 @@ impl Translator {
                 waits.push(Wait {
                     stream: lane,
                     position,
+                    firm: true,
                 });
             }
         }
@@ -1286,6 +1301,7 @@ impl Translator {
                     origin: d.origin.clone(),
                 },
                 position: d.position,
+                firm: false,
             })
         };
         let mut waits: Vec<Wait> = match target(peer, id) {
@@ -1298,13 +1314,17 @@ impl Translator {
         };
         waits.extend(home_waits(peer, m));
         for r in rights_of(m) {
-            // A receive right's port is made by the first frame on its
-            // stream.
-            if let WireRef::MovedReceive { id, .. } = r.reference {
-                waits.push(Wait {
-                    stream: StreamKey::stream(peer, id),
-                    position: 1,
-                });
+            // A moved port is made by the first frame on its stream: its
+            // receive right, and a right coming home to it (which may have
+            // overtaken that frame through a forwarder), wait for it.
+            if let WireRef::MovedReceive { id, .. } | WireRef::ReceiverExport { id } = r.reference {
+                if id & crate::release::MOVED_ID_BIT != 0 {
+                    waits.push(Wait {
+                        stream: StreamKey::stream(peer, id),
+                        position: 1,
+                        firm: false,
+                    });
+                }
             }
             // (A right coming home to a proxy of this node is not home yet:
             // its positions travel on with it.)
@@ -1455,7 +1475,7 @@ impl Translator {
         let direct = self
             .proxy_global
             .get(&(target.port as Name))
-            .is_some_and(|g| g.home == upstream);
+            .is_some_and(|g| self.leads_home(target.port as Name, &upstream, g));
         if r.watermark == 0 || !direct {
             return None;
         }
@@ -1848,14 +1868,36 @@ impl Translator {
                     k.port_type(self.task, port)
                         .is_ok_and(|t| t & port_type::SEND != 0)
                 };
+                // One name per port: a moved port this node already named
+                // arrives as that name; a forwarder of a port that moved
+                // back here, as the port.
+                let port = port.map(|p| p as Name);
+                let other_name = port
+                    .filter(|p| self.second_names.contains(p))
+                    .and_then(|p| self.adopted.get(&p))
+                    .and_then(|g| self.canonical.get(g))
+                    .copied();
+                if let (Some(canonical), false) = (other_name, dead) {
+                    return Ok((
+                        self.make_on_canonical(k, canonical, Vec::new())?,
+                        disposition,
+                    ));
+                }
+                let port = port.map(|p| {
+                    self.proxy_global
+                        .get(&p)
+                        .and_then(|g| self.adopted_port.get(g))
+                        .copied()
+                        .unwrap_or(p)
+                });
                 match port {
                     // One more reference, for the message to move.
-                    Some(port) if !dead && live(k, port as Name) => {
+                    Some(port) if !dead && live(k, port) => {
                         kr(
                             "copy home right",
-                            k.port_mod_refs(self.task, port as Name, PortRight::Send as u32, 1),
+                            k.port_mod_refs(self.task, port, PortRight::Send as u32, 1),
                         )?;
-                        Ok((port as Name, disposition))
+                        Ok((port, disposition))
                     }
                     _ => Ok((NAME_DEAD, disposition)),
                 }
@@ -1914,6 +1956,20 @@ impl Translator {
             return Ok(None);
         }
         self.drop_import(k, peer, id, out)?;
+        self.make_on_canonical(k, canonical, r.after.clone())
+            .map(Some)
+    }
+
+    /// A send right made on `canonical`, this node's one send proxy (or
+    /// forwarder) for a port, for a right that reached it by another path;
+    /// `after`: that right's positions, for the proxy's next message.
+    fn make_on_canonical(
+        &mut self,
+        k: &mut Kernel,
+        canonical: Name,
+        after: Vec<Dependency>,
+    ) -> Result<Name, TranslateError> {
+        let (upstream, proxy) = self.proxies[&canonical].clone();
         self.peer(&upstream).ledger.made_extra(proxy.handle);
         kr(
             "make send",
@@ -1926,8 +1982,8 @@ impl Translator {
             ),
         )?;
         self.arm_no_senders(k, &upstream, proxy.handle)?;
-        self.add_pending(canonical, r.after.clone());
-        Ok(Some(canonical))
+        self.add_pending(canonical, after);
+        Ok(canonical)
     }
 
     /// The peer's right (its export `id`) is counted and released at once.
@@ -1994,9 +2050,25 @@ impl Translator {
             return;
         }
         self.incarnations.remove(&name);
+        self.forget_adoption(name);
+    }
+
+    fn forget_adoption(&mut self, name: Name) {
+        self.second_names.remove(&name);
         if let Some(g) = self.adopted.remove(&name) {
-            self.adopted_port.remove(&g);
+            if self.adopted_port.get(&g) == Some(&name) {
+                self.adopted_port.remove(&g);
+            }
         }
+    }
+
+    /// Whether the port `task` names `name` (a receive right that moved
+    /// here) got a second name on this node because it already named the
+    /// port (docs/protocol.md, "Known divergences"; for the simulator).
+    pub fn is_second_name(&self, k: &Kernel, task: TaskId, name: Name) -> bool {
+        self.second_names
+            .iter()
+            .any(|&n| k.same_port(self.task, n, task, name))
     }
 
     fn drop_held(&mut self, k: &mut Kernel, name: Name, disposition: u8) {
@@ -2008,6 +2080,7 @@ impl Translator {
         } else {
             k.port_deallocate(self.task, name)
         };
+        self.forget_if_freed(k, name);
     }
 
     fn arm_no_senders(
@@ -2086,6 +2159,14 @@ impl Translator {
                     if let Some(g) = self.proxy_global.remove(&name) {
                         if self.canonical.get(&g) == Some(&name) {
                             self.canonical.remove(&g);
+                            // A forwarder of the port is its name here now.
+                            let other = self
+                                .forwarders
+                                .keys()
+                                .find(|&&f| f != name && self.proxy_global.get(&f) == Some(&g));
+                            if let Some(&other) = other {
+                                self.canonical.insert(g.clone(), other);
+                            }
                         }
                         // A next proxy for the port may take another way:
                         // its messages wait for this one's at the home.
@@ -2103,7 +2184,6 @@ impl Translator {
                         self.forwarder_of_notify.remove(&notify);
                         self.draining.remove(&name);
                         let _ = k.port_mod_refs(self.task, notify, PortRight::Receive as u32, -1);
-                        self.forget_if_freed(k, name);
                     }
                     // netmsg's kept references (rights gone home) are dead
                     // names now. Those backing its exports of the proxy to
@@ -2117,6 +2197,7 @@ impl Translator {
                             -(kept as i32),
                         );
                     }
+                    self.forget_if_freed(k, name);
                 }
                 Effect::DropProxyRefs { proxy, count } => {
                     let name = self.peers[peer].proxy_name[&proxy];
@@ -2127,6 +2208,7 @@ impl Translator {
                         "drop kept references",
                         k.port_mod_refs(self.task, name, PortRight::Send as u32, -(count as i32)),
                     )?;
+                    self.forget_if_freed(k, name);
                 }
                 Effect::ReleasePort { port } => {
                     let _ = k.port_deallocate(self.task, port as Name);
@@ -2134,6 +2216,7 @@ impl Translator {
                 }
                 Effect::DestroySendOnce { right } => {
                     let _ = k.port_deallocate(self.task, right as Name);
+                    self.forget_if_freed(k, right as Name);
                 }
                 Effect::FinishExport { id } => self
                     .finished
@@ -2265,6 +2348,7 @@ fn home_waits(peer: &str, m: &WireMessage) -> Vec<Wait> {
             WireRef::ReceiverExport { id } if r.watermark > 0 => Some(Wait {
                 stream: StreamKey::stream(peer, id),
                 position: r.watermark,
+                firm: false,
             }),
             _ => None,
         })

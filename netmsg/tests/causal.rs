@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use netmsg::causal::{Holds, StreamKey, Wait};
+use netmsg::wire::Origin;
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -97,7 +98,7 @@ proptest! {
                     let waits: Vec<Wait> = waits.into_iter().map(|(n, p, ahead)| {
                         let stream = key(n, p);
                         let at = o.positions.get(&stream).copied().unwrap_or(0);
-                        Wait { stream, position: at + u64::from(ahead) }
+                        Wait { stream, position: at + u64::from(ahead), firm: false }
                     }).collect();
                     o.waits.insert(id, waits.clone());
                     holds.arrive(key(n, p), id, waits);
@@ -133,10 +134,12 @@ fn a_message_freed_by_its_lane_mate_stays_behind_the_earlier_ones() {
     let first_wait = Wait {
         stream: other.clone(),
         position: 1,
+        firm: false,
     };
     let third_wait = Wait {
         stream: lane.clone(),
         position: 1,
+        firm: false,
     };
     holds.arrive(lane.clone(), "first", vec![first_wait]);
     holds.arrive(lane.clone(), "second", vec![]);
@@ -161,6 +164,7 @@ fn a_held_message_holds_its_lane_and_leaves_when_the_stream_catches_up() {
     let wait = Wait {
         stream: b.clone(),
         position: 2,
+        firm: false,
     };
     holds.arrive("x", "first", vec![wait]);
     // No wait of its own, but behind a held message in its lane.
@@ -182,6 +186,7 @@ fn a_dropped_lane_gives_back_its_ready_and_held_messages() {
     let wait = Wait {
         stream: key(0, 0),
         position: 5,
+        firm: false,
     };
     holds.arrive(3, 0, vec![]);
     holds.arrive(3, 1, vec![wait]);
@@ -214,6 +219,7 @@ fn a_newer_era_on_a_stream_ends_the_older_lanes_of_its_origin() {
     let wait = Wait {
         stream: lane(3),
         position: 1,
+        firm: false,
     };
     holds.arrive(
         StreamKey::stream("home-peer", 5),
@@ -235,4 +241,46 @@ fn a_newer_era_on_a_stream_ends_the_older_lanes_of_its_origin() {
         holds.next_ready(),
         Some((StreamKey::stream("home-peer", 5), "waits"))
     );
+}
+
+/// A wait for frames already held here (`firm`: a `Release` behind its
+/// stream's forwarded lanes) is not voided by a newer era of the lane's
+/// origin or by the lane's end, only by the link's loss: the simulator found
+/// a `Release` that passed a held message of an older era, ending the export
+/// that message was for.
+#[test]
+fn a_firm_wait_outlives_newer_eras_and_lane_ends() {
+    let old = StreamKey {
+        node: "b".into(),
+        port: 7,
+        origin: Some(Origin {
+            node: "c".into(),
+            era: 1,
+        }),
+    };
+    let newer = StreamKey {
+        origin: Some(Origin {
+            node: "c".into(),
+            era: 2,
+        }),
+        ..old.clone()
+    };
+    let mut holds: Holds<StreamKey, &str> = Holds::new();
+    let wait = |firm| Wait {
+        stream: old.clone(),
+        position: 1,
+        firm,
+    };
+    holds.arrive(StreamKey::stream("b", 7), "release", vec![wait(true)]);
+    holds.arrive(StreamKey::stream("b", 8), "loose", vec![wait(false)]);
+    holds.lane_seen(&newer);
+    holds.lane_ended(old.clone());
+    assert_eq!(
+        holds.next_ready().map(|(_, f)| f),
+        Some("loose"),
+        "the loose wait is void"
+    );
+    assert_eq!(holds.next_ready(), None, "the firm one holds");
+    holds.advanced(old, 1);
+    assert_eq!(holds.next_ready().map(|(_, f)| f), Some("release"));
 }
