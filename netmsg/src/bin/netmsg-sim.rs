@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use netmsg::sim::{minimal_failing, run, Stats};
+use netmsg::sim::{minimal_failing, run_with, Stats};
 
 #[derive(Parser)]
 #[command(about = "Randomized multi-node simulation of netmsg with an oracle")]
@@ -21,6 +21,10 @@ struct Args {
     /// Random actions per seed before the final drain.
     #[arg(long, default_value_t = 10_000)]
     actions: u64,
+    /// Tasks also move receive rights between them (see
+    /// `netmsg::sim::run_with`).
+    #[arg(long)]
+    moves: bool,
 }
 
 fn main() -> Result<()> {
@@ -28,7 +32,8 @@ fn main() -> Result<()> {
     anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
     let mut total = Stats::default();
     for seed in args.seed..args.seed + args.seeds {
-        match run(args.nodes, seed, args.actions) {
+        let moves = args.moves;
+        match run_with(args.nodes, seed, args.actions, moves) {
             Ok(s) => total += s,
             Err(v) if std::env::var_os("NETMSG_SIM_TRACE").is_some() => {
                 // The trace above is the run; no search for a shorter one.
@@ -36,13 +41,14 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
             Err(v) => {
-                let n = minimal_failing(args.nodes, seed, args.actions);
+                let n = minimal_failing(args.nodes, seed, args.actions, moves);
                 eprintln!("seed {seed}: {}", v.rule);
                 eprintln!(
-                    "minimal reproduction: netmsg-sim --nodes {} --seed {seed} --actions {n}",
-                    args.nodes
+                    "minimal reproduction: netmsg-sim --nodes {} --seed {seed} --actions {n}{}",
+                    args.nodes,
+                    if moves { " --moves" } else { "" }
                 );
-                if let Err(v) = run(args.nodes, seed, n) {
+                if let Err(v) = run_with(args.nodes, seed, n, moves) {
                     eprintln!("its last actions:\n  {}", v.recent.join("\n  "));
                 }
                 std::process::exit(1);
