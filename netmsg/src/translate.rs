@@ -169,9 +169,9 @@ pub struct Translator {
     /// import ID at the home (where the hop forwards this node's messages, in
     /// this node's own lane).
     home_streams: BTreeMap<Name, HomeLane>,
-    /// Messages this node sent through a hop, per (hop, the hop's stream at
+    /// Messages this node sent through a hop, per (hop, home, the hop's stream at
     /// the home): its position in its lane there.
-    through: BTreeMap<(String, u64), u64>,
+    through: BTreeMap<(String, String, u64), u64>,
     /// Import ID per proxy name.
     proxy_import: BTreeMap<Name, u64>,
     /// Positions of destroyed proxies' messages, per port, for the next
@@ -620,7 +620,7 @@ impl Translator {
         if let Some(lane) = self.home_streams.get(&on) {
             *self
                 .through
-                .entry((peer.to_owned(), lane.stream))
+                .entry((peer.to_owned(), lane.home.clone(), lane.stream))
                 .or_insert(0) += 1;
         }
         let frame = StreamFrame::Message(wire);
@@ -836,6 +836,7 @@ impl Translator {
                         after.extend(self.position_through(&upstream, import, name, &global));
                         if self.leads_home(name, &upstream, &global) {
                             home_stream = Some(HomeLane {
+                                home: upstream.clone(),
                                 stream: import,
                                 era: self.era(peer),
                             });
@@ -1054,10 +1055,10 @@ impl Translator {
                 position: written,
             });
         }
-        let &lane = self.home_streams.get(&proxy)?;
+        let lane = self.home_streams.get(&proxy)?;
         let through = self
             .through
-            .get(&(upstream.to_owned(), lane.stream))
+            .get(&(upstream.to_owned(), lane.home.clone(), lane.stream))
             .copied()?;
         Some(Dependency {
             via: upstream.to_owned(),
@@ -1791,7 +1792,7 @@ impl Translator {
                         .entry(proxy)
                         .or_insert_with(|| global.clone());
                     self.canonical.entry(global.clone()).or_insert(proxy);
-                    if let Some(lane) = r.home_stream.filter(|_| global.home != peer) {
+                    if let Some(lane) = r.home_stream.clone().filter(|l| l.home != peer) {
                         self.home_streams.entry(proxy).or_insert(lane);
                     }
                     // What this node sends through the proxy is forwarded in
@@ -2300,7 +2301,8 @@ impl Translator {
         // The peer's next lanes (after a new link) are new ones.
         *self.eras.entry(peer.to_owned()).or_insert(0) += 1;
         // Positions through the peer start again with the next link.
-        self.through.retain(|(hop, _), _| hop != peer);
+        self.through
+            .retain(|(hop, home, _), _| hop != peer && home != peer);
         // The reset ledger keeps counting IDs: a new link never reuses one,
         // so positions on the old link's streams can name nothing new.
         if let Some(p) = self.peers.get_mut(peer) {

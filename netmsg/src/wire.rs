@@ -229,10 +229,13 @@ pub struct Origin {
     pub era: u64,
 }
 
-/// The sender's import ID at the port's home (`stream`) and the era the
-/// receiver's lane has there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The port's home (`home`, the node its sender's proxy imports it from),
+/// the sender's import ID there (`stream`) and the era the receiver's lane
+/// has there. (Import IDs are per exporter: the home tells apart streams of
+/// two ports that the sender imports from two nodes under the same ID.)
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HomeLane {
+    pub home: String,
     pub stream: u64,
     pub era: u64,
 }
@@ -309,10 +312,11 @@ impl Writer {
         }
         self.u64(r.watermark);
         self.dependencies(&r.after);
-        match r.home_stream {
+        match &r.home_stream {
             None => self.u8(0),
             Some(h) => {
                 self.u8(1);
+                self.bytes(h.home.as_bytes());
                 self.u64(h.stream);
                 self.u64(h.era);
             }
@@ -753,6 +757,7 @@ impl Reader<'_> {
         let home_stream = match self.u8("home stream")? {
             0 => None,
             1 => Some(HomeLane {
+                home: self.node_name()?,
                 stream: self.u64("home stream")?,
                 era: self.u64("home lane era")?,
             }),

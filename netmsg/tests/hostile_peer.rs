@@ -68,7 +68,13 @@ fn right() -> impl Strategy<Value = WireRight> {
         reference,
         0u64..3,
         dependencies(),
-        prop::option::of((0u64..4, 0u64..2).prop_map(|(stream, era)| HomeLane { stream, era })),
+        prop::option::of(
+            (node(), 0u64..4, 0u64..2).prop_map(|(home, stream, era)| HomeLane {
+                home,
+                stream,
+                era,
+            }),
+        ),
     )
         .prop_map(|(form, reference, watermark, after, home_stream)| {
             valid_right(form, reference, watermark, after, home_stream)

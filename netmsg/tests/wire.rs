@@ -72,7 +72,11 @@ fn right(form: Form) -> impl Strategy<Value = WireRight> {
         any::<u64>(),
         prop::collection::vec(dependency(), 0..3),
         prop::option::of(
-            (any::<u64>(), any::<u64>()).prop_map(|(stream, era)| HomeLane { stream, era }),
+            (node(), any::<u64>(), any::<u64>()).prop_map(|(home, stream, era)| HomeLane {
+                home,
+                stream,
+                era,
+            }),
         ),
     )
         .prop_map(move |(reference, watermark, after, home_stream)| {
@@ -472,7 +476,11 @@ fn positions_the_protocol_never_sends_are_rejected() {
             },
         },
         vec![dep.clone()],
-        Some(HomeLane { stream: 4, era: 1 }),
+        Some(HomeLane {
+            home: "node-c".into(),
+            stream: 4,
+            era: 1,
+        }),
     ));
     assert_eq!(WireMessage::decode(&good.encode()).unwrap(), good);
     let err = |m: WireMessage| WireMessage::decode(&m.encode()).unwrap_err();
@@ -487,7 +495,11 @@ fn positions_the_protocol_never_sends_are_rejected() {
         err(message(right(
             WireRef::ReceiverExport { id: 3 },
             vec![],
-            Some(HomeLane { stream: 4, era: 0 })
+            Some(HomeLane {
+                home: "node-c".into(),
+                stream: 4,
+                era: 0
+            })
         ))),
         WireError::Invalid {
             what: "home stream on a right the sender does not export",
