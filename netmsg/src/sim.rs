@@ -642,11 +642,11 @@ impl Sim {
         }
     }
 
-    /// Port `p`'s receive right goes through netmsg: so do those it carries.
+    /// Port `p`'s receive right goes through netmsg: so do those it carries
+    /// (also when `p` went through netmsg before; ports in transit form no
+    /// cycles).
     fn relax(&mut self, p: usize) {
-        if std::mem::replace(&mut self.ports[p].relaxed, true) {
-            return;
-        }
+        self.ports[p].relaxed = true;
         for q in self.carried_by(p) {
             self.relax(q);
         }
