@@ -48,4 +48,7 @@ done
 for variant in "" NO_POSITION MERGED_LANES NO_LANE_END; do
   check lanes.pml "$variant"
 done
+for variant in "" NO_MOVED_WAIT NO_DRAIN NO_SO_WAIT NO_POOL; do
+  check moves.pml "$variant"
+done
 exit $status
