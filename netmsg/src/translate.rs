@@ -526,7 +526,10 @@ impl Translator {
         if self.forwarders.contains_key(&on) {
             // Everything a forwarder receives is the moved port's: messages
             // through send-once rights and notifications included.
-            self.forward_local(k, &peer, msg, out)?;
+            match self.peers[&peer].ledger.proxy_import_id(proxy.handle) {
+                Some(id) => self.forward_local(k, &peer, id, msg, out)?,
+                None => self.destroy_received(k, &msg),
+            }
             if self.draining.contains(&on) {
                 self.forwarder_unused(k, on, None, out)?;
             }
@@ -589,27 +592,20 @@ impl Translator {
             self.apply(k, &peer, effects, out)?;
             return result;
         }
-        self.forward_local(k, &peer, msg, out)
+        self.forward_local(k, &peer, id, msg, out)
     }
 
-    /// A message that reached send proxy (or forwarder) `msg.local_port`
-    /// leaves on its stream to `peer`.
+    /// A message that reached send proxy (or forwarder) `msg.local_port`,
+    /// whose import is `id`, leaves on its stream to `peer`.
     fn forward_local(
         &mut self,
         k: &mut Kernel,
         peer: &str,
+        id: u64,
         msg: Message,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         let on = msg.local_port;
-        let id = self
-            .proxies
-            .get(&on)
-            .and_then(|(_, proxy)| self.peers[peer].ledger.proxy_import_id(proxy.handle));
-        let Some(id) = id else {
-            self.destroy_received(k, &msg);
-            return Ok(());
-        };
         let mut wire = self.outgoing(k, peer, msg, out)?;
         // The first message on the stream after a right reached this proxy by
         // another path waits, at the home, for that path's earlier messages.
@@ -652,8 +648,12 @@ impl Translator {
             large: false,
         };
         self.draining.remove(&forwarder);
+        let id = self.peers[&peer].ledger.proxy_import_id(proxy.handle);
         while let Ok(Some(m)) = k.receive(self.task, forwarder, opts) {
-            self.forward_local(k, &peer, m, out)?;
+            match id {
+                Some(id) => self.forward_local(k, &peer, id, m, out)?,
+                None => self.destroy_received(k, &m),
+            }
         }
         let status = kr(
             "forwarder status",

@@ -290,9 +290,7 @@ impl Writer {
             WireRef::SenderExport { id, global } => {
                 self.u8(2);
                 self.u64(*id);
-                self.bytes(global.home.as_bytes());
-                self.u64(global.port);
-                self.u64(global.incarnation);
+                self.global(global);
             }
             WireRef::ReceiverExport { id } => {
                 self.u8(3);
@@ -321,6 +319,11 @@ impl Writer {
                 self.u64(h.era);
             }
         }
+    }
+    fn global(&mut self, g: &GlobalId) {
+        self.bytes(g.home.as_bytes());
+        self.u64(g.port);
+        self.u64(g.incarnation);
     }
     fn origin(&mut self, o: &Option<Origin>) {
         match o {
@@ -631,6 +634,13 @@ impl Reader<'_> {
             v => Ok(v),
         }
     }
+    fn global(&mut self) -> Result<GlobalId, WireError> {
+        Ok(GlobalId {
+            home: self.node_name()?,
+            port: self.u64("home port")?,
+            incarnation: self.u64("incarnation")?,
+        })
+    }
     fn node_name(&mut self) -> Result<String, WireError> {
         let at = self.at;
         let raw = self.bytes("node name")?;
@@ -654,20 +664,10 @@ impl Reader<'_> {
         let reference = match self.u8("reference tag")? {
             0 => WireRef::Null,
             1 => WireRef::Dead,
-            2 => {
-                let id = self.u64("export id")?;
-                let home = self.node_name()?;
-                let port = self.u64("home port")?;
-                let incarnation = self.u64("incarnation")?;
-                WireRef::SenderExport {
-                    id,
-                    global: GlobalId {
-                        home,
-                        port,
-                        incarnation,
-                    },
-                }
-            }
+            2 => WireRef::SenderExport {
+                id: self.u64("export id")?,
+                global: self.global()?,
+            },
             3 => WireRef::ReceiverExport {
                 id: self.u64("export id")?,
             },
@@ -868,9 +868,7 @@ impl StreamFrame {
                 w.u8(FRAME_MOVED);
                 w.u8(VERSION);
                 w.u64(m.id);
-                w.bytes(m.global.home.as_bytes());
-                w.u64(m.global.port);
-                w.u64(m.global.incarnation);
+                w.global(&m.global);
                 w.u32(m.mscount);
                 w.u32(m.seqno);
                 w.u32(m.qlimit);
@@ -930,9 +928,7 @@ impl StreamFrame {
                     value: id,
                 });
             }
-            let home = r.node_name()?;
-            let port = r.u64("home port")?;
-            let incarnation = r.u64("incarnation")?;
+            let global = r.global()?;
             let mscount = r.u32("make-send count")?;
             let seqno = r.u32("sequence number")?;
             let at = r.at;
@@ -958,11 +954,7 @@ impl StreamFrame {
             }
             return Ok(StreamFrame::Moved(MovedPort {
                 id,
-                global: GlobalId {
-                    home,
-                    port,
-                    incarnation,
-                },
+                global,
                 mscount,
                 seqno,
                 qlimit,
