@@ -90,6 +90,35 @@ impl<L: Ord + Clone, T> Default for Holds<L, T> {
     }
 }
 
+impl<T> Holds<StreamKey, T> {
+    /// Whether progress on any of the lanes `from` waits, through held
+    /// frames and what they wait for, on sequence `goal` (a cycle, when
+    /// `goal` waits on `from`). Over-approximates: every frame held in a
+    /// lane counts, not only those before the position needed.
+    pub fn depends_on(&self, from: &[StreamKey], goal: &StreamKey) -> bool {
+        let mut seen: BTreeSet<&StreamKey> = BTreeSet::new();
+        let mut stack: Vec<&StreamKey> = from.iter().collect();
+        while let Some(lane) = stack.pop() {
+            if !seen.insert(lane) {
+                continue;
+            }
+            let Some(queue) = self.lanes.get(lane) else {
+                continue;
+            };
+            for w in queue.iter().flat_map(|h| &h.waits) {
+                if self.met(w) {
+                    continue;
+                }
+                if &w.stream == goal {
+                    return true;
+                }
+                stack.push(&w.stream);
+            }
+        }
+        false
+    }
+}
+
 impl<L: Ord + Clone, T> Holds<L, T> {
     pub fn new() -> Self {
         Self::default()

@@ -147,6 +147,9 @@ struct Import {
 pub struct Ledger {
     exports: BTreeMap<u64, Export>,
     export_of: BTreeMap<u64, u64>,
+    /// Live send exports of a port besides `export_of`'s (a moved port
+    /// handed over to a port this node exported already).
+    other_exports: BTreeMap<u64, Vec<u64>>,
     next_export: u64,
     imports: BTreeMap<u64, Import>,
     import_of_proxy: BTreeMap<u64, u64>,
@@ -225,6 +228,47 @@ impl Ledger {
         Ok(())
     }
 
+    /// Export `id` now stands for local `port` instead (a moved port handed
+    /// over to the proxy that already named it, `Translator::hand_over`):
+    /// `port` may then have two exports to the peer. False, changing
+    /// nothing, if `id` is not a live send export.
+    pub fn retarget_export(&mut self, id: u64, port: u64) -> bool {
+        let Some(Export {
+            kind: ExportKind::Send { port: target, .. },
+            dead: false,
+        }) = self.exports.get_mut(&id)
+        else {
+            return false;
+        };
+        let old = std::mem::replace(target, port);
+        self.forget_export(old, id);
+        match self.export_of.get(&port) {
+            Some(_) => self.other_exports.entry(port).or_default().push(id),
+            None => {
+                self.export_of.insert(port, id);
+            }
+        }
+        true
+    }
+
+    /// Export `id` of `port` is gone from the maps by port (another of the
+    /// port's, if any, takes its place).
+    fn forget_export(&mut self, port: u64, id: u64) {
+        if self.export_of.get(&port) == Some(&id) {
+            self.export_of.remove(&port);
+            if let Some(others) = self.other_exports.get_mut(&port) {
+                if let Some(next) = others.pop() {
+                    self.export_of.insert(port, next);
+                }
+            }
+        } else if let Some(others) = self.other_exports.get_mut(&port) {
+            others.retain(|&o| o != id);
+        }
+        if self.other_exports.get(&port).is_some_and(Vec::is_empty) {
+            self.other_exports.remove(&port);
+        }
+    }
+
     /// A send-once right (held by netmsg as `right`) leaves for the peer: a
     /// one-shot export with its own ID.
     pub fn export_send_once(&mut self, right: u64) -> u64 {
@@ -246,8 +290,9 @@ impl Ledger {
     pub fn port_died(&mut self, port: u64) -> Vec<Effect> {
         let once = self.once_export_of_right.remove(&port);
         let send = self.export_of.get(&port).copied();
+        let others = self.other_exports.get(&port).cloned().unwrap_or_default();
         let mut effects = Vec::new();
-        for id in send.into_iter().chain(once) {
+        for id in send.into_iter().chain(others).chain(once) {
             if let Some(e) = self.exports.get_mut(&id).filter(|e| !e.dead) {
                 e.dead = true;
                 effects.push(Effect::Send(Frame::Dead { id }));
@@ -293,9 +338,7 @@ impl Ledger {
         }
         let port = *port;
         self.exports.remove(&id);
-        if self.export_of.get(&port) == Some(&id) {
-            self.export_of.remove(&port);
-        }
+        self.forget_export(port, id);
         Ok(vec![
             Effect::ReleasePort { port },
             Effect::Send(Frame::Ack { id, left: 0 }),
@@ -489,6 +532,33 @@ impl Ledger {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// `proxy` stops being a proxy (it became the port itself): the rights
+    /// received on it are reported at once. None, changing nothing, while
+    /// rights sent home through it are unconfirmed (netmsg holds references
+    /// for them) or if it is not a live send proxy.
+    pub fn detach_proxy(&mut self, proxy: u64) -> Option<Vec<Effect>> {
+        let &id = self.import_of_proxy.get(&proxy)?;
+        let Some(Import {
+            state: ImportState::Live { proxy: p, .. },
+            received,
+            home_pending: 0,
+        }) = self.imports.get(&id)
+        else {
+            return None;
+        };
+        if *p != proxy {
+            return None;
+        }
+        let count = *received;
+        self.imports.remove(&id);
+        self.import_of_proxy.remove(&proxy);
+        Some(if count > 0 {
+            vec![Effect::Send(Frame::Release { id, count })]
+        } else {
+            Vec::new()
+        })
     }
 
     fn on_dead(&mut self, id: u64) -> Vec<Effect> {

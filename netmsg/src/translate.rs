@@ -38,8 +38,8 @@ use thiserror::Error;
 use crate::causal::{Holds, StreamKey, Wait};
 use crate::release::{Effect, Frame, Imported, Ledger, ReleaseError};
 use crate::wire::{
-    Dependency, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem, WireMessage,
-    WireRef, WireRight,
+    Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem,
+    WireMessage, WireRef, WireRight,
 };
 
 /// Release-protocol frames from exporter to importer travel on the transport
@@ -58,8 +58,16 @@ pub fn stream_of(out: &Out) -> u64 {
 }
 
 /// A peer's `count` own messages on a stream from its `first`-th on,
-/// forwarded as its lane's `position`-th on.
-type ForwardRun = (u64, u64, u64);
+/// forwarded as its lane's `position`-th on, on the stream of `import`
+/// toward `upstream` (which changes when the port moves).
+#[derive(Clone, Debug)]
+struct ForwardRun {
+    first: u64,
+    position: u64,
+    count: u64,
+    upstream: String,
+    import: u64,
+}
 
 /// Runs of forwarded positions kept per peer stream (see
 /// `Translator::forwarded_at`): one run while nothing else feeds the lane.
@@ -77,7 +85,12 @@ enum Placed {
     Blocked(SendTicket),
     /// Forwarded upstream as its lane's `position`-th; `own`: the peer's
     /// own message (not one it forwarded).
-    Forwarded { own: bool, position: u64 },
+    Forwarded {
+        own: bool,
+        position: u64,
+        upstream: String,
+        import: u64,
+    },
 }
 
 /// Why a stream is not read for now ([`Translator::stalled`]).
@@ -232,6 +245,11 @@ pub struct Translator {
     /// Ports made by a peer's `Moved` frame (peer, id) whose receive right
     /// no message has taken yet.
     unclaimed: BTreeMap<(String, u64), Name>,
+    /// What came for an unclaimed port, taken out of its queue as it came
+    /// (it has no receiver yet; a full queue would stall its stream, and
+    /// the message that claims it may wait on that stream), with the
+    /// port's queue limit and sequence number to restore.
+    staged: BTreeMap<Name, Staged>,
     /// Per moved port's export (peer, id): send-once rights netmsg made on
     /// it, one for each the peer's forwarder may still send through, so
     /// those messages arrive as through a send-once right.
@@ -240,6 +258,57 @@ pub struct Translator {
     /// right to one is not dead for lack of an export here (bounded).
     moved_away: std::collections::BTreeSet<GlobalId>,
     moved_away_order: std::collections::VecDeque<GlobalId>,
+    /// Moved ports (by the peer's `Moved` stream) that a proxy of this node
+    /// becomes once this node's earlier messages to it are back, and the
+    /// proxies waiting so.
+    embargoes: BTreeMap<(String, u64), Embargoed>,
+    embargoed: BTreeMap<Name, (String, u64)>,
+    /// netmsg's sends into a handed-over port still waiting for room.
+    handover_sends: Vec<SendTicket>,
+    /// Errors found where they cannot be returned (a queued message of a
+    /// port moving away that netmsg cannot carry): `pump` reports them.
+    reports: Vec<TranslateError>,
+}
+
+/// Route shortening with an embargo (protocol.md): a receive right moved
+/// here from the node this node's send proxy (or forwarder) `proxy` of the
+/// same port leads to. The port made for it (`staging`) takes what comes
+/// on the moved port's stream; what reaches the proxy meanwhile is
+/// `parked`. Once every lane in `waits` is delivered that far (all this
+/// node sent toward the port before is back), the proxy becomes the port:
+/// the staging queue, then the parked messages, move into it, and the
+/// receive right that moves is the proxy's, so tasks keep their one name.
+#[derive(Debug)]
+struct Embargoed {
+    proxy: Name,
+    staging: Name,
+    global: GlobalId,
+    mscount: u32,
+    seqno: u32,
+    qlimit: u32,
+    waits: Vec<(StreamKey, u64)>,
+    parked: Vec<Message>,
+}
+
+#[derive(Debug)]
+struct Staged {
+    qlimit: u32,
+    seqno: u32,
+    queue: Vec<Message>,
+}
+
+/// The pseudo-lane a moved port's receive right, and rights coming home to
+/// it, wait on: advanced to 1 once the port of `Moved` stream `id` from
+/// `peer` is ready (made, and handed over when there is an embargo).
+fn port_ready(peer: &str, id: u64) -> StreamKey {
+    StreamKey {
+        node: peer.to_owned(),
+        port: id,
+        origin: Some(Origin {
+            node: String::new(),
+            era: u64::MAX,
+        }),
+    }
 }
 
 /// The secret incarnations are derived from.
@@ -305,10 +374,15 @@ impl Translator {
             adopted: BTreeMap::new(),
             adopted_port: BTreeMap::new(),
             unclaimed: BTreeMap::new(),
+            staged: BTreeMap::new(),
             second_names: std::collections::BTreeSet::new(),
             send_once_pool: BTreeMap::new(),
             moved_away: std::collections::BTreeSet::new(),
             moved_away_order: std::collections::VecDeque::new(),
+            embargoes: BTreeMap::new(),
+            embargoed: BTreeMap::new(),
+            handover_sends: Vec::new(),
+            reports: Vec::new(),
         })
     }
 
@@ -321,9 +395,11 @@ impl Translator {
     pub fn is_idle(&self) -> bool {
         self.proxies.is_empty()
             && self.unclaimed.is_empty()
+            && self.staged.is_empty()
             && self.send_once_pool.is_empty()
             && self.holds.held() == 0
             && self.blocked.is_empty()
+            && self.embargoes.is_empty()
             && self.peers.values().all(|p| p.ledger.is_empty())
     }
 
@@ -399,6 +475,9 @@ impl Translator {
     fn reap_sends(&mut self, k: &mut Kernel) {
         if !self.blocked.is_empty() {
             self.blocked.retain(|&ticket, _| !k.send_completed(ticket));
+        }
+        if !self.handover_sends.is_empty() {
+            self.handover_sends.retain(|&t| !k.send_completed(t));
         }
     }
 
@@ -490,6 +569,7 @@ impl Translator {
                 errors.push(e);
             }
         }
+        errors.append(&mut self.reports);
         (out, errors)
     }
 
@@ -510,7 +590,23 @@ impl Translator {
         if on == self.notify {
             return self.on_notify(k, &msg, out);
         }
+        if let Some(key) = self.embargoed.get(&on) {
+            // Parked until the port is handed over; a proxy's own
+            // notifications (not a forwarder's: its tasks' send-once rights
+            // are the port's) are of no use any more.
+            if kernel_sent && !self.forwarders.contains_key(&on) {
+                self.destroy_received(k, &msg);
+            } else if let Some(e) = self.embargoes.get_mut(key) {
+                e.parked.push(msg);
+            }
+            return Ok(());
+        }
         if let Some(&forwarder) = self.forwarder_of_notify.get(&on) {
+            if self.embargoed.contains_key(&forwarder) {
+                // (It becomes the port: no release.)
+                self.destroy_received(k, &msg);
+                return Ok(());
+            }
             if kernel_sent && msg.id == notify_id::NO_SENDERS {
                 let mscount = first_u32(&msg).unwrap_or(0);
                 return self.forwarder_unused(k, forwarder, Some(mscount), out);
@@ -801,6 +897,23 @@ impl Translator {
             return self.export_receive(k, peer, name, out);
         }
         let form = Form::from_msg_type(t).unwrap_or(Form::Send);
+        // A right that died while netmsg held it (in a message parked under
+        // an embargo) leaves as what it is now.
+        if name != NAME_NULL
+            && name != NAME_DEAD
+            && k.port_type(self.task, name)
+                .is_ok_and(|t| t & port_type::DEAD_NAME != 0 && t & port_type::RECEIVE == 0)
+        {
+            let _ = k.port_mod_refs(self.task, name, PortRight::DeadName as u32, -1);
+            self.forget_if_freed(k, name);
+            return Ok(WireRight {
+                form,
+                reference: WireRef::Dead,
+                watermark: 0,
+                after: Vec::new(),
+                home_stream: None,
+            });
+        }
         let mut watermark = 0;
         let mut after = Vec::new();
         let mut home_stream = None;
@@ -902,6 +1015,7 @@ impl Translator {
             Some(Box::new(r))
         };
         let global = self.local_global(name);
+        let embargo = self.embargo_for(peer, name);
         self.forget_adoption(name);
         if global.home == self.node {
             self.note_moved_away(global.clone());
@@ -948,16 +1062,66 @@ impl Translator {
                 seqno: status.seqno,
                 qlimit: status.qlimit,
                 send_once: status.sorights.min(crate::wire::MAX_MOVED_SEND_ONCE),
+                embargo: None,
             }),
         });
+        let moved_at = out.len() - 1;
         // (The `Moved` frame is the stream's first: positions count it.)
         *self.written.entry((peer.to_owned(), id)).or_insert(0) += 1;
+        if let Some(mut embargo) = embargo {
+            // The queue goes now, right behind the frame, so that the peer
+            // knows where it ends in this node's lane.
+            for m in self.take_queue(k, name)? {
+                if let Err(e) = self.forward_local(k, peer, id, m, out) {
+                    self.reports.push(e);
+                }
+            }
+            embargo.queued = self.written[&(peer.to_owned(), id)] - 1;
+            if let StreamFrame::Moved(m) = &mut out[moved_at].frame {
+                m.embargo = Some(embargo);
+            }
+        }
         Ok(WireRight {
             form: Form::Receive,
             reference: WireRef::MovedReceive { id, no_senders },
             watermark: 0,
             after: Vec::new(),
             home_stream: None,
+        })
+    }
+
+    /// What `peer` needs to take port `name`, whose receive right moves to
+    /// it, under the name it has for the port through this node (its proxy
+    /// of this node's export): where what it sent before stands. None when
+    /// it has no such proxy, or too many lanes to count. (Messages waiting
+    /// for room in the port's queue join it as the queue is forwarded:
+    /// `queued`, filled in then, counts them.)
+    fn embargo_for(&self, peer: &str, name: Name) -> Option<Embargo> {
+        let export = self.peers.get(peer)?.ledger.live_export(u64::from(name))?;
+        if self
+            .send_once_pool
+            .get(&(peer.to_owned(), export))
+            .is_some_and(|pool| !pool.is_empty())
+        {
+            // The peer's forwarder may still send through send-once rights
+            // this node keeps for it: those messages would come back in this
+            // node's lane, at no position the peer can know.
+            return None;
+        }
+        let lanes: Vec<(Option<Origin>, u64)> = self
+            .delivered
+            .iter()
+            .filter(|(lane, _)| lane.node == peer && lane.port == export)
+            .map(|(lane, &n)| (lane.origin.clone(), n))
+            .collect();
+        if lanes.len() > crate::wire::MAX_EMBARGO_LANES {
+            return None;
+        }
+        Some(Embargo {
+            export,
+            era: self.era(peer),
+            queued: 0,
+            lanes,
         })
     }
 
@@ -1005,7 +1169,18 @@ impl Translator {
             k.port_set_mscount(self.task, port, m.mscount),
         )?;
         kr("moved seqno", k.port_set_seqno(self.task, port, m.seqno))?;
-        kr("moved qlimit", k.port_set_qlimit(self.task, port, m.qlimit))?;
+        kr(
+            "moved qlimit",
+            k.port_set_qlimit(self.task, port, mach::types::QLIMIT_MAX),
+        )?;
+        self.staged.insert(
+            port,
+            Staged {
+                qlimit: m.qlimit,
+                seqno: m.seqno,
+                queue: Vec::new(),
+            },
+        );
         self.request_dead_name(k, port)?;
         let mut pool = Vec::with_capacity(m.send_once as usize);
         for _ in 0..m.send_once {
@@ -1018,16 +1193,438 @@ impl Translator {
         if !pool.is_empty() {
             self.send_once_pool.insert((peer.to_owned(), id), pool);
         }
-        // A node that already has a name for the port keeps that one for
-        // rights arriving later (route shortening is not done yet).
         self.adopted.insert(port, m.global.clone());
+        self.unclaimed.insert((peer.to_owned(), id), port);
+        // A node that names the port through the sender takes it under that
+        // name, once its messages on the way are back.
+        let embargo = m
+            .embargo
+            .as_ref()
+            .filter(|_| m.send_once == 0)
+            .and_then(|e| self.embargo_waits(peer, id, &m.global, e));
+        if let Some((proxy, waits)) = embargo {
+            self.embargoed.insert(proxy, (peer.to_owned(), id));
+            self.embargoes.insert(
+                (peer.to_owned(), id),
+                Embargoed {
+                    proxy,
+                    staging: port,
+                    global: m.global,
+                    mscount: m.mscount,
+                    seqno: m.seqno,
+                    qlimit: m.qlimit,
+                    waits,
+                    parked: Vec::new(),
+                },
+            );
+            // What reached the proxy and is not sent on yet is parked too.
+            for m in self.take_queue(k, proxy)? {
+                let kernel_sent =
+                    m.local_type() == msg_type::PORT_SEND_ONCE && m.remote_port == NAME_NULL;
+                if kernel_sent && !self.forwarders.contains_key(&proxy) {
+                    self.destroy_received(k, &m);
+                } else if let Some(e) = self.embargoes.get_mut(&(peer.to_owned(), id)) {
+                    e.parked.push(m);
+                }
+            }
+            return Ok(());
+        }
+        // Otherwise a node that already has a name for the port keeps that
+        // one for rights arriving later (the port gets a second name).
         if !self.canonical.contains_key(&m.global) && !self.adopted_port.contains_key(&m.global) {
             self.adopted_port.insert(m.global, port);
         } else {
             self.second_names.insert(port);
         }
-        self.unclaimed.insert((peer.to_owned(), id), port);
         Ok(())
+    }
+
+    /// Whether this node's name for moved port `g` (from `peer`'s `Moved`
+    /// stream `id`) is a proxy of the export `e` names, and if so that
+    /// proxy and the lane positions of stream `id` by which everything it
+    /// sent toward the port is back here: its own messages and the ones it
+    /// forwarded, less those the peer had taken in before the move; and the
+    /// port's queue in the peer's own lane, after the frame.
+    fn embargo_waits(
+        &self,
+        peer: &str,
+        id: u64,
+        g: &GlobalId,
+        e: &Embargo,
+    ) -> Option<(Name, Vec<(StreamKey, u64)>)> {
+        let &proxy = self.canonical.get(g)?;
+        let (upstream, of) = self.proxies.get(&proxy)?;
+        if upstream != peer
+            || of.once
+            || self.embargoed.contains_key(&proxy)
+            || self.kept.get(&proxy).is_some_and(|&n| n > 0)
+            || self.congested.contains(&(peer.to_owned(), e.export))
+            || self.peers[peer].ledger.proxy_import_id(of.handle) != Some(e.export)
+        {
+            return None;
+        }
+        let taken = |origin: &Option<Origin>| {
+            e.lanes
+                .iter()
+                .find(|(o, _)| o == origin)
+                .map_or(0, |&(_, n)| n)
+        };
+        let mut waits = vec![(StreamKey::stream(peer, id), 1 + e.queued)];
+        let mut lane = |origin: Origin, sent: u64, taken: u64| {
+            // (More taken in than sent: the counts do not match; no shortening.)
+            let back = sent.checked_sub(taken)?;
+            if back > 0 {
+                waits.push((
+                    StreamKey {
+                        node: peer.to_owned(),
+                        port: id,
+                        origin: Some(origin),
+                    },
+                    back,
+                ));
+            }
+            Some(())
+        };
+        let own = self
+            .written
+            .get(&(peer.to_owned(), e.export))
+            .copied()
+            .unwrap_or(0);
+        lane(
+            Origin {
+                node: self.node.clone(),
+                era: e.era,
+            },
+            own,
+            taken(&None),
+        )?;
+        for ((up, import, origin), &n) in &self.forwarded {
+            if up == peer && *import == e.export {
+                lane(origin.clone(), n, taken(&Some(origin.clone())))?;
+            }
+        }
+        Some((proxy, waits))
+    }
+
+    /// After a frame on `peer`'s stream `id`: if that is a moved port's
+    /// stream under an embargo, and everything is back, the hand-over.
+    fn end_embargo_if_back(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        id: u64,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        let key = (peer.to_owned(), id);
+        let Some(e) = self.embargoes.get(&key) else {
+            return Ok(());
+        };
+        // (Rights to the proxy sent home meanwhile are counted first: its
+        // import cannot be reported before.)
+        let back = e
+            .waits
+            .iter()
+            .all(|(lane, n)| self.delivered.get(lane).copied().unwrap_or(0) >= *n)
+            && self.kept.get(&e.proxy).is_none_or(|&n| n == 0);
+        if back {
+            let r = self.hand_over(k, key, out);
+            r?;
+        }
+        Ok(())
+    }
+
+    /// The embargoed proxy becomes the moved port (see [`Embargoed`]).
+    fn hand_over(
+        &mut self,
+        k: &mut Kernel,
+        key: (String, u64),
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        let Some(mut e) = self.embargoes.remove(&key) else {
+            return Ok(());
+        };
+        self.embargoed.remove(&e.proxy);
+        let (peer, id) = key.clone();
+        let proxy = e.proxy;
+        let handle = match self.proxies.get(&proxy) {
+            Some((p, of)) if *p == peer && !of.once => of.handle,
+            _ => return self.abandon_embargo(k, key, Some(e), out),
+        };
+        // The proxy's last messages and its own no-senders request go (a
+        // forwarder's request is on its notify port, which goes too).
+        let previous = kr(
+            "cancel proxy no-senders",
+            k.port_request_notification(self.task, proxy, notify_id::NO_SENDERS, 0, NAME_NULL, 0),
+        )?;
+        if previous != NAME_NULL {
+            let _ = k.port_deallocate(self.task, previous);
+        }
+        let forwarder = self.forwarders.remove(&proxy);
+        for m in self.take_queue(k, proxy)? {
+            let kernel_sent =
+                m.local_type() == msg_type::PORT_SEND_ONCE && m.remote_port == NAME_NULL;
+            if kernel_sent && forwarder.is_none() {
+                self.destroy_received(k, &m);
+            } else {
+                e.parked.push(m);
+            }
+        }
+        let ledger = &mut self.peer(&peer).ledger;
+        let detached = if ledger.retarget_export(id, u64::from(proxy)) {
+            let detached = ledger.detach_proxy(handle);
+            if detached.is_none() {
+                ledger.retarget_export(id, u64::from(e.staging));
+            }
+            detached
+        } else {
+            None
+        };
+        let Some(effects) = detached else {
+            // (Not a live proxy of the export any more.)
+            if let Some(notify) = forwarder {
+                self.forwarders.insert(proxy, notify);
+            }
+            self.arm_no_senders(k, &peer, handle)?;
+            return self.abandon_embargo(k, key, Some(e), out);
+        };
+        self.apply(k, &peer, effects, out)?;
+        if let Some(notify) = forwarder {
+            self.forwarder_of_notify.remove(&notify);
+            self.draining.remove(&proxy);
+            let _ = k.port_mod_refs(self.task, notify, PortRight::Receive as u32, -1);
+        }
+        kr(
+            "proxy out of the set",
+            k.port_move_member(self.task, proxy, NAME_NULL),
+        )?;
+        self.proxies.remove(&proxy);
+        self.peer(&peer).proxy_name.remove(&handle);
+        self.proxy_import.remove(&proxy);
+        self.proxy_global.remove(&proxy);
+        if self.canonical.get(&e.global) == Some(&proxy) {
+            self.canonical.remove(&e.global);
+        }
+        self.home_streams.remove(&proxy);
+        self.pending.remove(&proxy);
+        self.kept.remove(&proxy);
+        self.moved_away.remove(&e.global);
+        // The port's queue: what came on its stream, then what was parked,
+        // staged until the port is claimed.
+        kr(
+            "moved qlimit",
+            k.port_set_qlimit(self.task, proxy, mach::types::QLIMIT_MAX),
+        )?;
+        let staging = e.staging;
+        let previous = kr(
+            "cancel staging dead-name request",
+            k.port_request_notification(self.task, staging, notify_id::DEAD_NAME, 0, NAME_NULL, 0),
+        )?;
+        if previous != NAME_NULL {
+            let _ = k.port_deallocate(self.task, previous);
+        }
+        let mut queue = self
+            .staged
+            .remove(&staging)
+            .map(|s| s.queue)
+            .unwrap_or_default();
+        queue.extend(self.take_queue(k, staging)?);
+        queue.append(&mut e.parked);
+        for m in &mut queue {
+            self.rename(k, m, staging, proxy)?;
+        }
+        self.staged.insert(
+            proxy,
+            Staged {
+                qlimit: e.qlimit,
+                seqno: e.seqno,
+                queue,
+            },
+        );
+        // The peer's send right (export `id`) and send-once pool are on the
+        // proxy now; the staging port goes.
+        kr(
+            "moved port's send right",
+            k.port_insert_right(self.task, proxy, self.task, proxy, msg_type::MAKE_SEND),
+        )?;
+        self.request_dead_name(k, proxy)?;
+        let pool = self.send_once_pool.remove(&key).unwrap_or_default();
+        let mut moved_pool = Vec::with_capacity(pool.len());
+        for _ in 0..pool.len() {
+            let (right, _) = kr(
+                "moved port's send-once right",
+                k.port_extract_right(self.task, proxy, msg_type::MAKE_SEND_ONCE, self.task),
+            )?;
+            moved_pool.push(right);
+        }
+        let _ = k.port_mod_refs(self.task, staging, PortRight::Receive as u32, -1);
+        for right in pool {
+            let _ = k.port_deallocate(self.task, right);
+        }
+        while k.port_type(self.task, staging).is_ok() {
+            if k.port_deallocate(self.task, staging).is_err() {
+                break;
+            }
+        }
+        self.forget_if_freed(k, staging);
+        if !moved_pool.is_empty() {
+            self.send_once_pool.insert(key.clone(), moved_pool);
+        }
+        kr(
+            "moved mscount",
+            k.port_set_mscount(self.task, proxy, e.mscount),
+        )?;
+        self.adopted.insert(proxy, e.global.clone());
+        self.adopted_port.insert(e.global, proxy);
+        self.unclaimed.insert(key, proxy);
+        self.holds.advanced(port_ready(&peer, id), 1);
+        Ok(())
+    }
+
+    /// An embargo that ends without a hand-over: the proxy stays one (what
+    /// was parked goes on through it, behind what it sent before) or is
+    /// gone (`e` None: with it what was parked), and the moved port keeps
+    /// the name it was made with.
+    fn abandon_embargo(
+        &mut self,
+        k: &mut Kernel,
+        key: (String, u64),
+        e: Option<Embargoed>,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        let Some(e) = e.or_else(|| self.embargoes.remove(&key)) else {
+            return Ok(());
+        };
+        self.embargoed.remove(&e.proxy);
+        let (peer, id) = key;
+
+        let import = self
+            .proxies
+            .get(&e.proxy)
+            .filter(|(p, of)| *p == peer && !of.once)
+            .and_then(|(_, of)| self.peers[&peer].ledger.proxy_import_id(of.handle));
+        for m in e.parked {
+            match import {
+                Some(import) => {
+                    if let Err(err) = self.forward_local(k, &peer, import, m, out) {
+                        self.reports.push(err);
+                    }
+                }
+                None => self.destroy_received(k, &m),
+            }
+        }
+        if self.canonical.contains_key(&e.global) || self.adopted_port.contains_key(&e.global) {
+            self.second_names.insert(e.staging);
+        } else {
+            self.adopted_port.insert(e.global, e.staging);
+        }
+        self.holds.advanced(port_ready(&peer, id), 1);
+        Ok(())
+    }
+
+    /// Send rights to `from` in a message netmsg holds become rights to
+    /// `to` (the port `from` stood in for, which netmsg holds the receive
+    /// right of).
+    fn rename(
+        &mut self,
+        k: &mut Kernel,
+        m: &mut Message,
+        from: Name,
+        to: Name,
+    ) -> Result<(), TranslateError> {
+        let mut renamed = 0;
+        if m.remote_port == from && m.remote_type() == msg_type::PORT_SEND {
+            m.remote_port = to;
+            renamed += 1;
+        }
+        for item in &mut m.body {
+            if item.type_name != msg_type::PORT_SEND {
+                continue;
+            }
+            if let Payload::Names(names) = &mut item.payload {
+                for n in names.iter_mut().filter(|n| **n == from) {
+                    *n = to;
+                    renamed += 1;
+                }
+            }
+        }
+        for _ in 0..renamed {
+            kr(
+                "renamed right",
+                k.port_insert_right(self.task, to, self.task, to, msg_type::MAKE_SEND),
+            )?;
+            let _ = k.port_mod_refs(self.task, from, PortRight::Send as u32, -1);
+        }
+        Ok(())
+    }
+
+    /// A moved port gets its receiver: what was taken out of its queue goes
+    /// back, in order, and the port its queue limit and sequence number.
+    fn unstage(&mut self, k: &mut Kernel, port: Name) -> Result<(), TranslateError> {
+        let Some(staged) = self.staged.remove(&port) else {
+            return Ok(());
+        };
+        let mut queue = staged.queue;
+        queue.extend(self.take_queue(k, port)?);
+        kr(
+            "moved seqno",
+            k.port_set_seqno(self.task, port, staged.seqno),
+        )?;
+        for m in queue {
+            self.resend(k, port, m);
+        }
+        kr(
+            "moved qlimit",
+            k.port_set_qlimit(self.task, port, staged.qlimit),
+        )?;
+        Ok(())
+    }
+
+    /// Every message queued on `port` (a port netmsg holds the receive right
+    /// of), blocked senders admitted as room frees; a member of netmsg's
+    /// port set stays one.
+    fn take_queue(&mut self, k: &mut Kernel, port: Name) -> Result<Vec<Message>, TranslateError> {
+        let status = kr("queue status", k.port_get_receive_status(self.task, port))?;
+        if status.pset != NAME_NULL {
+            kr(
+                "out of the set",
+                k.port_move_member(self.task, port, NAME_NULL),
+            )?;
+        }
+        let opts = RecvOptions {
+            max_size: None,
+            large: false,
+        };
+        let mut queue = Vec::new();
+        // (Out of any set, a port netmsg holds the receive right of is
+        // always one it may receive from.)
+        while let Ok(Some(m)) = k.receive(self.task, port, opts) {
+            queue.push(m);
+        }
+        if status.pset != NAME_NULL {
+            kr(
+                "back into the set",
+                k.port_move_member(self.task, port, status.pset),
+            )?;
+        }
+        Ok(queue)
+    }
+
+    /// A message netmsg received goes into `port` as it was sent (its
+    /// rights moved back out of netmsg's space), through the same kind of
+    /// right it came through.
+    fn resend(&mut self, k: &mut Kernel, port: Name, m: Message) {
+        let dest = if m.local_type() == msg_type::PORT_SEND_ONCE {
+            msg_type::MAKE_SEND_ONCE
+        } else {
+            msg_type::MAKE_SEND
+        };
+        let mut msg = Message::new(port, dest, m.remote_port, m.remote_type(), m.id, m.body);
+        msg.bits |= m.bits & !(msgh_bits::PORTS_MASK | msgh_bits::COMPLEX);
+        match k.send(self.task, msg, true) {
+            Ok(SendStatus::Pending(ticket)) => self.handover_sends.push(ticket),
+            Ok(_) => {}
+            Err(_) => {}
+        }
     }
 
     /// Where this node's own messages through `proxy` (import `import` from
@@ -1237,7 +1834,37 @@ impl Translator {
         self.holds.lane_seen(&lane);
         self.holds.arrive(lane, frame, waits);
         self.run_ready(k, &mut out)?;
+        while self.break_embargo_cycle(k, &mut out)? {
+            self.run_ready(k, &mut out)?;
+        }
         Ok(out)
+    }
+
+    /// An embargo whose messages wait, through the holds, on the moved
+    /// port's own receive right (which waits for the embargo) can never
+    /// end: it is given up (the moved port keeps its own name). True if one
+    /// was.
+    fn break_embargo_cycle(
+        &mut self,
+        k: &mut Kernel,
+        out: &mut Vec<Out>,
+    ) -> Result<bool, TranslateError> {
+        let stuck = self.embargoes.iter().find_map(|(key, e)| {
+            let unmet: Vec<StreamKey> = e
+                .waits
+                .iter()
+                .filter(|(lane, n)| self.delivered.get(lane).copied().unwrap_or(0) < *n)
+                .map(|(lane, _)| lane.clone())
+                .collect();
+            self.holds
+                .depends_on(&unmet, &port_ready(&key.0, key.1))
+                .then(|| key.clone())
+        });
+        let Some(key) = stuck else {
+            return Ok(false);
+        };
+        self.abandon_embargo(k, key, None, out)?;
+        Ok(true)
     }
 
     /// Handles frames freed from their holds, and those they free, in order.
@@ -1315,17 +1942,24 @@ impl Translator {
         };
         waits.extend(home_waits(peer, m));
         for r in rights_of(m) {
-            // A moved port is made by the first frame on its stream: its
-            // receive right, and a right coming home to it (which may have
-            // overtaken that frame through a forwarder), wait for it.
-            if let WireRef::MovedReceive { id, .. } | WireRef::ReceiverExport { id } = r.reference {
-                if id & crate::release::MOVED_ID_BIT != 0 {
-                    waits.push(Wait {
+            // A moved port is made by the first frame on its stream: a right
+            // coming home to it (which may have overtaken that frame through
+            // a forwarder) waits for it; its receive right waits for the
+            // port to be ready (after an embargo, the port is a proxy that
+            // was here before: rights coming home meanwhile name that).
+            match r.reference {
+                WireRef::MovedReceive { id, .. } => waits.push(Wait {
+                    stream: port_ready(peer, id),
+                    position: 1,
+                    firm: false,
+                }),
+                WireRef::ReceiverExport { id } if id & crate::release::MOVED_ID_BIT != 0 => waits
+                    .push(Wait {
                         stream: StreamKey::stream(peer, id),
                         position: 1,
                         firm: false,
-                    });
-                }
+                    }),
+                _ => {}
             }
             // (A right coming home to a proxy of this node is not home yet:
             // its positions travel on with it.)
@@ -1363,17 +1997,33 @@ impl Translator {
                 self.deliver(k, peer, id, m, out)?;
                 let n = self.delivered.entry(lane.clone()).or_insert(0);
                 *n += 1;
-                return Ok(Some((lane, *n)));
+                let n = *n;
+                if let Some(&port) = self.unclaimed.get(&(peer.to_owned(), id)) {
+                    if self.staged.contains_key(&port) {
+                        let taken = self.take_queue(k, port)?;
+                        if let Some(staged) = self.staged.get_mut(&port) {
+                            staged.queue.extend(taken);
+                        }
+                    }
+                }
+                self.end_embargo_if_back(k, peer, id, out)?;
+                return Ok(Some((lane, n)));
             }
             // (Handled in lane order by `run_ready`.)
             StreamFrame::LaneEnded { .. } => {}
             StreamFrame::Moved(m) => {
                 self.on_moved(k, peer, id, m)?;
-                // The stream's first frame: a receive right waits for it.
                 let lane = StreamKey::stream(peer, id);
                 let n = self.delivered.entry(lane.clone()).or_insert(0);
                 *n += 1;
-                return Ok(Some((lane, *n)));
+                let n = *n;
+                if self.embargoes.contains_key(&(peer.to_owned(), id)) {
+                    self.end_embargo_if_back(k, peer, id, out)?;
+                } else {
+                    // The port is ready: its receive right waits for this.
+                    self.holds.advanced(port_ready(peer, id), 1);
+                }
+                return Ok(Some((lane, n)));
             }
             StreamFrame::Release(f) => {
                 if frame_id(&f) != id {
@@ -1433,6 +2083,8 @@ impl Translator {
             Ok(Placed::Forwarded {
                 own: true,
                 position,
+                ref upstream,
+                import,
             }) => {
                 let nth = self
                     .delivered
@@ -1440,7 +2092,7 @@ impl Translator {
                     .copied()
                     .unwrap_or(0)
                     + 1;
-                self.record_forwarded(peer, id, nth, position);
+                self.record_forwarded(peer, id, nth, position, upstream.clone(), import);
             }
             _ => {}
         }
@@ -1480,7 +2132,7 @@ impl Translator {
         if r.watermark == 0 || !direct {
             return None;
         }
-        let position = self.forwarded_position_of(peer, id, r.watermark)?;
+        let position = self.forwarded_position_of(peer, id, r.watermark, &upstream, import)?;
         Some(Dependency {
             via: self.node.clone(),
             port: import,
@@ -1494,12 +2146,33 @@ impl Translator {
 
     /// Notes that `peer`'s `nth` own message on the stream of export `id`
     /// was forwarded as its lane's `position`-th.
-    fn record_forwarded(&mut self, peer: &str, id: u64, nth: u64, position: u64) {
+    fn record_forwarded(
+        &mut self,
+        peer: &str,
+        id: u64,
+        nth: u64,
+        position: u64,
+        upstream: String,
+        import: u64,
+    ) {
         let runs = self.forwarded_at.entry((peer.to_owned(), id)).or_default();
         match runs.back_mut() {
-            Some((k, p, n)) if *k + *n == nth && *p + *n == position => *n += 1,
+            Some(r)
+                if r.first + r.count == nth
+                    && r.position + r.count == position
+                    && r.upstream == upstream
+                    && r.import == import =>
+            {
+                r.count += 1
+            }
             _ => {
-                runs.push_back((nth, position, 1));
+                runs.push_back(ForwardRun {
+                    first: nth,
+                    position,
+                    count: 1,
+                    upstream,
+                    import,
+                });
                 // A bound on memory: a right whose watermark falls before
                 // the oldest run kept gets no position (see protocol.md).
                 if runs.len() > MAX_FORWARD_RUNS {
@@ -1511,10 +2184,23 @@ impl Translator {
 
     /// The lane position of the last of `peer`'s first `watermark` own
     /// messages on export `id`'s stream that was forwarded.
-    fn forwarded_position_of(&self, peer: &str, id: u64, watermark: u64) -> Option<u64> {
+    /// Where the last of the peer's messages up to its `watermark`-th on
+    /// stream `id` that this node forwarded went: its position in the
+    /// peer's lane of `upstream`'s stream `import`. None when that was on
+    /// another stream (the port moved since): those are not before the
+    /// current stream's messages anyway.
+    fn forwarded_position_of(
+        &self,
+        peer: &str,
+        id: u64,
+        watermark: u64,
+        upstream: &str,
+        import: u64,
+    ) -> Option<u64> {
         let runs = self.forwarded_at.get(&(peer.to_owned(), id))?;
-        let &(k, p, n) = runs.iter().rev().find(|&&(k, _, _)| k <= watermark)?;
-        Some(p + (watermark - k).min(n - 1))
+        let r = runs.iter().rev().find(|r| r.first <= watermark)?;
+        (r.upstream == upstream && r.import == import)
+            .then(|| r.position + (watermark - r.first).min(r.count - 1))
     }
 
     /// Where a message to export `target` is forwarded, when its port is one
@@ -1527,6 +2213,10 @@ impl Translator {
     }
 
     fn relay_of_port(&self, port: Name) -> Option<(String, u64)> {
+        if self.embargoed.contains_key(&port) {
+            // Parked behind what comes back (it is the port's from now).
+            return None;
+        }
         let (upstream, proxy) = self.proxies.get(&port)?;
         if proxy.once {
             return None;
@@ -1654,6 +2344,8 @@ impl Translator {
             let placed = Placed::Forwarded {
                 own,
                 position: *position,
+                upstream: upstream.clone(),
+                import,
             };
             wire.origin = Some(origin);
             out.push(Out {
@@ -1812,6 +2504,7 @@ impl Translator {
                         reason: format!("receive right of moved port {id}, unknown or taken"),
                     });
                 };
+                self.unstage(k, port)?;
                 if let Some(request) = no_senders {
                     let (right, _) = match self.import_right(k, peer, request, out) {
                         Ok(placed) => placed,
@@ -1873,6 +2566,14 @@ impl Translator {
                 // arrives as that name; a forwarder of a port that moved
                 // back here, as the port.
                 let port = port.map(|p| p as Name);
+                let embargoed = self
+                    .embargoes
+                    .values()
+                    .find(|e| Some(e.staging) == port)
+                    .map(|e| e.proxy);
+                if let (Some(proxy), false) = (embargoed, dead) {
+                    return Ok((self.make_on_canonical(k, proxy, Vec::new())?, disposition));
+                }
                 let other_name = port
                     .filter(|p| self.second_names.contains(p))
                     .and_then(|p| self.adopted.get(&p))
@@ -2154,6 +2855,10 @@ impl Translator {
                     let Some(name) = self.peer(peer).proxy_name.remove(&proxy) else {
                         continue;
                     };
+                    if let Some(key) = self.embargoed.remove(&name) {
+                        // (The link is lost, or the peer says the port died.)
+                        self.abandon_embargo(k, key, None, out)?;
+                    }
                     self.proxies.remove(&name);
                     let import = self.proxy_import.remove(&name);
                     let mut last = self.pending.remove(&name).unwrap_or_default();
@@ -2210,6 +2915,9 @@ impl Translator {
                         k.port_mod_refs(self.task, name, PortRight::Send as u32, -(count as i32)),
                     )?;
                     self.forget_if_freed(k, name);
+                    if let Some((p, id)) = self.embargoed.get(&name).cloned() {
+                        self.end_embargo_if_back(k, &p, id, out)?;
+                    }
                 }
                 Effect::ReleasePort { port } => {
                     let _ = k.port_deallocate(self.task, port as Name);
@@ -2278,6 +2986,14 @@ impl Translator {
             self.drop_pool(k, peer, id);
         }
         for port in unclaimed {
+            for m in self
+                .staged
+                .remove(&port)
+                .map(|s| s.queue)
+                .unwrap_or_default()
+            {
+                self.destroy_received(k, &m);
+            }
             let _ = k.port_mod_refs(self.task, port, PortRight::Receive as u32, -1);
             self.forget_if_freed(k, port);
         }

@@ -799,6 +799,61 @@ impl Reader<'_> {
             }),
         }
     }
+    fn embargo(&mut self) -> Result<Option<Embargo>, WireError> {
+        let at = self.at;
+        match self.u8("embargo presence")? {
+            0 => return Ok(None),
+            1 => {}
+            v => {
+                return Err(WireError::Invalid {
+                    at,
+                    what: "embargo presence",
+                    value: u64::from(v),
+                })
+            }
+        }
+        let at = self.at;
+        let export = self.u64("embargo export")?;
+        if export & SEND_ONCE_ID_BIT != 0 {
+            return Err(WireError::Invalid {
+                at,
+                what: "embargo export",
+                value: export,
+            });
+        }
+        let era = self.u64("embargo era")?;
+        let queued = self.u64("embargo queued")?;
+        let at = self.at;
+        let n = self.u16("embargo lane count")? as usize;
+        if n > MAX_EMBARGO_LANES {
+            return Err(WireError::Invalid {
+                at,
+                what: "embargo lane count",
+                value: n as u64,
+            });
+        }
+        // Each lane takes at least 9 bytes.
+        self.need(n as u64 * 9, "embargo lanes")?;
+        let mut lanes: Vec<(Option<Origin>, u64)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let at = self.at;
+            let origin = self.origin()?;
+            if lanes.iter().any(|(o, _)| *o == origin) {
+                return Err(WireError::Invalid {
+                    at,
+                    what: "embargo lane counted twice",
+                    value: 0,
+                });
+            }
+            lanes.push((origin, self.u64("embargo lane count")?));
+        }
+        Ok(Some(Embargo {
+            export,
+            era,
+            queued,
+            lanes,
+        }))
+    }
     fn dependencies(&mut self) -> Result<Vec<Dependency>, WireError> {
         let n = self.u16("dependency count")? as usize;
         // Each dependency takes at least 22 bytes.
@@ -846,10 +901,34 @@ pub struct MovedPort {
     /// [`MAX_MOVED_SEND_ONCE`]): each ends in one message forwarded here
     /// through a send-once right (used, or its notification).
     pub send_once: u32,
+    /// Set when the receiver already reaches the port through this sender
+    /// (`export`): what it needs to take the port under the name it has
+    /// once its earlier messages are back (protocol.md, "Route shortening").
+    pub embargo: Option<Embargo>,
+}
+
+/// The sender's count of what the receiver sent toward the port before the
+/// move, lane by lane of the receiver's stream of `export`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Embargo {
+    /// The sender's export of the port to the receiver.
+    pub export: u64,
+    /// The receiver's era in what the sender forwards: the receiver's own
+    /// messages come back in lane (receiver, era) of this stream.
+    pub era: u64,
+    /// Messages queued on the port at the move: the first after this frame
+    /// in the sender's own lane.
+    pub queued: u64,
+    /// Per lane of the stream of `export` (None: the receiver's own), the
+    /// messages the sender had taken in; later ones come back in their lane.
+    pub lanes: Vec<(Option<Origin>, u64)>,
 }
 
 /// The most send-once rights a `Moved` frame announces.
 pub const MAX_MOVED_SEND_ONCE: u32 = 4096;
+
+/// The most lanes an [`Embargo`] counts.
+pub const MAX_EMBARGO_LANES: usize = 64;
 
 impl StreamFrame {
     pub fn encode(&self) -> Vec<u8> {
@@ -873,6 +952,20 @@ impl StreamFrame {
                 w.u32(m.seqno);
                 w.u32(m.qlimit);
                 w.u32(m.send_once);
+                match &m.embargo {
+                    None => w.u8(0),
+                    Some(e) => {
+                        w.u8(1);
+                        w.u64(e.export);
+                        w.u64(e.era);
+                        w.u64(e.queued);
+                        w.u16(e.lanes.len() as u16);
+                        for (origin, n) in &e.lanes {
+                            w.origin(origin);
+                            w.u64(*n);
+                        }
+                    }
+                }
                 return w.0;
             }
             StreamFrame::Release(f) => f,
@@ -949,6 +1042,7 @@ impl StreamFrame {
                     value: u64::from(send_once),
                 });
             }
+            let embargo = r.embargo()?;
             if r.at != frame.len() {
                 return Err(WireError::Trailing(frame.len() - r.at));
             }
@@ -959,6 +1053,7 @@ impl StreamFrame {
                 seqno,
                 qlimit,
                 send_once,
+                embargo,
             }));
         }
         if kind == FRAME_LANE_ENDED {

@@ -157,6 +157,7 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
                 seqno: 0,
                 qlimit,
                 send_once,
+                embargo: None,
             })
         },
     );

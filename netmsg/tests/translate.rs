@@ -1262,9 +1262,8 @@ fn race_3_a_receive_right_destroyed_on_arrival_matches_one_kernel() {
 /// right moves toward their sender's node (the original dropped them). The
 /// server on node 0 sends to the client's port, the client moves that port's
 /// receive right to the server, and the server sends once more: all three
-/// messages reach the server on the moved port, in order. (netmsg gives the
-/// server the receive right under a second name, beside its send right's:
-/// no route shortening yet, docs/protocol.md.)
+/// messages reach the server on the moved port, in order, and the server
+/// holds the port under one name (route shortening with an embargo).
 fn race_5_messages_to_a_port_moving_toward_their_sender(c: &mut Cluster) {
     let (server, client, p) = server_and_client(c);
     let to_p = c.give_send(server, p, client);
@@ -1284,6 +1283,7 @@ fn race_5_messages_to_a_port_moving_toward_their_sender(c: &mut Cluster) {
     c.settle();
     let m = c.observe("server", server, p).expect("the receive right");
     let rr = m.body[1].names_payload().unwrap()[0];
+    note_name(c, "server's receive right", server, rr, to_r);
     for _ in 0..3 {
         c.observe("server on the moved port", server, rr);
     }
@@ -1298,4 +1298,347 @@ fn race_5_messages_to_a_port_moving_toward_their_sender(c: &mut Cluster) {
 #[test]
 fn race_5_messages_to_a_moving_port_match_one_kernel() {
     differential(race_5_messages_to_a_port_moving_toward_their_sender);
+}
+
+// ----- route shortening: one name for a port whose receive right arrives ------
+
+/// A server port `p` the client has a send right to, and a client port
+/// `inbox` the server has a send right to.
+struct Pair {
+    server: T,
+    client: T,
+    p: Name,
+    to_p: Name,
+    inbox: Name,
+    to_inbox: Name,
+}
+
+fn pair(c: &mut Cluster) -> Pair {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    let inbox = c.port(client);
+    let to_inbox = c.give_send(client, inbox, server);
+    Pair {
+        server,
+        client,
+        p,
+        to_p,
+        inbox,
+        to_inbox,
+    }
+}
+
+/// Drops the pair's rights and ports.
+fn end_pair(c: &mut Cluster, x: &Pair) {
+    c.k(x.client)
+        .port_deallocate(x.client.task, x.to_p)
+        .unwrap();
+    c.k(x.server)
+        .port_deallocate(x.server.task, x.to_inbox)
+        .unwrap();
+    c.settle();
+    c.destroy_port(x.client, x.inbox);
+    c.destroy_port(x.server, x.p);
+}
+
+/// `t` drops every send reference it has under `name`.
+fn drop_sends(c: &mut Cluster, t: T, name: Name) {
+    let refs = c
+        .k(t)
+        .port_get_refs(t.task, name, PortRight::Send as u32)
+        .unwrap();
+    c.k(t)
+        .port_mod_refs(t.task, name, PortRight::Send as u32, -(refs as i32))
+        .unwrap();
+}
+
+/// `t` sends message `id` carrying `v` to `dest`.
+fn send_int(c: &mut Cluster, t: T, dest: Name, id: i32, v: i32) {
+    c.send(
+        t,
+        Message::simple(dest, msg_type::COPY_SEND, id, vec![int(v)]),
+    );
+}
+
+/// `t` sends message `id` to `dest` with a right to `name` (`disposition`).
+fn send_right(c: &mut Cluster, t: T, dest: Name, id: i32, disposition: u8, name: Name) {
+    c.send(
+        t,
+        Message::simple(
+            dest,
+            msg_type::COPY_SEND,
+            id,
+            vec![int(id), Item::port(disposition, name)],
+        ),
+    );
+}
+
+/// `who` observes the next message on `name`, which carries a right: its name.
+fn observe_right(c: &mut Cluster, who: &str, t: T, name: Name) -> Name {
+    let m = c.observe(who, t, name).expect("a message with a right");
+    m.body[1].names_payload().unwrap()[0]
+}
+
+/// `t`'s name `name` as what it holds: the rights, and whether it is `other`.
+fn note_name(c: &mut Cluster, who: &str, t: T, name: Name, other: Name) {
+    let ty = c.k(t).port_type(t.task, name).unwrap_or(0);
+    c.note(format!(
+        "{who}: receive {} send {} same name {}",
+        ty & port_type::RECEIVE != 0,
+        ty & port_type::SEND != 0,
+        name == other
+    ));
+}
+
+/// netmsg-test 4: a send right goes over and comes back under the name it
+/// left with.
+fn send_right_over_and_back(c: &mut Cluster) {
+    let x = pair(c);
+    let r = c.port(x.server);
+    c.k(x.server)
+        .port_insert_right(x.server.task, r, x.server.task, r, msg_type::MAKE_SEND)
+        .unwrap();
+    send_right(c, x.server, x.to_inbox, 800, msg_type::COPY_SEND, r);
+    c.settle();
+    let over = observe_right(c, "client", x.client, x.inbox);
+    send_right(c, x.client, x.to_p, 801, msg_type::MOVE_SEND, over);
+    c.settle();
+    let back = observe_right(c, "server", x.server, x.p);
+    note_name(c, "server's right back", x.server, back, r);
+    let refs = c
+        .k(x.server)
+        .port_get_refs(x.server.task, r, PortRight::Send as u32)
+        .unwrap();
+    c.note(format!("server's send references {refs}"));
+    end_pair(c, &x);
+    c.destroy_port(x.server, r);
+}
+
+/// netmsg-test 5: a receive right goes over and comes back under the name
+/// it left with (its holder kept a send right there), with the messages
+/// sent to it meanwhile, in order.
+fn receive_right_over_and_back(c: &mut Cluster) {
+    let x = pair(c);
+    let r = port_with_queued_messages(c, x.client);
+    move_receive(c, x.client, x.to_p, r);
+    send_int(c, x.client, r, 602, 2);
+    c.settle();
+    let rr = observe_right(c, "server", x.server, x.p);
+    c.observe("server on the moved port", x.server, rr);
+    move_receive(c, x.server, x.to_inbox, rr);
+    send_int(c, x.client, r, 603, 3);
+    c.settle();
+    let back = observe_right(c, "client", x.client, x.inbox);
+    note_name(c, "client's right back", x.client, back, r);
+    for _ in 0..3 {
+        c.observe("client on its port", x.client, back);
+    }
+    c.observe("client, nothing more", x.client, back);
+    c.watch_no_senders(x.client, back);
+    c.k(x.client).port_deallocate(x.client.task, back).unwrap();
+    end_pair(c, &x);
+    c.observe("client no-senders", x.client, back);
+    c.destroy_port(x.client, back);
+}
+
+#[test]
+fn netmsg_test_4_a_send_right_over_and_back_keeps_its_name() {
+    differential(send_right_over_and_back);
+}
+
+#[test]
+fn netmsg_test_5_a_receive_right_over_and_back_keeps_its_name() {
+    differential(receive_right_over_and_back);
+}
+
+/// netmsg-test 7: the receive right goes over, messages follow it, the new
+/// receiver sends a send right back: it arrives under the client's old
+/// name; messages through it, then its drop, and no-senders at the new
+/// receiver.
+fn receive_right_over_send_right_back(c: &mut Cluster) {
+    let x = pair(c);
+    let r = port_with_queued_messages(c, x.client);
+    move_receive(c, x.client, x.to_p, r);
+    for i in 2..4 {
+        send_int(c, x.client, r, 600 + i, i);
+    }
+    c.settle();
+    let rr = observe_right(c, "server", x.server, x.p);
+    for _ in 0..4 {
+        c.observe("server on the moved port", x.server, rr);
+    }
+    send_right(c, x.server, x.to_inbox, 801, msg_type::MAKE_SEND, rr);
+    c.settle();
+    let back = observe_right(c, "client", x.client, x.inbox);
+    note_name(c, "client's send right back", x.client, back, r);
+    for i in 4..6 {
+        send_int(c, x.client, back, 600 + i, i);
+    }
+    c.watch_no_senders(x.server, rr);
+    drop_sends(c, x.client, back);
+    c.settle();
+    for _ in 0..3 {
+        c.observe("server on the moved port", x.server, rr);
+    }
+    c.destroy_port(x.server, rr);
+    end_pair(c, &x);
+}
+
+/// netmsg-test 8: a send right goes over twice and arrives under one name;
+/// messages, one reference dropped, more messages, the last dropped: then
+/// no-senders.
+fn send_right_twice(c: &mut Cluster) {
+    let x = pair(c);
+    let r = c.port(x.server);
+    for i in 0..2 {
+        send_right(c, x.server, x.to_inbox, 810 + i, msg_type::MAKE_SEND, r);
+    }
+    c.settle();
+    let first = observe_right(c, "client", x.client, x.inbox);
+    let second = observe_right(c, "client", x.client, x.inbox);
+    note_name(c, "client's second right", x.client, second, first);
+    c.watch_no_senders(x.server, r);
+    send_int(c, x.client, first, 812, 2);
+    c.k(x.client).port_deallocate(x.client.task, first).unwrap();
+    send_int(c, x.client, second, 813, 3);
+    c.settle();
+    c.observe("server on r", x.server, r);
+    c.observe("server on r", x.server, r);
+    c.observe("server, no no-senders yet", x.server, r);
+    c.k(x.client)
+        .port_deallocate(x.client.task, second)
+        .unwrap();
+    c.settle();
+    c.observe("server no-senders", x.server, r);
+    c.destroy_port(x.server, r);
+    end_pair(c, &x);
+}
+
+/// netmsg-test 9: the client has a send right to the server's port `r` and
+/// sends on it; then `r`'s receive right comes to the client: under the
+/// name of its send right, with the client's messages before and after the
+/// move in order (those before may still be on their way to the server and
+/// back: the embargo). The client drops its send right and gets no-senders.
+fn send_right_then_receive_right(c: &mut Cluster) {
+    let x = pair(c);
+    let r = c.port(x.server);
+    let to_r = c.give_send(x.server, r, x.client);
+    for i in 0..3 {
+        send_int(c, x.client, to_r, 820 + i, i);
+    }
+    move_receive(c, x.server, x.to_inbox, r);
+    // (A few frames move: the client's node may have the port by now, with
+    // its first messages still on their way back.)
+    for _ in 0..6 {
+        c.step();
+    }
+    send_int(c, x.client, to_r, 823, 3);
+    c.settle();
+    let rr = observe_right(c, "client", x.client, x.inbox);
+    note_name(c, "client's receive right", x.client, rr, to_r);
+    for _ in 0..4 {
+        c.observe("client on r", x.client, rr);
+    }
+    c.observe("client, nothing more", x.client, rr);
+    c.watch_no_senders(x.client, rr);
+    drop_sends(c, x.client, rr);
+    c.settle();
+    c.observe("client no-senders", x.client, rr);
+    c.destroy_port(x.client, rr);
+    end_pair(c, &x);
+}
+
+/// netmsg-test 10: as 9, with a copy of the send right held by a third
+/// task (on a third node when there is one), which sends after the move;
+/// no-senders once both drop theirs.
+fn send_right_copy_then_receive_right(c: &mut Cluster) {
+    let x = pair(c);
+    let third = c.task(2);
+    let r = c.port(x.server);
+    let to_r = c.give_send(x.server, r, x.client);
+    let copy = c.give_send(x.server, r, third);
+    for i in 0..2 {
+        send_int(c, x.client, to_r, 830 + i, i);
+    }
+    move_receive(c, x.server, x.to_inbox, r);
+    c.settle();
+    let rr = observe_right(c, "client", x.client, x.inbox);
+    note_name(c, "client's receive right", x.client, rr, to_r);
+    send_int(c, third, copy, 832, 2);
+    c.settle();
+    for _ in 0..3 {
+        c.observe("client on r", x.client, rr);
+    }
+    c.watch_no_senders(x.client, rr);
+    drop_sends(c, x.client, rr);
+    c.settle();
+    c.observe("client, no no-senders yet", x.client, rr);
+    c.k(third).port_deallocate(third.task, copy).unwrap();
+    c.settle();
+    c.observe("client no-senders", x.client, rr);
+    c.destroy_port(x.client, rr);
+    end_pair(c, &x);
+}
+
+/// netmsg-test 12: a receive right with a no-senders request moves; a send
+/// right is made where it arrived; the original send right is dropped (no
+/// notification: one is left), then the new one: the notification.
+fn no_senders_held_for_the_last_right(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    let r = c.port(client);
+    let to_r = c.give_send(client, r, server);
+    let notify = c.port(client);
+    ask_notification(c, client, r, notify_id::NO_SENDERS, notify);
+    move_receive(c, client, to_p, r);
+    c.settle();
+    let rr = observe_right(c, "server", server, p);
+    note_name(c, "server's receive right", server, rr, to_r);
+    let (made, _) = c
+        .k(server)
+        .port_extract_right(server.task, rr, msg_type::MAKE_SEND, server.task)
+        .unwrap();
+    let refs = c
+        .k(server)
+        .port_get_refs(server.task, to_r, PortRight::Send as u32)
+        .unwrap();
+    c.note(format!("server's send references {refs}"));
+    c.k(server)
+        .port_mod_refs(server.task, to_r, PortRight::Send as u32, -1)
+        .unwrap();
+    c.settle();
+    c.observe("client, no no-senders yet", client, notify);
+    c.k(server).port_deallocate(server.task, made).unwrap();
+    c.settle();
+    c.observe("client no-senders", client, notify);
+    c.destroy_port(server, rr);
+    c.destroy_port(client, notify);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+}
+
+#[test]
+fn netmsg_test_7_a_send_right_back_to_a_moved_port_keeps_its_name() {
+    differential(receive_right_over_send_right_back);
+}
+
+#[test]
+fn netmsg_test_8_a_send_right_twice_has_one_name() {
+    differential(send_right_twice);
+}
+
+#[test]
+fn netmsg_test_9_a_receive_right_joins_its_send_right() {
+    differential(send_right_then_receive_right);
+}
+
+#[test]
+fn netmsg_test_10_a_receive_right_joins_its_send_right_with_a_copy_elsewhere() {
+    differential(send_right_copy_then_receive_right);
+}
+
+#[test]
+fn netmsg_test_12_no_senders_waits_for_the_last_right_after_a_move() {
+    differential(no_senders_held_for_the_last_right);
 }

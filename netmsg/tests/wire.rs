@@ -2,8 +2,8 @@
 
 use netmsg::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use netmsg::wire::{
-    fuzz_decode, Dependency, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireError,
-    WireItem, WireMessage, WireRef, WireRight,
+    fuzz_decode, Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame,
+    WireError, WireItem, WireMessage, WireRef, WireRight, MAX_EMBARGO_LANES,
 };
 use proptest::prelude::*;
 
@@ -298,9 +298,10 @@ fn moved() -> impl Strategy<Value = StreamFrame> {
         any::<u32>(),
         any::<u32>(),
         (0u32..=16, 0u32..=4096),
+        proptest::option::of(embargo()),
     )
         .prop_map(
-            |(id, home, port, incarnation, mscount, seqno, (qlimit, send_once))| {
+            |(id, home, port, incarnation, mscount, seqno, (qlimit, send_once), embargo)| {
                 StreamFrame::Moved(MovedPort {
                     id: (id | MOVED_ID_BIT) & !SEND_ONCE_ID_BIT,
                     global: GlobalId {
@@ -312,9 +313,25 @@ fn moved() -> impl Strategy<Value = StreamFrame> {
                     seqno,
                     qlimit,
                     send_once,
+                    embargo,
                 })
             },
         )
+}
+
+fn embargo() -> impl Strategy<Value = Embargo> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        proptest::collection::btree_map(proptest::option::of(origin()), any::<u64>(), 0..4),
+    )
+        .prop_map(|(export, era, queued, lanes)| Embargo {
+            export: export & !SEND_ONCE_ID_BIT,
+            era,
+            queued,
+            lanes: lanes.into_iter().collect(),
+        })
 }
 
 fn release_frame() -> impl Strategy<Value = Frame> {
@@ -670,7 +687,7 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
     }
     // Port state frames: an ID the sender did not choose, a queue limit
     // Mach does not have, too many send-once rights, trailing bytes.
-    let state = |id: u64, qlimit: u32, send_once: u32| {
+    let moved = |id: u64, qlimit: u32, send_once: u32, embargo: Option<Embargo>| {
         StreamFrame::Moved(MovedPort {
             id,
             global: GlobalId {
@@ -682,9 +699,11 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
             seqno: 0,
             qlimit,
             send_once,
+            embargo,
         })
         .encode()
     };
+    let state = |id: u64, qlimit: u32, send_once: u32| moved(id, qlimit, send_once, None);
     assert!(StreamFrame::decode(&state(MOVED_ID_BIT | 2, 5, 4096)).is_ok());
     assert!(StreamFrame::decode(&state(2, 5, 0)).is_err());
     assert!(StreamFrame::decode(&state(MOVED_ID_BIT | 2, 17, 0)).is_err());
@@ -695,4 +714,36 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
         StreamFrame::decode(&trailing).unwrap_err(),
         WireError::Trailing(1)
     );
+    // Embargoes: a one-shot export, too many lanes, a lane counted twice.
+    let with = |embargo: Embargo| moved(MOVED_ID_BIT | 2, 5, 0, Some(embargo));
+    let lane = |n: u64| {
+        Some(Origin {
+            node: format!("node-{n}"),
+            era: 0,
+        })
+    };
+    let good = Embargo {
+        export: 4,
+        era: 1,
+        queued: 2,
+        lanes: vec![(None, 3), (lane(1), 1)],
+    };
+    assert!(StreamFrame::decode(&with(good.clone())).is_ok());
+    assert!(StreamFrame::decode(&with(Embargo {
+        export: 4 | SEND_ONCE_ID_BIT,
+        ..good.clone()
+    }))
+    .is_err());
+    assert!(StreamFrame::decode(&with(Embargo {
+        lanes: (0..=MAX_EMBARGO_LANES as u64)
+            .map(|n| (lane(n), 1))
+            .collect(),
+        ..good.clone()
+    }))
+    .is_err());
+    assert!(StreamFrame::decode(&with(Embargo {
+        lanes: vec![(None, 3), (None, 1)],
+        ..good
+    }))
+    .is_err());
 }
