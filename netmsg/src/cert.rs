@@ -173,25 +173,28 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
                 None => host_name()?,
             };
             let ca = Authority::init(state, &cluster, &name, now)?;
-            println!(
+            out!(
                 "Created the cluster CA \"{cluster}\" and node {name:?} in {}",
                 state.root().display()
-            );
-            println!(
+            )?;
+            out!(
                 "CA key fingerprint (SHA-256 of its public key): {}",
                 hex::encode(ca.pin())
-            );
-            println!("Next: netmsg cert token --name NODE   (then enroll NODE with it)");
+            )?;
+            out!("Next: netmsg cert token --name NODE   (then enroll NODE with it)")?;
         }
         CertCommand::Token {
             action: Some(TokenAction::List),
             ..
         } => {
             let ca = Authority::load(state)?;
-            println!(
+            out!(
                 "{:<18} {:<20} {:>6} {:<10} expires",
-                "id", "node", "uses", "state"
-            );
+                "id",
+                "node",
+                "uses",
+                "state"
+            )?;
             for t in ca.tokens() {
                 let left = t.expires as i64 - unix(now);
                 let status = if t.revoked {
@@ -203,7 +206,7 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
                 } else {
                     "valid"
                 };
-                println!(
+                out!(
                     "{:<18} {:<20} {:>6} {:<10} {}",
                     t.id,
                     t.name,
@@ -214,7 +217,7 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
                     } else {
                         "past".into()
                     }
-                );
+                )?;
             }
         }
         CertCommand::Token {
@@ -223,7 +226,7 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
         } => {
             let mut ca = Authority::load(state)?;
             ca.revoke_token(&id)?;
-            println!("Token {id} revoked.");
+            out!("Token {id} revoked.")?;
         }
         CertCommand::Token {
             action: None,
@@ -242,7 +245,7 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
                 token.id,
                 days(ttl.as_secs() as i64)
             );
-            println!("{}", token.reveal());
+            out!("{}", token.reveal())?;
             eprintln!("On {name}: NETMSG_TOKEN=<token> netmsg cert enroll --name {name} THIS-HOST");
         }
         CertCommand::Enroll {
@@ -267,16 +270,16 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
                 .build()?;
             let creds = runtime.block_on(certs::enroll(state, addr, &token, &name))?;
             state.write_note(CA_ADDR_NOTE, &addr.to_string())?;
-            println!(
+            out!(
                 "Enrolled as {:?} (serial {}), valid for {}.",
                 creds.node,
                 creds.serial,
                 days(unix(creds.not_after) - unix(now))
-            );
-            println!(
+            )?;
+            out!(
                 "Credentials in {}. Start the node with: netmsg serve",
                 state.root().display()
-            );
+            )?;
         }
         CertCommand::Renew { host } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -292,11 +295,11 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
                 };
                 runtime.block_on(certs::renew(state, addr))?
             };
-            println!(
+            out!(
                 "Renewed: serial {}, valid until {} from now.",
                 creds.serial,
                 days(unix(creds.not_after) - unix(now))
-            );
+            )?;
         }
         CertCommand::Revoke { node, serial } => {
             if node.is_none() && serial.is_none() {
@@ -304,12 +307,12 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
             }
             let mut ca = Authority::load(state)?;
             let revoked = ca.revoke(node.as_deref(), serial.as_deref(), now)?;
-            println!(
+            out!(
                 "Revoked {} certificate(s): {}",
                 revoked.len(),
                 revoked.join(", ")
-            );
-            println!("The new CRL is in {}; running nodes on this host pick it up, others need `netmsg cert crl import`.", state.path("crl.der").display());
+            )?;
+            out!("The new CRL is in {}; running nodes on this host pick it up, others need `netmsg cert crl import`.", state.path("crl.der").display())?;
         }
         CertCommand::Status => status(state, now)?,
         CertCommand::Crl {
@@ -331,11 +334,11 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
             let der =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let info = Credentials::import_crl(state, &der)?;
-            println!(
+            out!(
                 "Imported CRL number {} ({} revoked).",
                 info.number,
                 info.revoked.len()
-            );
+            )?;
         }
     }
     Ok(())
@@ -344,8 +347,8 @@ pub(crate) fn run(state: &StateDir, command: CertCommand) -> anyhow::Result<()> 
 fn status(state: &StateDir, now: SystemTime) -> anyhow::Result<()> {
     let creds = Credentials::load(state)?;
     let left = unix(creds.not_after) - unix(now);
-    println!("node:        {}", creds.node);
-    println!(
+    out!("node:        {}", creds.node)?;
+    out!(
         "certificate: serial {}, expires in {}{}",
         creds.serial,
         days(left),
@@ -354,20 +357,20 @@ fn status(state: &StateDir, now: SystemTime) -> anyhow::Result<()> {
         } else {
             ""
         }
-    );
+    )?;
     let renew_at = certs::renewal_time(creds.not_before, creds.not_after, 0.5);
-    println!(
+    out!(
         "renewal:     due in about {}",
         days(unix(renew_at) - unix(now))
-    );
-    println!(
+    )?;
+    out!(
         "CA:          key fingerprint {}",
         hex::encode(creds.ca_pin())
-    );
+    )?;
     let crl = creds.crl_info();
     let age = unix(now) - crl.this_update as i64;
     let stale = crl.is_stale(now);
-    println!(
+    out!(
         "CRL:         number {}, issued {} ago, {} revoked{}",
         crl.number,
         days(age),
@@ -377,14 +380,16 @@ fn status(state: &StateDir, now: SystemTime) -> anyhow::Result<()> {
         } else {
             ""
         }
-    );
+    )?;
     if let Ok(ca) = Authority::load(state) {
-        println!();
-        println!("issued by this CA ({}):", ca.cluster());
-        println!(
+        out!()?;
+        out!("issued by this CA ({}):", ca.cluster())?;
+        out!(
             "  {:<20} {:<34} {:<12} status",
-            "node", "serial", "expires in"
-        );
+            "node",
+            "serial",
+            "expires in"
+        )?;
         for c in ca.issued() {
             let left = c.not_after as i64 - unix(now);
             let status = if c.revoked.is_some() {
@@ -394,12 +399,12 @@ fn status(state: &StateDir, now: SystemTime) -> anyhow::Result<()> {
             } else {
                 "valid"
             };
-            println!(
+            out!(
                 "  {:<20} {:<34} {:<12} {status}",
                 c.node,
                 c.serial,
                 if left > 0 { days(left) } else { "-".into() }
-            );
+            )?;
         }
     }
     Ok(())

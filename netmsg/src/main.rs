@@ -1,6 +1,16 @@
 //! The `netmsg` command.
 #![forbid(unsafe_code)]
 
+/// `println!` that returns the write's result: a closed standard output
+/// (`netmsg cert status | head -4`) is then an error `main` ends quietly on,
+/// not a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+    }};
+}
+
 mod cert;
 mod decode;
 mod serve;
@@ -72,6 +82,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output has gone (`| head`): nothing to report.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("netmsg: error: {e:#}");
             ExitCode::FAILURE
@@ -105,7 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 input
             };
             let json = decode::describe(abi, &bytes)?;
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            out!("{}", serde_json::to_string_pretty(&json)?)?;
             Ok(())
         }
     }

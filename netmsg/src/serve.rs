@@ -85,7 +85,7 @@ async fn serve(state: StateDir, args: ServeArgs) -> anyhow::Result<()> {
     let node = Node::bind(&creds.node, args.listen, &tls, TransportOptions::default())?;
     let addr = node.local_addr()?;
     tracing::info!(node = %creds.node, %addr, enroll = args.enroll, "serving");
-    println!("netmsg: node {} listening on {addr}", creds.node);
+    out!("netmsg: node {} listening on {addr}", creds.node)?;
 
     if let Some(authority) = authority.clone() {
         let mut incoming = node.serve_alpn(ENROLL_ALPN, 64);

@@ -230,3 +230,31 @@ fn status_flags_a_stale_crl() {
         "{out}"
     );
 }
+
+/// `netmsg cert status | head -1`: the reader stops early; netmsg ends
+/// quietly, without a panic.
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    let a = temp("pipe");
+    let (code, _, err) = netmsg(
+        &a,
+        &["cert", "init-ca", "--cluster", "lab", "--name", "node-a"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netmsg"))
+        .arg("--state")
+        .arg(&a)
+        .args(["cert", "status"])
+        .env("NETMSG_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before netmsg writes: every write fails with a broken pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
