@@ -1,6 +1,7 @@
 //! The project's spin models (`models/release.pml`, the release protocol on
 //! one link; `models/lanes.pml`, causal order through a forwarding node on
-//! three; `models/moves.pml`, a receive right moving by forwarding): each
+//! three; `models/moves.pml`, a receive right moving by forwarding;
+//! `models/embargo.pml`, route shortening with an embargo): each
 //! full state space has no violation and every broken variant fails.
 //! Without spin the test prints why it skips; under `CI=true` it fails.
 
@@ -32,6 +33,6 @@ fn protocol_models_hold_and_their_broken_variants_fail() {
     let report = String::from_utf8_lossy(&out.stdout);
     eprintln!("{report}");
     assert!(out.status.success(), "model check failed:\n{report}");
-    // Three models and their fifteen broken variants, each as expected.
-    assert_eq!(report.matches(": as expected").count(), 18, "{report}");
+    // Four models and their nineteen broken variants, each as expected.
+    assert_eq!(report.matches(": as expected").count(), 23, "{report}");
 }
