@@ -8,8 +8,8 @@ use mach::{Abi, Kernel, PortRight};
 use netmsg::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use netmsg::translate::{TranslateError, Translator};
 use netmsg::wire::{
-    Dependency, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem, WireMessage,
-    WireRef, WireRight,
+    Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem,
+    WireMessage, WireRef, WireRight,
 };
 use proptest::prelude::*;
 
@@ -144,23 +144,49 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
         id: id & !SEND_ONCE_ID_BIT,
         origin,
     });
-    let moved = (moved_id(), node(), 0u64..3, 0u32..3, 0u32..3).prop_map(
-        |(id, home, port, qlimit, send_once)| {
-            StreamFrame::Moved(MovedPort {
-                id,
-                global: GlobalId {
-                    home,
-                    port,
-                    incarnation: 0,
-                },
-                mscount: 0,
-                seqno: 0,
-                qlimit,
-                send_once,
-                embargo: None,
-            })
-        },
+    // An embargo naming one of the peer's exports (which home may import),
+    // with counts true or not.
+    let embargo = prop::option::of(
+        (
+            0u64..4,
+            0u64..2,
+            0u64..3,
+            prop::collection::vec((prop::option::of(origin()), 0u64..3), 0..3),
+        )
+            .prop_map(|(export, era, queued, lanes)| Embargo {
+                export,
+                era,
+                queued,
+                lanes,
+            }),
     );
+    // (Identities as the rights above name them: a moved port may be one
+    // this node already reaches.)
+    let moved = (
+        moved_id(),
+        node(),
+        1u64..4,
+        0u64..2,
+        (0u32..3, 0u32..2),
+        embargo,
+    )
+        .prop_map(
+            |(id, home, port, incarnation, (qlimit, send_once), embargo)| {
+                StreamFrame::Moved(MovedPort {
+                    id,
+                    global: GlobalId {
+                        home,
+                        port,
+                        incarnation,
+                    },
+                    mscount: 0,
+                    seqno: 0,
+                    qlimit,
+                    send_once,
+                    embargo,
+                })
+            },
+        );
     (
         prop_oneof![id(), moved_id()],
         prop_oneof![message, release, lane_ended, moved],
@@ -194,4 +220,120 @@ proptest! {
         prop_assert!(errors.is_empty());
         k.check_invariants().map_err(TestCaseError::fail)?;
     }
+}
+
+/// A message on `stream` carrying one right.
+fn with_right(stream_right: WireRight) -> StreamFrame {
+    StreamFrame::Message(WireMessage {
+        id: 1,
+        other_bits: 0,
+        dest_form: Form::Send,
+        reply: None,
+        origin: None,
+        dependencies: Vec::new(),
+        items: vec![WireItem::Rights {
+            form: stream_right.form,
+            inline: true,
+            longform: false,
+            deallocate: false,
+            rights: vec![stream_right],
+        }],
+    })
+}
+
+/// A peer whose embargo lies (its counts are never reached): the receive
+/// right it moves to a port this node reaches through it never arrives, and
+/// what a task sends that port waits; nothing else is hurt, and losing the
+/// link frees it all.
+#[test]
+fn a_lying_embargo_holds_only_its_own_port() {
+    let mut k = Kernel::new(Abi::X86_64);
+    let mut t = Translator::new(&mut k, "home", b"hostile-peer test").unwrap();
+    let server = k.create_task();
+    let p = k.port_allocate(server, PortRight::Receive).unwrap();
+    let (to_p, _) = t
+        .bootstrap_export(&mut k, "evil", server, p, msg_type::MAKE_SEND)
+        .unwrap();
+    let global = GlobalId {
+        home: "evil".into(),
+        port: 5,
+        incarnation: 0,
+    };
+    let send = |reference| WireRight {
+        form: Form::Send,
+        reference,
+        watermark: 0,
+        after: Vec::new(),
+        home_stream: None,
+    };
+    // The server gets a send right to the peer's port (import 7).
+    let right = send(WireRef::SenderExport {
+        id: 7,
+        global: global.clone(),
+    });
+    t.on_frame(&mut k, "evil", to_p, with_right(right)).unwrap();
+    let opts = mach::RecvOptions::default();
+    let m = k.receive(server, p, opts).unwrap().unwrap();
+    let q = m.body[0].names_payload().unwrap()[0];
+    // The peer moves that port here, with an embargo it will never meet.
+    let moved = MOVED_ID_BIT | 1;
+    let frame = StreamFrame::Moved(MovedPort {
+        id: moved,
+        global,
+        mscount: 0,
+        seqno: 0,
+        qlimit: 5,
+        send_once: 0,
+        embargo: Some(Embargo {
+            export: 7,
+            era: 0,
+            queued: 1_000_000,
+            lanes: vec![(None, 0)],
+        }),
+    });
+    t.on_frame(&mut k, "evil", moved, frame).unwrap();
+    let carrying = WireRight {
+        form: Form::Receive,
+        reference: WireRef::MovedReceive {
+            id: moved,
+            no_senders: None,
+        },
+        watermark: 0,
+        after: Vec::new(),
+        home_stream: None,
+    };
+    t.on_frame(&mut k, "evil", to_p, with_right(carrying))
+        .unwrap();
+    assert!(k.receive(server, p, opts).unwrap().is_none(), "held");
+    // The server's messages to that port wait (parked, not forwarded).
+    let msg = mach::Message::simple(q, msg_type::COPY_SEND, 9, vec![mach::Item::int32(1)]);
+    k.send(server, msg, false).unwrap();
+    let (out, errors) = t.pump(&mut k);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(out.iter().all(|o| o.id != 7), "{out:?}");
+    // Other ports' traffic goes on (the stream of `p` waits behind the
+    // carrying message, in order): a plain message to another port arrives.
+    let p2 = k.port_allocate(server, PortRight::Receive).unwrap();
+    let (to_p2, _) = t
+        .bootstrap_export(&mut k, "evil", server, p2, msg_type::MAKE_SEND)
+        .unwrap();
+    let plain = StreamFrame::Message(WireMessage {
+        id: 2,
+        other_bits: 0,
+        dest_form: Form::Send,
+        reply: None,
+        origin: None,
+        dependencies: Vec::new(),
+        items: Vec::new(),
+    });
+    t.on_frame(&mut k, "evil", to_p2, plain).unwrap();
+    assert_eq!(k.receive(server, p2, opts).unwrap().unwrap().id, 2);
+    k.check_invariants().unwrap();
+    // The link goes: the port and what waited for it go, the server's
+    // right is dead, netmsg holds nothing of the peer.
+    t.link_lost(&mut k, "evil").unwrap();
+    let (_, errors) = t.pump(&mut k);
+    assert!(errors.is_empty(), "{errors:?}");
+    k.check_invariants().unwrap();
+    assert!(t.is_idle());
 }
