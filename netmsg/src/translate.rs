@@ -297,9 +297,9 @@ struct Staged {
     queue: Vec<Message>,
 }
 
-/// The pseudo-lane a moved port's receive right, and rights coming home to
-/// it, wait on: advanced to 1 once the port of `Moved` stream `id` from
-/// `peer` is ready (made, and handed over when there is an embargo).
+/// The pseudo-lane a moved port's receive right waits on: advanced to 1 once
+/// the port of `Moved` stream `id` from `peer` is ready (made, and handed
+/// over when there is an embargo).
 fn port_ready(peer: &str, id: u64) -> StreamKey {
     StreamKey {
         node: peer.to_owned(),
@@ -1197,6 +1197,8 @@ impl Translator {
         self.unclaimed.insert((peer.to_owned(), id), port);
         // A node that names the port through the sender takes it under that
         // name, once its messages on the way are back.
+        // (Not with send-once rights left behind: their pool would have to
+        // follow the port's way back; the simulator finds that unsound.)
         let embargo = m
             .embargo
             .as_ref()
