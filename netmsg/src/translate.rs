@@ -1271,7 +1271,9 @@ impl Translator {
                 .find(|(o, _)| o == origin)
                 .map_or(0, |&(_, n)| n)
         };
-        let mut waits = vec![(StreamKey::stream(peer, id), 1 + e.queued)];
+        // (A peer's count is not trusted to fit: saturating, a lie only
+        // holds its own port.)
+        let mut waits = vec![(StreamKey::stream(peer, id), e.queued.saturating_add(1))];
         let mut lane = |origin: Origin, sent: u64, taken: u64| {
             // (More taken in than sent: the counts do not match; no shortening.)
             let back = sent.checked_sub(taken)?;
@@ -1329,8 +1331,7 @@ impl Translator {
             .all(|(lane, n)| self.delivered.get(lane).copied().unwrap_or(0) >= *n)
             && self.kept.get(&e.proxy).is_none_or(|&n| n == 0);
         if back {
-            let r = self.hand_over(k, key, out);
-            r?;
+            self.hand_over(k, key, out)?;
         }
         Ok(())
     }

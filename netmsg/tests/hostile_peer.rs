@@ -149,9 +149,15 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
     let embargo = prop::option::of(
         (
             0u64..4,
-            0u64..2,
-            0u64..3,
-            prop::collection::vec((prop::option::of(origin()), 0u64..3), 0..3),
+            prop_oneof![0u64..2, Just(u64::MAX)],
+            prop_oneof![0u64..3, Just(u64::MAX)],
+            prop::collection::vec(
+                (
+                    prop::option::of(origin()),
+                    prop_oneof![0u64..3, Just(u64::MAX)],
+                ),
+                0..3,
+            ),
         )
             .prop_map(|(export, era, queued, lanes)| Embargo {
                 export,
@@ -287,7 +293,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
         embargo: Some(Embargo {
             export: 7,
             era: 0,
-            queued: 1_000_000,
+            queued: u64::MAX,
             lanes: vec![(None, 0)],
         }),
     });
