@@ -53,12 +53,13 @@ struct Pair {
     to_root: Name,
 }
 
-/// `client` asks node A for its root, once a link is up.
+/// `client` asks node A for its root, once a link is up (asked on a link
+/// that a restarted peer's new one replaces meanwhile, it asks again).
 async fn root_of_a(net_b: &Netmsg, client: TaskId) -> Name {
     loop {
         match net_b.root("node-a", client).await {
             Ok(name) => return name,
-            Err(e) if e.starts_with("no link") => {
+            Err(e) if e.starts_with("no link") || e.ends_with("lost") => {
                 tokio::time::sleep(Duration::from_millis(5)).await
             }
             Err(e) => panic!("{e}"),
