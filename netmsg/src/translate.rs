@@ -273,8 +273,9 @@ pub struct Translator {
 /// Route shortening with an embargo (protocol.md): a receive right moved
 /// here from the node this node's send proxy (or forwarder) `proxy` of the
 /// same port leads to. The port made for it (`staging`) takes what comes
-/// on the moved port's stream; what reaches the proxy meanwhile is
-/// `parked`. Once every lane in `waits` is delivered that far (all this
+/// on the moved port's stream; what local tasks send the proxy meanwhile is
+/// `parked` (other peers' messages through it still go the old way, and
+/// `waits` grows by them). Once every lane in `waits` is delivered that far (all this
 /// node sent toward the port before is back), the proxy becomes the port:
 /// the staging queue, then the parked messages, move into it, and the
 /// receive right that moves is the proxy's, so tasks keep their one name.
@@ -2216,10 +2217,6 @@ impl Translator {
     }
 
     fn relay_of_port(&self, port: Name) -> Option<(String, u64)> {
-        if self.embargoed.contains_key(&port) {
-            // Parked behind what comes back (it is the port's from now).
-            return None;
-        }
         let (upstream, proxy) = self.proxies.get(&port)?;
         if proxy.once {
             return None;
@@ -2344,6 +2341,23 @@ impl Translator {
                 .entry((upstream.clone(), import, origin.clone()))
                 .or_insert(0);
             *position += 1;
+            // Under an embargo another peer's messages still go the old way,
+            // in their lane (where that peer counts them), and the hand-over
+            // waits for them to come back too.
+            if let Some(key) = self.embargoed.get(&(target.port as Name)) {
+                let lane = StreamKey {
+                    node: key.0.clone(),
+                    port: key.1,
+                    origin: Some(origin.clone()),
+                };
+                let arrived = self.delivered.get(&lane).copied().unwrap_or(0);
+                if let Some(e) = self.embargoes.get_mut(key) {
+                    match e.waits.iter_mut().find(|(l, _)| *l == lane) {
+                        Some((_, n)) => *n += 1,
+                        None => e.waits.push((lane, arrived + 1)),
+                    }
+                }
+            }
             let placed = Placed::Forwarded {
                 own,
                 position: *position,
