@@ -586,16 +586,13 @@ impl Translator {
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         let on = msg.local_port;
-        let kernel_sent =
-            msg.local_type() == msg_type::PORT_SEND_ONCE && msg.remote_port == NAME_NULL;
+        let kernel_sent = kernel_sent(&msg);
         if on == self.notify {
             return self.on_notify(k, &msg, out);
         }
         if let Some(key) = self.embargoed.get(&on) {
-            // Parked until the port is handed over; a proxy's own
-            // notifications (not a forwarder's: its tasks' send-once rights
-            // are the port's) are of no use any more.
-            if kernel_sent && !self.forwarders.contains_key(&on) {
+            // Parked until the port is handed over.
+            if proxy_own_notification(&msg, self.forwarders.contains_key(&on)) {
                 self.destroy_received(k, &msg);
             } else if let Some(e) = self.embargoes.get_mut(key) {
                 e.parked.push(msg);
@@ -1222,9 +1219,7 @@ impl Translator {
             );
             // What reached the proxy and is not sent on yet is parked too.
             for m in self.take_queue(k, proxy)? {
-                let kernel_sent =
-                    m.local_type() == msg_type::PORT_SEND_ONCE && m.remote_port == NAME_NULL;
-                if kernel_sent && !self.forwarders.contains_key(&proxy) {
+                if proxy_own_notification(&m, self.forwarders.contains_key(&proxy)) {
                     self.destroy_received(k, &m);
                 } else if let Some(e) = self.embargoes.get_mut(&(peer.to_owned(), id)) {
                     e.parked.push(m);
@@ -1320,6 +1315,9 @@ impl Translator {
         id: u64,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
+        if self.embargoes.is_empty() {
+            return Ok(());
+        }
         let key = (peer.to_owned(), id);
         let Some(e) = self.embargoes.get(&key) else {
             return Ok(());
@@ -1365,9 +1363,7 @@ impl Translator {
         }
         let forwarder = self.forwarders.remove(&proxy);
         for m in self.take_queue(k, proxy)? {
-            let kernel_sent =
-                m.local_type() == msg_type::PORT_SEND_ONCE && m.remote_port == NAME_NULL;
-            if kernel_sent && forwarder.is_none() {
+            if proxy_own_notification(&m, forwarder.is_some()) {
                 self.destroy_received(k, &m);
             } else {
                 e.parked.push(m);
@@ -2002,7 +1998,14 @@ impl Translator {
                 let n = self.delivered.entry(lane.clone()).or_insert(0);
                 *n += 1;
                 let n = *n;
-                if let Some(&port) = self.unclaimed.get(&(peer.to_owned(), id)) {
+                // (Moved ports waiting for their receiver are rare: no key
+                // is made for each message otherwise.)
+                let unclaimed = if self.unclaimed.is_empty() {
+                    None
+                } else {
+                    self.unclaimed.get(&(peer.to_owned(), id)).copied()
+                };
+                if let Some(port) = unclaimed {
                     if self.staged.contains_key(&port) {
                         let taken = self.take_queue(k, port)?;
                         if let Some(staged) = self.staged.get_mut(&port) {
@@ -3055,6 +3058,20 @@ impl Translator {
         self.finished.retain(|(p, _)| p != peer);
         Ok(out)
     }
+}
+
+/// Whether `m` came from the kernel through a send-once right (a
+/// notification, or a message sent without a reply port).
+fn kernel_sent(m: &Message) -> bool {
+    m.local_type() == msg_type::PORT_SEND_ONCE && m.remote_port == NAME_NULL
+}
+
+/// Whether `m`, received on a proxy netmsg is making into a port, is the
+/// proxy's own notification, of no use any more: tasks hold only send
+/// rights to a send proxy, so what comes through a send-once right is
+/// netmsg's (a forwarder's send-once rights are its tasks', the port's).
+fn proxy_own_notification(m: &Message, forwarder: bool) -> bool {
+    kernel_sent(m) && !forwarder
 }
 
 /// A message's rights: the reply first, then the items' in order.

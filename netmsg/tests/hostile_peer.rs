@@ -13,8 +13,11 @@ use netmsg::wire::{
 };
 use proptest::prelude::*;
 
+#[path = "common/frames.rs"]
+mod frames;
 #[path = "common/valid_right.rs"]
 mod valid_right;
+use frames::message_with_right;
 use valid_right::valid_right;
 
 fn id() -> impl Strategy<Value = u64> {
@@ -228,23 +231,9 @@ proptest! {
     }
 }
 
-/// A message on `stream` carrying one right.
-fn with_right(stream_right: WireRight) -> StreamFrame {
-    StreamFrame::Message(WireMessage {
-        id: 1,
-        other_bits: 0,
-        dest_form: Form::Send,
-        reply: None,
-        origin: None,
-        dependencies: Vec::new(),
-        items: vec![WireItem::Rights {
-            form: stream_right.form,
-            inline: true,
-            longform: false,
-            deallocate: false,
-            rights: vec![stream_right],
-        }],
-    })
+/// A message carrying one right, as a frame.
+fn with_right(right: WireRight) -> StreamFrame {
+    StreamFrame::Message(message_with_right(right))
 }
 
 /// A peer whose embargo lies (its counts are never reached): the receive

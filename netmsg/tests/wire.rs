@@ -7,8 +7,11 @@ use netmsg::wire::{
 };
 use proptest::prelude::*;
 
+#[path = "common/frames.rs"]
+mod frames;
 #[path = "common/valid_right.rs"]
 mod valid_right;
+use frames::message_with_right;
 use valid_right::valid_right;
 
 fn form() -> impl Strategy<Value = Form> {
@@ -614,21 +617,7 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
         after: Vec::new(),
         home_stream: None,
     };
-    let message = |right: WireRight| WireMessage {
-        id: 1,
-        other_bits: 0,
-        dest_form: Form::Send,
-        reply: None,
-        origin: None,
-        dependencies: Vec::new(),
-        items: vec![WireItem::Rights {
-            form: right.form,
-            inline: true,
-            longform: false,
-            deallocate: false,
-            rights: vec![right],
-        }],
-    };
+    let message = message_with_right;
     let decode = |right: WireRight| WireMessage::decode(&message(right).encode());
     let good = moved(MOVED_ID_BIT | 1, Some(request.clone()));
     assert_eq!(decode(good.clone()).unwrap(), message(good.clone()));
