@@ -37,10 +37,25 @@ impl StreamKey {
 pub struct Wait {
     pub stream: StreamKey,
     pub position: u64,
+    pub kind: WaitKind,
+}
+
+/// What else ends a [`Wait`] than its position being reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    /// Order behind messages that may be destroyed on the way: void with
+    /// the link, the stream's or the lane's end, a newer era, and when the
+    /// waiting frame's own port dies (its messages are destroyed, in any
+    /// order, as one kernel destroys a dead port's queue).
+    Order,
+    /// A frame that must be handled before the waiting one can be (a moved
+    /// port's `Moved` frame, its hand-over): void as an order wait, but not
+    /// by the waiting frame's port dying.
+    Needs,
     /// For frames already held here (a `Release` behind its stream's
     /// forwarded lanes): void only with the link, never by a lane's end or
     /// a newer era, since what it waits for is here and will be handled.
-    pub firm: bool,
+    Firm,
 }
 
 #[derive(Debug)]
@@ -125,7 +140,7 @@ impl<L: Ord + Clone, T> Holds<L, T> {
     }
 
     fn met(&self, w: &Wait) -> bool {
-        if w.firm {
+        if w.kind == WaitKind::Firm {
             return self.lost.contains(&w.stream.node)
                 || self.positions.get(&w.stream).copied().unwrap_or(0) >= w.position;
         }
@@ -275,6 +290,21 @@ impl<L: Ord + Clone, T> Holds<L, T> {
     pub fn lane_ended(&mut self, lane: StreamKey) {
         self.closed_lanes.insert(lane);
         self.release()
+    }
+
+    /// The frames held in the lanes `matches` selects are for a port that
+    /// died: their order waits are void (see [`WaitKind::Order`]).
+    pub fn port_died(&mut self, mut matches: impl FnMut(&L) -> bool) {
+        let mut any = false;
+        for (_, queue) in self.lanes.iter_mut().filter(|(l, _)| matches(l)) {
+            for held in queue.iter_mut() {
+                held.waits.retain(|w| w.kind != WaitKind::Order);
+                any = true;
+            }
+        }
+        if any {
+            self.release()
+        }
     }
 
     /// Messages held or ready now.

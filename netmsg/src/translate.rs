@@ -35,7 +35,7 @@ use mach::{
 use mach::{NAME_DEAD, NAME_NULL};
 use thiserror::Error;
 
-use crate::causal::{Holds, StreamKey, Wait};
+use crate::causal::{Holds, StreamKey, Wait, WaitKind};
 use crate::release::{Effect, Frame, Imported, Ledger, ReleaseError};
 use crate::wire::{
     Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem,
@@ -796,10 +796,24 @@ impl Translator {
                 // A dead send-once right can only be dropped.
                 let _ = k.port_mod_refs(self.task, name, PortRight::DeadName as u32, -1);
             }
+            // What is held for the port is destroyed when handled, and what
+            // it waits for may never come (destroyed on its way, at a hop
+            // that heard of the death first): it goes now.
+            let dead: Vec<u64> = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Send(Frame::Dead { id }) => Some(*id),
+                    _ => None,
+                })
+                .collect();
             self.apply(k, &peer, effects, out)?;
+            if !dead.is_empty() {
+                self.holds
+                    .port_died(|l| l.node == peer && dead.contains(&l.port));
+            }
         }
         self.forget_if_freed(k, name);
-        Ok(())
+        self.run_ready(k, out)
     }
 
     /// The wire form of a message netmsg received on a proxy for `peer`.
@@ -1822,7 +1836,7 @@ impl Translator {
                 waits.push(Wait {
                     stream: lane,
                     position,
-                    firm: true,
+                    kind: WaitKind::Firm,
                 });
             }
         }
@@ -1929,7 +1943,7 @@ impl Translator {
                     origin: d.origin.clone(),
                 },
                 position: d.position,
-                firm: false,
+                kind: WaitKind::Order,
             })
         };
         let mut waits: Vec<Wait> = match target(peer, id) {
@@ -1951,13 +1965,13 @@ impl Translator {
                 WireRef::MovedReceive { id, .. } => waits.push(Wait {
                     stream: port_ready(peer, id),
                     position: 1,
-                    firm: false,
+                    kind: WaitKind::Needs,
                 }),
                 WireRef::ReceiverExport { id } if id & crate::release::MOVED_ID_BIT != 0 => waits
                     .push(Wait {
                         stream: StreamKey::stream(peer, id),
                         position: 1,
-                        firm: false,
+                        kind: WaitKind::Needs,
                     }),
                 _ => {}
             }
@@ -1973,6 +1987,16 @@ impl Translator {
             if let Some(port) = home {
                 waits.extend(r.after.iter().filter_map(|d| wait(port, d)));
             }
+        }
+        // A message to a dead port is destroyed, in any order (see
+        // `Holds::port_died`).
+        let dead = self
+            .peers
+            .get(peer)
+            .and_then(|p| p.ledger.export_target(id))
+            .is_some_and(|t| t.dead);
+        if dead {
+            waits.retain(|w| w.kind != WaitKind::Order);
         }
         waits
     }
@@ -2907,6 +2931,11 @@ impl Translator {
                         k.port_mod_refs(self.task, name, PortRight::Receive as u32, -1),
                     )?;
                     if let Some(notify) = self.forwarders.remove(&name) {
+                        // The name no longer stands for the port (which
+                        // lives on elsewhere), also while netmsg holds it
+                        // as a dead name: a port that takes the name later
+                        // is another one.
+                        self.incarnations.remove(&name);
                         self.forwarder_of_notify.remove(&notify);
                         self.draining.remove(&name);
                         let _ = k.port_mod_refs(self.task, notify, PortRight::Receive as u32, -1);
@@ -3100,7 +3129,7 @@ fn home_waits(peer: &str, m: &WireMessage) -> Vec<Wait> {
             WireRef::ReceiverExport { id } if r.watermark > 0 => Some(Wait {
                 stream: StreamKey::stream(peer, id),
                 position: r.watermark,
-                firm: false,
+                kind: WaitKind::Order,
             }),
             _ => None,
         })

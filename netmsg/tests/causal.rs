@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use netmsg::causal::{Holds, StreamKey, Wait};
+use netmsg::causal::{Holds, StreamKey, Wait, WaitKind};
 use netmsg::wire::Origin;
 use proptest::prelude::*;
 
@@ -98,7 +98,7 @@ proptest! {
                     let waits: Vec<Wait> = waits.into_iter().map(|(n, p, ahead)| {
                         let stream = key(n, p);
                         let at = o.positions.get(&stream).copied().unwrap_or(0);
-                        Wait { stream, position: at + u64::from(ahead), firm: false }
+                        Wait { stream, position: at + u64::from(ahead), kind: WaitKind::Order }
                     }).collect();
                     o.waits.insert(id, waits.clone());
                     holds.arrive(key(n, p), id, waits);
@@ -134,12 +134,12 @@ fn a_message_freed_by_its_lane_mate_stays_behind_the_earlier_ones() {
     let first_wait = Wait {
         stream: other.clone(),
         position: 1,
-        firm: false,
+        kind: WaitKind::Order,
     };
     let third_wait = Wait {
         stream: lane.clone(),
         position: 1,
-        firm: false,
+        kind: WaitKind::Order,
     };
     holds.arrive(lane.clone(), "first", vec![first_wait]);
     holds.arrive(lane.clone(), "second", vec![]);
@@ -164,7 +164,7 @@ fn a_held_message_holds_its_lane_and_leaves_when_the_stream_catches_up() {
     let wait = Wait {
         stream: b.clone(),
         position: 2,
-        firm: false,
+        kind: WaitKind::Order,
     };
     holds.arrive("x", "first", vec![wait]);
     // No wait of its own, but behind a held message in its lane.
@@ -186,7 +186,7 @@ fn a_dropped_lane_gives_back_its_ready_and_held_messages() {
     let wait = Wait {
         stream: key(0, 0),
         position: 5,
-        firm: false,
+        kind: WaitKind::Order,
     };
     holds.arrive(3, 0, vec![]);
     holds.arrive(3, 1, vec![wait]);
@@ -219,7 +219,7 @@ fn a_newer_era_on_a_stream_ends_the_older_lanes_of_its_origin() {
     let wait = Wait {
         stream: lane(3),
         position: 1,
-        firm: false,
+        kind: WaitKind::Order,
     };
     holds.arrive(
         StreamKey::stream("home-peer", 5),
@@ -266,13 +266,21 @@ fn a_firm_wait_outlives_newer_eras_and_lane_ends() {
         ..old.clone()
     };
     let mut holds: Holds<StreamKey, &str> = Holds::new();
-    let wait = |firm| Wait {
+    let wait = |kind| Wait {
         stream: old.clone(),
         position: 1,
-        firm,
+        kind,
     };
-    holds.arrive(StreamKey::stream("b", 7), "release", vec![wait(true)]);
-    holds.arrive(StreamKey::stream("b", 8), "loose", vec![wait(false)]);
+    holds.arrive(
+        StreamKey::stream("b", 7),
+        "release",
+        vec![wait(WaitKind::Firm)],
+    );
+    holds.arrive(
+        StreamKey::stream("b", 8),
+        "loose",
+        vec![wait(WaitKind::Order)],
+    );
     holds.lane_seen(&newer);
     holds.lane_ended(old.clone());
     assert_eq!(
@@ -283,4 +291,55 @@ fn a_firm_wait_outlives_newer_eras_and_lane_ends() {
     assert_eq!(holds.next_ready(), None, "the firm one holds");
     holds.advanced(old, 1);
     assert_eq!(holds.next_ready().map(|(_, f)| f), Some("release"));
+}
+
+/// Frames held for a port that died go without their order waits (what they
+/// wait for may have been destroyed at a hop that heard of the death first,
+/// so it never comes), still in lane order and still after what they need
+/// handled first; other ports' frames keep waiting. The 3-node simulator
+/// found a dead port's frames, and its stream's `Release` behind them, held
+/// for ever.
+#[test]
+fn a_dead_ports_frames_stop_waiting_for_order_only() {
+    let hop_lane = StreamKey {
+        node: "hop".into(),
+        port: 9,
+        origin: Some(Origin {
+            node: "c".into(),
+            era: 0,
+        }),
+    };
+    let wait = |kind| Wait {
+        stream: hop_lane.clone(),
+        position: 3,
+        kind,
+    };
+    let needs = Wait {
+        stream: StreamKey::stream("b", 40),
+        position: 1,
+        kind: WaitKind::Needs,
+    };
+    let mut holds: Holds<StreamKey, &str> = Holds::new();
+    let dead = StreamKey::stream("b", 7);
+    holds.arrive(dead.clone(), "first", vec![wait(WaitKind::Order)]);
+    holds.arrive(dead.clone(), "second", Vec::new());
+    holds.arrive(
+        StreamKey::stream("b", 8),
+        "other port",
+        vec![wait(WaitKind::Order)],
+    );
+    holds.arrive(
+        StreamKey::stream("b", 6),
+        "needs a frame",
+        vec![wait(WaitKind::Order), needs.clone()],
+    );
+    holds.port_died(|l| l.port == 7 || l.port == 6);
+    assert_eq!(holds.next_ready().map(|(_, f)| f), Some("first"));
+    assert_eq!(holds.next_ready().map(|(_, f)| f), Some("second"));
+    assert_eq!(holds.next_ready(), None, "other ports and needs still hold");
+    holds.advanced(needs.stream, 1);
+    assert_eq!(holds.next_ready().map(|(_, f)| f), Some("needs a frame"));
+    assert_eq!(holds.next_ready(), None);
+    holds.advanced(hop_lane, 3);
+    assert_eq!(holds.next_ready().map(|(_, f)| f), Some("other port"));
 }

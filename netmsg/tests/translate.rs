@@ -1441,6 +1441,49 @@ fn receive_right_over_and_back(c: &mut Cluster) {
     c.destroy_port(x.client, back);
 }
 
+/// A receive right moves to the client, which names the port already (its
+/// proxy becomes the port), and the server's node lets its forwarder go;
+/// then the client sends a send right to the port back to the server: it
+/// names the live port at its new home, and a message through it arrives.
+/// (The simulator found such a right arriving dead when the forwarder was
+/// gone but netmsg still held its dead name: `moved_away_seeds_found_by_soaks`
+/// in tests/sim.rs.)
+fn right_to_a_port_that_moved_away_comes_back(c: &mut Cluster) {
+    let x = pair(c);
+    let r = c.port(x.server);
+    let to_r = c.give_send(x.server, r, x.client);
+    send_int(c, x.client, to_r, 830, 0);
+    move_receive(c, x.server, x.to_inbox, r);
+    c.settle();
+    let rr = observe_right(c, "client", x.client, x.inbox);
+    note_name(c, "client's receive right", x.client, rr, to_r);
+    c.observe("client on r", x.client, rr);
+    send_right(c, x.client, x.to_p, 831, msg_type::MAKE_SEND, rr);
+    c.settle();
+    let s = observe_right(c, "server", x.server, x.p);
+    let ty = c.k(x.server).port_type(x.server.task, s).unwrap_or(0);
+    c.note(format!(
+        "server's right: send {} dead {}",
+        ty & port_type::SEND != 0,
+        ty & port_type::DEAD_NAME != 0
+    ));
+    send_int(c, x.server, s, 832, 2);
+    c.settle();
+    c.observe("client on r", x.client, rr);
+    drop_sends(c, x.server, s);
+    c.watch_no_senders(x.client, rr);
+    drop_sends(c, x.client, rr);
+    c.settle();
+    c.observe("client no-senders", x.client, rr);
+    c.destroy_port(x.client, rr);
+    end_pair(c, &x);
+}
+
+#[test]
+fn a_right_to_a_port_that_moved_away_coming_back_names_it() {
+    differential(right_to_a_port_that_moved_away_comes_back);
+}
+
 #[test]
 fn netmsg_test_4_a_send_right_over_and_back_keeps_its_name() {
     differential(send_right_over_and_back);
