@@ -306,6 +306,7 @@ impl Driver {
 
     fn link_up(&mut self, link: Link, writes: &mut mpsc::UnboundedReceiver<Batch>) {
         let peer = link.peer().node.clone();
+        tracing::info!(%peer, serial = %link.peer().serial_hex(), "link up");
         // A link replacing another: the old one's state goes first.
         if self.links.contains_key(&peer) {
             self.link_down(&peer, writes);

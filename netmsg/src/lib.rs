@@ -4,6 +4,7 @@
 
 pub mod causal;
 pub mod driver;
+pub mod echo;
 pub mod release;
 pub mod sim;
 pub mod translate;

@@ -13,6 +13,7 @@ macro_rules! out {
 
 mod cert;
 mod decode;
+mod ping;
 mod serve;
 
 use std::io::Read;
@@ -43,10 +44,16 @@ enum Command {
         #[command(subcommand)]
         command: cert::CertCommand,
     },
-    /// Run this node: its links, enrollment (--enroll, CA node), renewal.
+    /// Run this node: its links, netmsg with the echo service as its root
+    /// port, enrollment (--enroll, CA node), renewal.
     ///
     /// Example: netmsg serve --enroll
     Serve(serve::ServeArgs),
+    /// Mach RPCs to a node's echo service through netmsg, with round-trip
+    /// times (the node runs `netmsg serve`; this node's credentials link).
+    ///
+    /// Example: netmsg ping node-a 127.0.0.1:2345
+    Ping(ping::PingArgs),
     /// Work with raw Mach messages.
     Msg {
         #[command(subcommand)]
@@ -72,14 +79,19 @@ enum MsgCommand {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A daemon logs what it does; `ping` prints its own lines.
+    let default_log = match cli.command {
+        Command::Ping(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NETMSG_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_log.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output has gone (`| head`): nothing to report.
@@ -103,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cert { command } => cert::run(&state()?, command),
         Command::Serve(args) => serve::run(state()?, args),
+        Command::Ping(args) => ping::run(state()?, args),
         Command::Msg {
             command: MsgCommand::Decode { abi, hex, file },
         } => {

@@ -1,7 +1,10 @@
-//! `netmsg serve`: the node daemon. Today it holds the node's links (mutual TLS
-//! from its credentials), serves enrollment on the CA node (`--enroll`), renews
-//! the node's certificate at two thirds of its life and swaps it in without a
-//! restart, and reloads the CRL when it changes, closing links to revoked peers.
+//! `netmsg serve`: the node daemon. It holds the node's links (mutual TLS
+//! from its credentials) and runs netmsg on them over this node's Mach model,
+//! exporting the echo service (`netmsg::echo`, what `netmsg ping` calls) as
+//! its root port; serves enrollment on the CA node (`--enroll`); renews the
+//! node's certificate at two thirds of its life and swaps it in without a
+//! restart; and reloads the CRL when it changes, closing links to revoked
+//! peers.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -9,8 +12,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use certs::{Authority, Credentials, EnrollmentGuard, StateDir, ENROLL_ALPN};
+use mach::runtime::Host;
+use mach::{Abi, Kernel, PortRight};
+use netmsg::driver::{Netmsg, Root};
 use ring::rand::SecureRandom;
-use transport::{CloseCode, Node, NodeEvent, NodeTls, TransportOptions};
+use transport::{CloseCode, Node, NodeTls, TransportOptions};
 
 use crate::cert::CA_ADDR_NOTE;
 
@@ -113,17 +119,17 @@ async fn serve(state: StateDir, args: ServeArgs) -> anyhow::Result<()> {
         });
     }
 
-    let events = node.clone();
-    tokio::spawn(async move {
-        while let Some(event) = events.next_event().await {
-            match event {
-                NodeEvent::LinkUp(link) => {
-                    tracing::info!(peer = %link.peer().node, serial = %link.peer().serial_hex(), "link up")
-                }
-                NodeEvent::LinkDown { peer, closed } => tracing::info!(%peer, %closed, "link down"),
-            }
-        }
-    });
+    // netmsg over this node's Mach model, the echo service as its root.
+    let host = Host::new(Kernel::new(Abi::X86_64));
+    let (task, root) = host
+        .with(|k| {
+            let task = k.create_task();
+            k.port_allocate(task, PortRight::Receive)
+                .map(|root| (task, root))
+        })
+        .map_err(|e| anyhow::anyhow!("allocating the root port: {e:?}"))?;
+    Netmsg::start(host.clone(), node.clone(), Some(Root { task, name: root }))?;
+    tokio::spawn(netmsg::echo::serve(host, task, root));
 
     // Renewal and reloads.
     let mut jitter = [0u8; 8];

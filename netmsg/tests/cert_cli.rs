@@ -134,6 +134,16 @@ fn a_cluster_from_the_command_line() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Renewed"), "{out}");
 
+    // Mach RPCs from node-b to node-a's echo service, through netmsg.
+    let (code, out, err) = netmsg(&b, &["ping", "node-a", &addr, "-c", "3", "-i", "10ms"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("64 bytes from node-a: seq=3"), "{out}");
+    assert!(out.contains("3 requests, 3 replies, 0% lost"), "{out}");
+    // A node that is not node-a is refused by name.
+    let (code, _, err) = netmsg(&b, &["ping", "node-c", &addr, "-W", "1s"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("linking to node-c"), "{err}");
+
     // node-b links to the running daemon with its enrolled identity.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -185,6 +195,9 @@ fn a_cluster_from_the_command_line() {
     let (code, _, err) = netmsg(&b, &["cert", "crl", "import", crl.to_str().unwrap()], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("not newer"), "{err}");
+    // Nor ping.
+    let (code, _, err) = netmsg(&b, &["ping", "node-a", &addr, "-W", "1s"], &[]);
+    assert_eq!(code, 1, "{err}");
     // A revoked node cannot renew.
     let (code, _, err) = netmsg(&b, &["cert", "renew"], &[]);
     assert_eq!(code, 1, "{err}");
