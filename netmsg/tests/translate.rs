@@ -295,6 +295,55 @@ fn server_dies(c: &mut Cluster) {
     drop_dead_name(c, client, to_p);
 }
 
+/// The original's race 4, sends into limbo: the client's messages, each
+/// with a send-once reply right, are on their way when the server destroys
+/// the port. One kernel destroys them with the port's queue; netmsg
+/// destroys them where they arrive, after the death: either way each reply
+/// right ends in a send-once notification, and the client's right becomes a
+/// dead name with its notification. (A send made after the death but before
+/// the notice arrives also succeeds and is destroyed in the same way: as if
+/// it had been made just before the death, a valid order of one kernel.)
+fn sends_into_limbo(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    let notify = c.port(client);
+    ask_notification(c, client, to_p, notify_id::DEAD_NAME, notify);
+    let reply = c.port(client);
+    for i in 0..3 {
+        c.send(
+            client,
+            Message::new(
+                to_p,
+                msg_type::COPY_SEND,
+                reply,
+                msg_type::MAKE_SEND_ONCE,
+                640 + i,
+                vec![int(i)],
+            ),
+        );
+    }
+    // Some frames move: the first messages may be in the port's queue by
+    // now, the others still on their way.
+    for _ in 0..c.rand(4) {
+        c.step();
+    }
+    c.destroy_port(server, p);
+    c.settle();
+    for _ in 0..3 {
+        c.observe("client's reply port", client, reply);
+    }
+    c.observe("client's reply port, nothing more", client, reply);
+    c.observe("client's notify port", client, notify);
+    drop_dead_name(c, client, to_p);
+    c.destroy_port(client, reply);
+    c.destroy_port(client, notify);
+}
+
+#[test]
+fn race_4_sends_into_limbo_match_one_kernel() {
+    differential(sends_into_limbo);
+}
+
 /// A right to the server's port travels to the client and back in a message
 /// to that same port: the server gets its own port's name.
 fn right_comes_home(c: &mut Cluster) {
