@@ -106,28 +106,36 @@ impl<L: Ord + Clone, T> Default for Holds<L, T> {
 }
 
 impl<T> Holds<StreamKey, T> {
+    /// Whether a held frame waits (unmet) on sequence `goal`.
+    pub fn waited_on(&self, goal: &StreamKey) -> bool {
+        self.lanes
+            .values()
+            .flat_map(|q| q.iter().flat_map(|h| &h.waits))
+            .any(|w| &w.stream == goal && !self.met(w))
+    }
+
     /// Whether progress on any of the lanes `from` waits, through held
-    /// frames and what they wait for, on sequence `goal` (a cycle, when
-    /// `goal` waits on `from`). Over-approximates: every frame held in a
-    /// lane counts, not only those before the position needed.
-    pub fn depends_on(&self, from: &[StreamKey], goal: &StreamKey) -> bool {
+    /// frames and what they wait for, on a sequence `goal` picks (a cycle,
+    /// when that sequence waits on `from`); the lanes `from` count too.
+    /// Over-approximates: every frame held in a lane counts, not only those
+    /// before the position needed.
+    pub fn depends_on(&self, from: &[StreamKey], goal: impl Fn(&StreamKey) -> bool) -> bool {
         let mut seen: BTreeSet<&StreamKey> = BTreeSet::new();
         let mut stack: Vec<&StreamKey> = from.iter().collect();
         while let Some(lane) = stack.pop() {
             if !seen.insert(lane) {
                 continue;
             }
+            if goal(lane) {
+                return true;
+            }
             let Some(queue) = self.lanes.get(lane) else {
                 continue;
             };
             for w in queue.iter().flat_map(|h| &h.waits) {
-                if self.met(w) {
-                    continue;
+                if !self.met(w) {
+                    stack.push(&w.stream);
                 }
-                if &w.stream == goal {
-                    return true;
-                }
-                stack.push(&w.stream);
             }
         }
         false

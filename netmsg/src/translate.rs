@@ -813,7 +813,7 @@ impl Translator {
             }
         }
         self.forget_if_freed(k, name);
-        self.run_ready(k, out)
+        self.handle_freed(k, out)
     }
 
     /// The wire form of a message netmsg received on a proxy for `peer`.
@@ -1847,10 +1847,7 @@ impl Translator {
         };
         self.holds.lane_seen(&lane);
         self.holds.arrive(lane, frame, waits);
-        self.run_ready(k, &mut out)?;
-        while self.break_embargo_cycle(k, &mut out)? {
-            self.run_ready(k, &mut out)?;
-        }
+        self.handle_freed(k, &mut out)?;
         Ok(out)
     }
 
@@ -1870,8 +1867,23 @@ impl Translator {
                 .filter(|(lane, n)| self.delivered.get(lane).copied().unwrap_or(0) < *n)
                 .map(|(lane, _)| lane.clone())
                 .collect();
-            self.holds
-                .depends_on(&unmet, &port_ready(&key.0, key.1))
+            let ready = port_ready(&key.0, key.1);
+            // Everything is back, but rights to the proxy sent home are not
+            // confirmed while the carrying message waits here: the peer may
+            // hold those rights' messages behind an embargo of its own that
+            // waits likewise on this node (a cycle across the two).
+            let unconfirmed = unmet.is_empty()
+                && self.kept.get(&e.proxy).is_some_and(|&n| n > 0)
+                && self.holds.waited_on(&ready);
+            // What the lanes wait for is on a stream not read while its
+            // message waits for room in a full queue, whose receiver may be
+            // in a message behind the carrying one.
+            let blocked = |s: &StreamKey| {
+                self.blocked
+                    .values()
+                    .any(|(peer, id)| *peer == s.node && *id == s.port)
+            };
+            (unconfirmed || self.holds.depends_on(&unmet, |s| *s == ready || blocked(s)))
                 .then(|| key.clone())
         });
         let Some(key) = stuck else {
@@ -1881,7 +1893,17 @@ impl Translator {
         Ok(true)
     }
 
-    /// Handles frames freed from their holds, and those they free, in order.
+    /// Handles frames freed from their holds, and those they free, in order,
+    /// giving up embargoes that can no longer end (a frame handled may have
+    /// started one whose lanes wait on its own port).
+    fn handle_freed(&mut self, k: &mut Kernel, out: &mut Vec<Out>) -> Result<(), TranslateError> {
+        self.run_ready(k, out)?;
+        while self.break_embargo_cycle(k, out)? {
+            self.run_ready(k, out)?;
+        }
+        Ok(())
+    }
+
     fn run_ready(&mut self, k: &mut Kernel, out: &mut Vec<Out>) -> Result<(), TranslateError> {
         while let Some((
             StreamKey {
@@ -3081,7 +3103,7 @@ impl Translator {
         self.delivered.retain(|lane, _| lane.node != peer);
         self.congested.retain(|(p, _)| p != peer);
         // Frames from other peers that waited on the lost streams go now.
-        self.run_ready(k, &mut out)?;
+        self.handle_freed(k, &mut out)?;
         // Nothing for the lost link's streams goes on a later link.
         out.retain(|o| o.peer != peer);
         self.finished.retain(|(p, _)| p != peer);

@@ -343,3 +343,48 @@ fn a_dead_ports_frames_stop_waiting_for_order_only() {
     holds.advanced(hop_lane, 3);
     assert_eq!(holds.next_ready().map(|(_, f)| f), Some("other port"));
 }
+
+/// `waited_on` sees an unmet wait of any held frame, not a met one.
+#[test]
+fn waited_on_sees_held_frames_only() {
+    let goal = StreamKey::stream("b", 40);
+    let mut holds: Holds<StreamKey, &str> = Holds::new();
+    assert!(!holds.waited_on(&goal));
+    holds.arrive(
+        StreamKey::stream("b", 7),
+        "carrying",
+        vec![Wait {
+            stream: goal.clone(),
+            position: 1,
+            kind: WaitKind::Needs,
+        }],
+    );
+    assert!(holds.waited_on(&goal));
+    assert!(!holds.waited_on(&StreamKey::stream("b", 41)));
+    holds.advanced(goal.clone(), 1);
+    assert!(!holds.waited_on(&goal));
+    assert_eq!(holds.next_ready().map(|(_, f)| f), Some("carrying"));
+}
+
+/// `depends_on` follows unmet waits from lane to lane, counts the starting
+/// lanes themselves, and stops at met waits.
+#[test]
+fn depends_on_follows_unmet_waits() {
+    let lane = |port| StreamKey::stream("b", port);
+    let wait = |port, position| Wait {
+        stream: lane(port),
+        position,
+        kind: WaitKind::Order,
+    };
+    let mut holds: Holds<StreamKey, &str> = Holds::new();
+    holds.arrive(lane(1), "one", vec![wait(2, 1)]);
+    holds.arrive(lane(2), "two", vec![wait(3, 1)]);
+    holds.arrive(lane(4), "four", vec![wait(5, 1)]);
+    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(3)));
+    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(1)));
+    assert!(!holds.depends_on(&[lane(1)], |s| *s == lane(5)));
+    holds.advanced(lane(3), 1);
+    assert_eq!(holds.next_ready().map(|(_, f)| f), Some("two"));
+    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(2)));
+    assert!(!holds.depends_on(&[lane(1)], |s| *s == lane(3)));
+}

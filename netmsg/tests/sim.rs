@@ -106,11 +106,18 @@ fn three_nodes_seeds_found_by_soaks() {
 /// took the old identity (3 nodes: 244, which showed it while a first fix
 /// was checked); a dead port's frames at its new
 /// home held for ever behind positions of messages that a hop, which heard
-/// of the death first, had destroyed (3 nodes: 7, 149).
+/// of the death first, had destroyed (3 nodes: 7, 149); two embargoes, one
+/// on each node, each waiting for the confirmation of a right sent home
+/// whose message the other node held behind its own carrying message (2
+/// nodes: 467); an embargo whose lanes waited on a stream not read while its
+/// message waited for room in a full queue, whose receive right was in a
+/// message staged behind the carrying one (2 nodes: 693).
 #[test]
-fn moved_away_seeds_found_by_soaks() {
+fn seeds_with_moves_found_by_soaks() {
     for (nodes, seed, actions) in [
         (2, 17, 3_035),
+        (2, 467, 20_000),
+        (2, 693, 20_000),
         (3, 7, 20_000),
         (3, 149, 20_000),
         (3, 244, 5_480),

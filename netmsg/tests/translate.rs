@@ -1495,7 +1495,7 @@ fn receive_right_over_and_back(c: &mut Cluster) {
 /// then the client sends a send right to the port back to the server: it
 /// names the live port at its new home, and a message through it arrives.
 /// (The simulator found such a right arriving dead when the forwarder was
-/// gone but netmsg still held its dead name: `moved_away_seeds_found_by_soaks`
+/// gone but netmsg still held its dead name: `seeds_with_moves_found_by_soaks`
 /// in tests/sim.rs.)
 fn right_to_a_port_that_moved_away_comes_back(c: &mut Cluster) {
     let x = pair(c);
