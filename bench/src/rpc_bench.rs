@@ -1,6 +1,8 @@
 //! Mach RPC through two netmsg nodes on loopback QUIC, side by side with a
-//! raw transport ping-pong over the same links: (a) null RPC latency, (b) RPCs
-//! per second spread over many ports, (c) memory for many live imports.
+//! raw transport ping-pong over the same links (and one whose pongs each take
+//! a new stream, as replies through send-once rights do): (a) null RPC
+//! latency, (b) RPCs per second spread over many ports, (c) memory for many
+//! live imports.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,8 +109,8 @@ async fn call(host: &Host, task: TaskId, dest: Name, reply: Name, id: i32) -> Me
     host.call(task, m, reply).await.unwrap()
 }
 
-/// Raw transport ping-pong of a 64-byte frame on one port stream each way.
-async fn transport_ping_pong(certs: &Certs, rounds: usize) -> crate::Stats {
+/// Two transport nodes and their link, as each side sees it.
+async fn linked(certs: &Certs) -> (Node, Node, transport::Link, transport::Link) {
     let a = Node::bind("bench-a", loopback(), &certs.a, options()).unwrap();
     let b = Node::bind("bench-b", loopback(), &certs.b, options()).unwrap();
     let link = a.dial("bench-b", b.local_addr().unwrap()).await.unwrap();
@@ -118,6 +120,12 @@ async fn transport_ping_pong(certs: &Certs, rounds: usize) -> crate::Stats {
         }
         tokio::task::yield_now().await;
     };
+    (a, b, link, b_link)
+}
+
+/// Raw transport ping-pong of a 64-byte frame on one port stream each way.
+async fn transport_ping_pong(certs: &Certs, rounds: usize) -> crate::Stats {
+    let (a, b, link, b_link) = linked(certs).await;
     tokio::spawn(async move {
         let mut rx = b_link.accept_port().await.unwrap();
         let mut tx = b_link.open_port(1).await.unwrap();
@@ -140,6 +148,55 @@ async fn transport_ping_pong(certs: &Certs, rounds: usize) -> crate::Stats {
     }
     let s = stats(
         "transport ping-pong, 64 B, 1 stream",
+        samples,
+        start.elapsed(),
+    );
+    a.shutdown();
+    b.shutdown();
+    s
+}
+
+/// The ping-pong with each pong on a new port stream, FINed after it, as a
+/// reply through a send-once right travels (its one-shot export's stream):
+/// what that costs the RPC, apart from the tasks and the translator.
+async fn transport_ping_fresh_pong(certs: &Certs, rounds: usize) -> crate::Stats {
+    let (a, b, link, b_link) = linked(certs).await;
+    tokio::spawn(async move {
+        let mut rx = b_link.accept_port().await.unwrap();
+        let mut id = 1u64 << 63;
+        while let Ok(Some(f)) = rx.recv().await {
+            id += 1;
+            let mut tx = b_link.open_port(id).await.unwrap();
+            tx.send(f).await.unwrap();
+            tx.finish().await.unwrap();
+        }
+    });
+    let mut tx = link.open_port(1).await.unwrap();
+    let payload = Bytes::from(vec![7u8; 64]);
+    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+    let l2 = link.clone();
+    tokio::spawn(async move {
+        while let Ok(mut rx) = l2.accept_port().await {
+            let got_tx = got_tx.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(f)) = rx.recv().await {
+                    let _ = got_tx.send(f);
+                }
+            });
+        }
+    });
+    tx.send(payload.clone()).await.unwrap();
+    got.recv().await.unwrap();
+    let mut samples = Vec::with_capacity(rounds);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        tx.send(payload.clone()).await.unwrap();
+        got.recv().await.unwrap();
+        samples.push(t.elapsed());
+    }
+    let s = stats(
+        "transport ping, each pong on a new stream",
         samples,
         start.elapsed(),
     );
@@ -263,10 +320,13 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
     rt.block_on(null_rpc(&certs, rounds / 10));
     let mut t = Vec::new();
     let mut n = Vec::new();
+    let mut f = Vec::new();
     for _ in 0..3 {
         t.push(rt.block_on(transport_ping_pong(&certs, rounds)));
         n.push(rt.block_on(null_rpc(&certs, rounds)));
+        f.push(rt.block_on(transport_ping_fresh_pong(&certs, rounds)));
     }
+
     let mid = |mut v: Vec<crate::Stats>| {
         v.sort_by_key(|s| s.p50);
         v.swap_remove(1)
@@ -274,7 +334,7 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
     println!(
         "null RPC on loopback QUIC, tokio 2 workers, median of 3 alternating trials of {rounds}:"
     );
-    print_latency(&[mid(t), mid(n)], 0);
+    print_latency(&[mid(t), mid(n), mid(f)], 0);
     let rate = rt.block_on(many_ports(&certs, ports, 5, 8));
     println!("RPCs across {ports} ports (8 client workers, 5 rounds): {rate:.0} RPC/s");
     let (bytes, per_sec) = rt.block_on(imports_memory(&certs, imports));
