@@ -13,9 +13,11 @@
 //! loss, back-pressure from full queues (a stream whose message waits for
 //! room in its port's queue is [`Translator::stalled`]: the driver stops
 //! reading it), receive-right moves by forwarding (the port stays behind as
-//! a forwarder to the node the right moved to). Not yet: shortening a
-//! forwarding route (a receive right that reaches a node already holding a
-//! name for its port gets a second name there).
+//! a forwarder to the node the right moved to), and route shortening with an
+//! embargo (a receive right that reaches a node already naming its port
+//! takes that name). Not yet: shortening for ports with send-once rights
+//! outstanding, or whose name leads through a third node (they get a second
+//! name; docs/protocol.md, "Known divergences").
 //!
 //! Invariants: netmsg holds exactly one send reference per live send export;
 //! a proxy's make-send count equals the ledger's count of rights made on it,
