@@ -309,6 +309,44 @@ async fn imports_memory(certs: &Certs, imports: usize) -> (u64, f64) {
     (after.saturating_sub(before), imports as f64 / secs)
 }
 
+/// Both nodes' translators and kernels through `rounds` null RPCs with no
+/// I/O and no tasks (`netmsg::sim::Cluster` hands the frames over): the
+/// CPU the RPC costs netmsg, apart from the runtime and the links.
+fn translators_alone(rounds: usize) -> Duration {
+    let mut c = netmsg::sim::Cluster::new(2, 1);
+    let (server, client) = (c.task(0), c.task(1));
+    let p = c.port(server);
+    let to_p = c.give_send(server, p, client);
+    let reply = c
+        .k(client)
+        .port_allocate(client.task, PortRight::Receive)
+        .unwrap();
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let request = Message::new(
+            to_p,
+            msg_type::COPY_SEND,
+            reply,
+            msg_type::MAKE_SEND_ONCE,
+            NULL_RPC,
+            Vec::new(),
+        );
+        c.k(client).send(client.task, request, false).unwrap();
+        c.settle();
+        let m = c.receive(server, p).expect("the request");
+        let answer = Message::simple(
+            m.remote_port,
+            msg_type::MOVE_SEND_ONCE,
+            NULL_RPC + 100,
+            Vec::new(),
+        );
+        c.k(server).send(server.task, answer, false).unwrap();
+        c.settle();
+        c.receive(client, reply).expect("the reply");
+    }
+    start.elapsed() / rounds as u32
+}
+
 pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -335,6 +373,10 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
         "null RPC on loopback QUIC, tokio 2 workers, median of 3 alternating trials of {rounds}:"
     );
     print_latency(&[mid(t), mid(n), mid(f)], 0);
+    println!(
+        "the null RPC's translators and kernels alone (no I/O, no tasks): {:.2?} per RPC",
+        translators_alone(rounds * 10)
+    );
     let rate = rt.block_on(many_ports(&certs, ports, 5, 8));
     println!("RPCs across {ports} ports (8 client workers, 5 rounds): {rate:.0} RPC/s");
     let (bytes, per_sec) = rt.block_on(imports_memory(&certs, imports));
