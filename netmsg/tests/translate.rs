@@ -1390,6 +1390,17 @@ fn end_pair(c: &mut Cluster, x: &Pair) {
     c.destroy_port(x.server, x.p);
 }
 
+/// The client, holding `rr`'s receive right and the last send rights,
+/// drops those and sees no-senders; then `rr` and the pair go.
+fn last_sends_then_end(c: &mut Cluster, x: &Pair, rr: Name) {
+    c.watch_no_senders(x.client, rr);
+    drop_sends(c, x.client, rr);
+    c.settle();
+    c.observe("client no-senders", x.client, rr);
+    c.destroy_port(x.client, rr);
+    end_pair(c, x);
+}
+
 /// `t` drops every send reference it has under `name`.
 fn drop_sends(c: &mut Cluster, t: T, name: Name) {
     let refs = c
@@ -1520,12 +1531,7 @@ fn right_to_a_port_that_moved_away_comes_back(c: &mut Cluster) {
     c.settle();
     c.observe("client on r", x.client, rr);
     drop_sends(c, x.server, s);
-    c.watch_no_senders(x.client, rr);
-    drop_sends(c, x.client, rr);
-    c.settle();
-    c.observe("client no-senders", x.client, rr);
-    c.destroy_port(x.client, rr);
-    end_pair(c, &x);
+    last_sends_then_end(c, &x, rr);
 }
 
 #[test]
@@ -1632,12 +1638,7 @@ fn send_right_then_receive_right(c: &mut Cluster) {
         c.observe("client on r", x.client, rr);
     }
     c.observe("client, nothing more", x.client, rr);
-    c.watch_no_senders(x.client, rr);
-    drop_sends(c, x.client, rr);
-    c.settle();
-    c.observe("client no-senders", x.client, rr);
-    c.destroy_port(x.client, rr);
-    end_pair(c, &x);
+    last_sends_then_end(c, &x, rr);
 }
 
 /// netmsg-test 10: as 9, with a copy of the send right held by a third
