@@ -274,7 +274,14 @@ impl Driver {
                         (errors, out)
                     });
                     for e in errors {
-                        tracing::warn!("netmsg: {e}");
+                        match e {
+                            // A held frame of the peer's, handled now (freed
+                            // by a death), was bad: as if it had just come.
+                            TranslateError::Protocol { peer, reason } => {
+                                self.violation(&peer, &reason)
+                            }
+                            e => tracing::warn!("netmsg: {e}"),
+                        }
                     }
                     // What was just queued goes out now, without a wake-up.
                     while let Ok(out) = writes.try_recv() {
@@ -398,8 +405,11 @@ impl Driver {
                 Err(e) => (Err(e), Vec::new()),
             }
         });
-        if let Err(e) = lost {
-            tracing::warn!("netmsg: link loss of {peer}: {e}");
+        match lost {
+            Ok(()) => {}
+            // Another peer's held frame, freed by the loss, was bad.
+            Err(TranslateError::Protocol { peer, reason }) => self.violation(&peer, &reason),
+            Err(e) => tracing::warn!("netmsg: link loss of {peer}: {e}"),
         }
     }
 

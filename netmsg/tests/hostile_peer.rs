@@ -219,8 +219,13 @@ proptest! {
                 Ok(_) | Err(TranslateError::Protocol { .. }) => {}
                 Err(e) => panic!("not the peer's fault? {e}"),
             }
+            // (A held frame freed by a death in the pump may turn out bad
+            // then: still the peer's fault.)
             let (_, errors) = t.pump(&mut k);
-            prop_assert!(errors.is_empty(), "{errors:?}");
+            prop_assert!(
+                errors.iter().all(|e| matches!(e, TranslateError::Protocol { .. })),
+                "{errors:?}"
+            );
             k.check_invariants().map_err(TestCaseError::fail)?;
         }
         // Losing the link afterwards frees everything the peer held.
