@@ -106,12 +106,12 @@ impl<L: Ord + Clone, T> Default for Holds<L, T> {
 }
 
 impl<T> Holds<StreamKey, T> {
-    /// Whether a held frame waits (unmet) on sequence `goal`.
-    pub fn waited_on(&self, goal: &StreamKey) -> bool {
+    /// Whether a held frame waits (unmet) on a sequence `goal` picks.
+    pub fn waited_on(&self, goal: impl Fn(&StreamKey) -> bool) -> bool {
         self.lanes
             .values()
             .flat_map(|q| q.iter().flat_map(|h| &h.waits))
-            .any(|w| &w.stream == goal && !self.met(w))
+            .any(|w| goal(&w.stream) && !self.met(w))
     }
 
     /// Whether progress on any of the lanes `from` waits, through held

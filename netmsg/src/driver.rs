@@ -149,8 +149,8 @@ struct Shared {
     host: Host,
     translator: Mutex<Translator>,
     writes: mpsc::UnboundedSender<Batch>,
-    /// Bumped whenever a stream stops being congested: readers stalled on
-    /// congestion look again.
+    /// Bumped whenever a stream stops being congested, and after a frame
+    /// while frames are held: stalled readers look again.
     relief: watch::Sender<u64>,
     /// The current link to each peer, by the driver's count of links. Read
     /// and changed only under the translator's lock, so that a reader of a
@@ -368,7 +368,14 @@ impl Driver {
                         // read, so QUIC flow control stops the peer's writer.
                         while let Some(why) = stall {
                             match why {
-                                Stall::Send(ticket) => shared.host.send_done(ticket).await,
+                                // (Frames held since may let the stream be
+                                // read on: look again then too.)
+                                Stall::Send(ticket) => tokio::select! {
+                                    () = shared.host.send_done(ticket) => {}
+                                    changed = relief.changed() => if changed.is_err() {
+                                        return;
+                                    },
+                                },
                                 Stall::Congested => {
                                     if relief.changed().await.is_err() {
                                         return;
@@ -760,6 +767,11 @@ fn on_stream_frame(
                 } else {
                     None
                 };
+                // Readers stalled on a full queue look again: a held frame
+                // may wait for what they have not read.
+                if t.holding() {
+                    shared.relief.send_modify(|n| *n += 1);
+                }
                 (Ok(stall), out)
             }
             Err(e) => (Err(e), Vec::new()),

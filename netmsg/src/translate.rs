@@ -75,6 +75,10 @@ struct ForwardRun {
 /// `Translator::forwarded_at`): one run while nothing else feeds the lane.
 const MAX_FORWARD_RUNS: usize = 64;
 
+/// Blocked sends from one stream while it is read on past a full queue
+/// because a held frame waits for its later messages (`Translator::stalled`).
+const MAX_READ_ON: usize = 16;
+
 /// Ports whose last positions are kept for a next proxy: a bound on memory;
 /// a port whose entry was dropped loses that order for its next proxy.
 const MAX_RETIRED: usize = 4096;
@@ -406,6 +410,12 @@ impl Translator {
             && self.peers.values().all(|p| p.ledger.is_empty())
     }
 
+    /// Whether frames are held for what they wait on: a stream stalled on
+    /// a full queue may be read on for them (see [`Translator::stalled`]).
+    pub fn holding(&self) -> bool {
+        self.holds.held() > 0
+    }
+
     /// The streams (peer, transport stream as [`stream_of`] names them) this
     /// node is done writing on since the last call, after every frame made so
     /// far: the driver FINs them (`docs/protocol.md`, "Port streams").
@@ -418,11 +428,22 @@ impl Translator {
     /// messages are forwarded onto a congested stream.
     pub fn stalled(&mut self, k: &mut Kernel, peer: &str, id: u64) -> Option<Stall> {
         self.reap_sends(k);
-        if let Some((&ticket, _)) = self
+        let mut blocked = self
             .blocked
             .iter()
-            .find(|(_, (p, i))| p == peer && *i == id)
-        {
+            .filter(|(_, (p, i))| p == peer && *i == id)
+            .map(|(&ticket, _)| ticket);
+        if let Some(ticket) = blocked.next() {
+            // Unless a held frame waits for a later message of the stream:
+            // one kernel's sender would have blocked before sending what
+            // that frame carries, and a receive right in it may be what
+            // drains the full queue. Read on then (each message read is
+            // another blocked send, admitted in order) up to a bound, as
+            // the waits are the peers' word.
+            let waited = self.holds.waited_on(|s| s.node == peer && s.port == id);
+            if waited && 1 + blocked.count() < MAX_READ_ON {
+                return None;
+            }
             return Some(Stall::Send(ticket));
         }
         // (Asked after every frame: nothing to look up while nothing is
@@ -1876,7 +1897,7 @@ impl Translator {
             // waits likewise on this node (a cycle across the two).
             let unconfirmed = unmet.is_empty()
                 && self.kept.get(&e.proxy).is_some_and(|&n| n > 0)
-                && self.holds.waited_on(&ready);
+                && self.holds.waited_on(|s| *s == ready);
             // What the lanes wait for is on a stream not read while its
             // message waits for room in a full queue, whose receiver may be
             // in a message behind the carrying one.

@@ -337,3 +337,64 @@ fn a_lying_embargo_holds_only_its_own_port() {
     k.check_invariants().unwrap();
     assert!(t.is_idle());
 }
+
+/// A peer whose right coming home claims a watermark it never reaches, on
+/// the stream of a port whose queue is full: the stream is read on past the
+/// full queue for the held message, but only for a bounded number of
+/// blocked sends; then it stalls again (back-pressure holds), and losing
+/// the link frees it all.
+#[test]
+fn a_lying_watermark_reads_a_full_stream_only_so_far() {
+    let mut k = Kernel::new(Abi::X86_64);
+    let mut t = Translator::new(&mut k, "home", b"hostile-peer test").unwrap();
+    let server = k.create_task();
+    let p = k.port_allocate(server, PortRight::Receive).unwrap();
+    k.port_set_qlimit(server, p, 1).unwrap();
+    let q = k.port_allocate(server, PortRight::Receive).unwrap();
+    let (to_p, _) = t
+        .bootstrap_export(&mut k, "evil", server, p, msg_type::MAKE_SEND)
+        .unwrap();
+    let (to_q, _) = t
+        .bootstrap_export(&mut k, "evil", server, q, msg_type::MAKE_SEND)
+        .unwrap();
+    let plain = || {
+        StreamFrame::Message(WireMessage {
+            id: 3,
+            other_bits: 0,
+            dest_form: Form::Send,
+            reply: None,
+            origin: None,
+            dependencies: Vec::new(),
+            items: Vec::new(),
+        })
+    };
+    // The queue fills, and the next message waits for room.
+    for _ in 0..2 {
+        t.on_frame(&mut k, "evil", to_p, plain()).unwrap();
+    }
+    assert!(t.stalled(&mut k, "evil", to_p).is_some(), "back-pressure");
+    // A right to p coming home on q's stream, after more than will ever come.
+    let home = WireRight {
+        form: Form::Send,
+        reference: WireRef::ReceiverExport { id: to_p },
+        watermark: u64::MAX,
+        after: Vec::new(),
+        home_stream: None,
+    };
+    t.on_frame(&mut k, "evil", to_q, with_right(home)).unwrap();
+    let opts = mach::RecvOptions::default();
+    assert!(k.receive(server, q, opts).unwrap().is_none(), "held");
+    // p's stream is read on, a bounded number of messages, then not.
+    let mut read_on = 0;
+    while t.stalled(&mut k, "evil", to_p).is_none() {
+        t.on_frame(&mut k, "evil", to_p, plain()).unwrap();
+        read_on += 1;
+        assert!(read_on < 100, "read on without bound");
+    }
+    assert!(read_on > 0 && read_on < 20, "{read_on}");
+    k.check_invariants().unwrap();
+    t.link_lost(&mut k, "evil").unwrap();
+    let (_, errors) = t.pump(&mut k);
+    assert!(errors.is_empty(), "{errors:?}");
+    k.check_invariants().unwrap();
+}

@@ -111,13 +111,18 @@ fn three_nodes_seeds_found_by_soaks() {
 /// whose message the other node held behind its own carrying message (2
 /// nodes: 467); an embargo whose lanes waited on a stream not read while its
 /// message waited for room in a full queue, whose receive right was in a
-/// message staged behind the carrying one (2 nodes: 693).
+/// message staged behind the carrying one (2 nodes: 693); a right coming
+/// home held behind a stream stalled on a full queue whose receive right
+/// was in a message staged behind the right's own message (2 nodes: 807,
+/// 997).
 #[test]
 fn seeds_with_moves_found_by_soaks() {
     for (nodes, seed, actions) in [
         (2, 17, 3_035),
         (2, 467, 20_000),
         (2, 693, 20_000),
+        (2, 807, 20_000),
+        (2, 997, 20_000),
         (3, 7, 20_000),
         (3, 149, 20_000),
         (3, 244, 5_480),

@@ -901,6 +901,49 @@ fn no_senders_crossing_a_new_right_matches_one_kernel() {
     differential(no_senders_crossing_a_new_right);
 }
 
+/// A stream whose message waits for room in a full queue is not read on
+/// (back-pressure), unless a held frame waits for a later message of it: a
+/// right to the port coming home in a message on another stream waits for
+/// every message sent before it (its watermark). One kernel's sender would
+/// have blocked at the full queue before sending that right; through netmsg
+/// it did not, and when the receive right that would drain the queue is in
+/// a message behind that right, nothing moved again (the 2-node simulator
+/// with moves, seeds 807 and 997). The stream is read on: what it carries
+/// waits in the kernel in order, and the right arrives at once.
+#[test]
+fn a_full_queue_is_read_past_for_a_held_right() {
+    for seed in 1..=10 {
+        let mut c = Cluster::new(2, seed);
+        let (server, client, p) = server_and_client(&mut c);
+        c.k(server).port_set_qlimit(server.task, p, 1).unwrap();
+        let q = c.port(server);
+        let to_p = c.give_send(server, p, client);
+        let to_q = c.give_send(server, q, client);
+        for i in 0..3 {
+            send_int(&mut c, client, to_p, 900 + i, i);
+        }
+        send_right(&mut c, client, to_q, 910, msg_type::COPY_SEND, to_p);
+        c.settle();
+        let m = c
+            .receive(server, q)
+            .unwrap_or_else(|| panic!("seed {seed}: the right is held behind the full queue"));
+        let home = m.body[1].names_payload().unwrap()[0];
+        assert_eq!(home, p, "seed {seed}: the right comes home as the port");
+        c.k(server).port_deallocate(server.task, home).unwrap();
+        for i in 0..3 {
+            let m = c.receive(server, p).expect("queued in order");
+            assert_eq!(m.id, 900 + i, "seed {seed}");
+            c.settle();
+        }
+        c.k(client).port_deallocate(client.task, to_p).unwrap();
+        c.k(client).port_deallocate(client.task, to_q).unwrap();
+        c.settle();
+        c.destroy_port(server, p);
+        c.destroy_port(server, q);
+        c.check_clean();
+    }
+}
+
 /// Node `from`'s netmsg pumps; the frames it wrote to node `to` are handled
 /// there before `to`'s netmsg looks at its own queue.
 fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
