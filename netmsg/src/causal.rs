@@ -116,26 +116,30 @@ impl<T> Holds<StreamKey, T> {
 
     /// Whether progress on any of the lanes `from` waits, through held
     /// frames and what they wait for, on a sequence `goal` picks (a cycle,
-    /// when that sequence waits on `from`); the lanes `from` count too.
-    /// Over-approximates: every frame held in a lane counts, not only those
-    /// before the position needed.
-    pub fn depends_on(&self, from: &[StreamKey], goal: impl Fn(&StreamKey) -> bool) -> bool {
-        let mut seen: BTreeSet<&StreamKey> = BTreeSet::new();
-        let mut stack: Vec<&StreamKey> = from.iter().collect();
+    /// when that sequence waits on `from`); the lanes `from` count too, and
+    /// a sequence also waits on the lanes `behind` names for it (what the
+    /// caller knows it waits on besides held frames). Over-approximates:
+    /// every frame held in a lane counts, not only those before the
+    /// position needed.
+    pub fn depends_on(
+        &self,
+        from: &[StreamKey],
+        goal: impl Fn(&StreamKey) -> bool,
+        behind: impl Fn(&StreamKey) -> Vec<StreamKey>,
+    ) -> bool {
+        let mut seen: BTreeSet<StreamKey> = BTreeSet::new();
+        let mut stack: Vec<StreamKey> = from.to_vec();
         while let Some(lane) = stack.pop() {
-            if !seen.insert(lane) {
+            if !seen.insert(lane.clone()) {
                 continue;
             }
-            if goal(lane) {
+            if goal(&lane) {
                 return true;
             }
-            let Some(queue) = self.lanes.get(lane) else {
-                continue;
-            };
-            for w in queue.iter().flat_map(|h| &h.waits) {
-                if !self.met(w) {
-                    stack.push(&w.stream);
-                }
+            stack.extend(behind(&lane));
+            if let Some(queue) = self.lanes.get(&lane) {
+                let waits = queue.iter().flat_map(|h| &h.waits);
+                stack.extend(waits.filter(|w| !self.met(w)).map(|w| w.stream.clone()));
             }
         }
         false

@@ -1883,13 +1883,26 @@ impl Translator {
         k: &mut Kernel,
         out: &mut Vec<Out>,
     ) -> Result<bool, TranslateError> {
-        let stuck = self.embargoes.iter().find_map(|(key, e)| {
-            let unmet: Vec<StreamKey> = e
-                .waits
+        let unmet_of = |e: &Embargoed| -> Vec<StreamKey> {
+            e.waits
                 .iter()
                 .filter(|(lane, n)| self.delivered.get(lane).copied().unwrap_or(0) < *n)
                 .map(|(lane, _)| lane.clone())
-                .collect();
+                .collect()
+        };
+        // A moved port's readiness waits, under an embargo, on the
+        // embargo's lanes: cycles may run through several embargoes.
+        let behind = |s: &StreamKey| -> Vec<StreamKey> {
+            if *s != port_ready(&s.node, s.port) {
+                return Vec::new();
+            }
+            self.embargoes
+                .get(&(s.node.clone(), s.port))
+                .map(unmet_of)
+                .unwrap_or_default()
+        };
+        let stuck = self.embargoes.iter().find_map(|(key, e)| {
+            let unmet = unmet_of(e);
             let ready = port_ready(&key.0, key.1);
             // Everything is back, but rights to the proxy sent home are not
             // confirmed while the carrying message waits here: the peer may
@@ -1906,8 +1919,11 @@ impl Translator {
                     .values()
                     .any(|(peer, id)| *peer == s.node && *id == s.port)
             };
-            (unconfirmed || self.holds.depends_on(&unmet, |s| *s == ready || blocked(s)))
-                .then(|| key.clone())
+            (unconfirmed
+                || self
+                    .holds
+                    .depends_on(&unmet, |s| *s == ready || blocked(s), behind))
+            .then(|| key.clone())
         });
         let Some(key) = stuck else {
             return Ok(false);

@@ -366,10 +366,12 @@ fn waited_on_sees_held_frames_only() {
     assert_eq!(holds.next_ready().map(|(_, f)| f), Some("carrying"));
 }
 
-/// `depends_on` follows unmet waits from lane to lane, counts the starting
-/// lanes themselves, and stops at met waits.
+/// `depends_on` follows unmet waits from lane to lane, and what the caller
+/// names behind a sequence, counts the starting lanes themselves, and stops
+/// at met waits.
 #[test]
 fn depends_on_follows_unmet_waits() {
+    let none = |_: &StreamKey| Vec::new();
     let lane = |port| StreamKey::stream("b", port);
     let wait = |port, position| Wait {
         stream: lane(port),
@@ -380,11 +382,20 @@ fn depends_on_follows_unmet_waits() {
     holds.arrive(lane(1), "one", vec![wait(2, 1)]);
     holds.arrive(lane(2), "two", vec![wait(3, 1)]);
     holds.arrive(lane(4), "four", vec![wait(5, 1)]);
-    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(3)));
-    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(1)));
-    assert!(!holds.depends_on(&[lane(1)], |s| *s == lane(5)));
+    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(3), none));
+    // What the caller knows a sequence waits on besides held frames.
+    let five_behind_three = |s: &StreamKey| {
+        if *s == lane(3) {
+            vec![lane(5)]
+        } else {
+            Vec::new()
+        }
+    };
+    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(5), five_behind_three));
+    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(1), none));
+    assert!(!holds.depends_on(&[lane(1)], |s| *s == lane(5), none));
     holds.advanced(lane(3), 1);
     assert_eq!(holds.next_ready().map(|(_, f)| f), Some("two"));
-    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(2)));
-    assert!(!holds.depends_on(&[lane(1)], |s| *s == lane(3)));
+    assert!(holds.depends_on(&[lane(1)], |s| *s == lane(2), none));
+    assert!(!holds.depends_on(&[lane(1)], |s| *s == lane(3), none));
 }

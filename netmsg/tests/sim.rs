@@ -114,7 +114,8 @@ fn three_nodes_seeds_found_by_soaks() {
 /// message staged behind the carrying one (2 nodes: 693); a right coming
 /// home held behind a stream stalled on a full queue whose receive right
 /// was in a message staged behind the right's own message (2 nodes: 807,
-/// 997).
+/// 997); two embargoes whose lanes each waited, through held frames, on the
+/// other's moved port (2 nodes: 1443).
 #[test]
 fn seeds_with_moves_found_by_soaks() {
     for (nodes, seed, actions) in [
@@ -123,6 +124,7 @@ fn seeds_with_moves_found_by_soaks() {
         (2, 693, 20_000),
         (2, 807, 20_000),
         (2, 997, 20_000),
+        (2, 1443, 20_000),
         (3, 7, 20_000),
         (3, 149, 20_000),
         (3, 244, 5_480),
