@@ -4,7 +4,7 @@
 //! errors, never panics, and the kernel stays consistent.
 
 use mach::types::msg_type;
-use mach::{Abi, Kernel, PortRight};
+use mach::{Abi, Kernel, Name, PortRight, TaskId};
 use netmsg::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use netmsg::translate::{TranslateError, Translator};
 use netmsg::wire::{
@@ -236,6 +236,24 @@ proptest! {
     }
 }
 
+/// This node ("home") with a server task.
+fn home() -> (Kernel, Translator, TaskId) {
+    let mut k = Kernel::new(Abi::X86_64);
+    let t = Translator::new(&mut k, "home", b"hostile-peer test").unwrap();
+    let server = k.create_task();
+    (k, t, server)
+}
+
+/// A new port of `server`'s, exported to the peer "evil": its name and the
+/// export's ID.
+fn exported_port(k: &mut Kernel, t: &mut Translator, server: TaskId) -> (Name, u64) {
+    let p = k.port_allocate(server, PortRight::Receive).unwrap();
+    let (id, _) = t
+        .bootstrap_export(k, "evil", server, p, msg_type::MAKE_SEND)
+        .unwrap();
+    (p, id)
+}
+
 /// A message carrying one right, as a frame.
 fn with_right(right: WireRight) -> StreamFrame {
     StreamFrame::Message(message_with_right(right))
@@ -247,13 +265,8 @@ fn with_right(right: WireRight) -> StreamFrame {
 /// link frees it all.
 #[test]
 fn a_lying_embargo_holds_only_its_own_port() {
-    let mut k = Kernel::new(Abi::X86_64);
-    let mut t = Translator::new(&mut k, "home", b"hostile-peer test").unwrap();
-    let server = k.create_task();
-    let p = k.port_allocate(server, PortRight::Receive).unwrap();
-    let (to_p, _) = t
-        .bootstrap_export(&mut k, "evil", server, p, msg_type::MAKE_SEND)
-        .unwrap();
+    let (mut k, mut t, server) = home();
+    let (p, to_p) = exported_port(&mut k, &mut t, server);
     let global = GlobalId {
         home: "evil".into(),
         port: 5,
@@ -313,10 +326,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
     assert!(out.iter().all(|o| o.id != 7), "{out:?}");
     // Other ports' traffic goes on (the stream of `p` waits behind the
     // carrying message, in order): a plain message to another port arrives.
-    let p2 = k.port_allocate(server, PortRight::Receive).unwrap();
-    let (to_p2, _) = t
-        .bootstrap_export(&mut k, "evil", server, p2, msg_type::MAKE_SEND)
-        .unwrap();
+    let (p2, to_p2) = exported_port(&mut k, &mut t, server);
     let plain = StreamFrame::Message(WireMessage {
         id: 2,
         other_bits: 0,
@@ -345,18 +355,10 @@ fn a_lying_embargo_holds_only_its_own_port() {
 /// the link frees it all.
 #[test]
 fn a_lying_watermark_reads_a_full_stream_only_so_far() {
-    let mut k = Kernel::new(Abi::X86_64);
-    let mut t = Translator::new(&mut k, "home", b"hostile-peer test").unwrap();
-    let server = k.create_task();
-    let p = k.port_allocate(server, PortRight::Receive).unwrap();
+    let (mut k, mut t, server) = home();
+    let (p, to_p) = exported_port(&mut k, &mut t, server);
     k.port_set_qlimit(server, p, 1).unwrap();
-    let q = k.port_allocate(server, PortRight::Receive).unwrap();
-    let (to_p, _) = t
-        .bootstrap_export(&mut k, "evil", server, p, msg_type::MAKE_SEND)
-        .unwrap();
-    let (to_q, _) = t
-        .bootstrap_export(&mut k, "evil", server, q, msg_type::MAKE_SEND)
-        .unwrap();
+    let (q, to_q) = exported_port(&mut k, &mut t, server);
     let plain = || {
         StreamFrame::Message(WireMessage {
             id: 3,
