@@ -104,7 +104,7 @@ async fn calls(node: &Node, args: &PingArgs) -> anyhow::Result<()> {
             bail!("sending to {peer}'s root port: {:?}", e.code);
         }
         match answer(&host, task, reply, sequence, size, start + args.timeout).await {
-            Some(()) => {
+            Ok(()) => {
                 let rtt = start.elapsed();
                 times.push(rtt);
                 out!(
@@ -112,7 +112,10 @@ async fn calls(node: &Node, args: &PingArgs) -> anyhow::Result<()> {
                     rtt.as_secs_f64() * 1e3
                 )?;
             }
-            None => out!("seq={sequence}: no reply within {:?}", args.timeout)?,
+            Err(Missing::Late) => out!("seq={sequence}: no reply within {:?}", args.timeout)?,
+            Err(Missing::Garbled) => {
+                out!("seq={sequence}: a reply that does not echo the request")?
+            }
         }
         if sequence < args.count {
             tokio::time::sleep(args.interval).await;
@@ -142,6 +145,12 @@ async fn calls(node: &Node, args: &PingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why a request counts as lost.
+enum Missing {
+    Late,
+    Garbled,
+}
+
 /// Waits for the reply to request `sequence` until `deadline`, skipping
 /// late replies to earlier ones; checks that it echoes the request.
 async fn answer(
@@ -151,23 +160,24 @@ async fn answer(
     sequence: u32,
     size: usize,
     deadline: Instant,
-) -> Option<()> {
+) -> Result<(), Missing> {
     loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .ok_or(Missing::Late)?;
         let m = host
             .receive(task, reply, RecvOptions::default(), Some(left))
             .await
-            .ok()?;
+            .map_err(|_| Missing::Late)?;
         let data = m.body.first().and_then(|i| i.bytes_payload());
         let echoed = data
             .and_then(|d| d.get(..4))
             .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")));
         if m.id == echo::PING + 100 && echoed == Some(sequence) {
             if data.map(<[u8]>::len) != Some(size) {
-                tracing::warn!("reply {sequence} has the wrong length");
-                return None;
+                return Err(Missing::Garbled);
             }
-            return Some(());
+            return Ok(());
         }
     }
 }
