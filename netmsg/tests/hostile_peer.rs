@@ -254,6 +254,19 @@ fn exported_port(k: &mut Kernel, t: &mut Translator, server: TaskId) -> (Name, u
     (p, id)
 }
 
+/// Message `id`, by a send right, with nothing in it, as a frame.
+fn plain(id: i32) -> StreamFrame {
+    StreamFrame::Message(WireMessage {
+        id,
+        other_bits: 0,
+        dest_form: Form::Send,
+        reply: None,
+        origin: None,
+        dependencies: Vec::new(),
+        items: Vec::new(),
+    })
+}
+
 /// A message carrying one right, as a frame.
 fn with_right(right: WireRight) -> StreamFrame {
     StreamFrame::Message(message_with_right(right))
@@ -327,16 +340,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
     // Other ports' traffic goes on (the stream of `p` waits behind the
     // carrying message, in order): a plain message to another port arrives.
     let (p2, to_p2) = exported_port(&mut k, &mut t, server);
-    let plain = StreamFrame::Message(WireMessage {
-        id: 2,
-        other_bits: 0,
-        dest_form: Form::Send,
-        reply: None,
-        origin: None,
-        dependencies: Vec::new(),
-        items: Vec::new(),
-    });
-    t.on_frame(&mut k, "evil", to_p2, plain).unwrap();
+    t.on_frame(&mut k, "evil", to_p2, plain(2)).unwrap();
     assert_eq!(k.receive(server, p2, opts).unwrap().unwrap().id, 2);
     k.check_invariants().unwrap();
     // The link goes: the port and what waited for it go, the server's
@@ -359,20 +363,9 @@ fn a_lying_watermark_reads_a_full_stream_only_so_far() {
     let (p, to_p) = exported_port(&mut k, &mut t, server);
     k.port_set_qlimit(server, p, 1).unwrap();
     let (q, to_q) = exported_port(&mut k, &mut t, server);
-    let plain = || {
-        StreamFrame::Message(WireMessage {
-            id: 3,
-            other_bits: 0,
-            dest_form: Form::Send,
-            reply: None,
-            origin: None,
-            dependencies: Vec::new(),
-            items: Vec::new(),
-        })
-    };
     // The queue fills, and the next message waits for room.
     for _ in 0..2 {
-        t.on_frame(&mut k, "evil", to_p, plain()).unwrap();
+        t.on_frame(&mut k, "evil", to_p, plain(3)).unwrap();
     }
     assert!(t.stalled(&mut k, "evil", to_p).is_some(), "back-pressure");
     // A right to p coming home on q's stream, after more than will ever come.
@@ -389,7 +382,7 @@ fn a_lying_watermark_reads_a_full_stream_only_so_far() {
     // p's stream is read on, a bounded number of messages, then not.
     let mut read_on = 0;
     while t.stalled(&mut k, "evil", to_p).is_none() {
-        t.on_frame(&mut k, "evil", to_p, plain()).unwrap();
+        t.on_frame(&mut k, "evil", to_p, plain(3)).unwrap();
         read_on += 1;
         assert!(read_on < 100, "read on without bound");
     }
