@@ -622,6 +622,20 @@ impl Sim {
         Ok(())
     }
 
+    /// netmsg's identity tables name only ports it holds: a freed name may
+    /// be reused, and the new port would answer to the old one's identity.
+    fn check_identities(&mut self) -> Result<(), String> {
+        for (i, net) in self.c.nets.iter().enumerate() {
+            let stale = net.stale_names(&mut self.c.kernels[i]);
+            if !stale.is_empty() {
+                return Err(format!(
+                    "node {i}: identity tables keep names netmsg no longer holds: {stale:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Ports whose receive rights are in messages queued for `p` (or on
     /// their way there): they go wherever `p` goes.
     fn carried_by(&self, p: usize) -> Vec<usize> {
@@ -1264,7 +1278,7 @@ pub fn run_with(nodes: usize, seed: u64, actions: u64, moves: bool) -> Result<St
         recent: sim.log.iter().rev().take(40).rev().cloned().collect(),
     };
     for _ in 0..actions {
-        if let Err(rule) = sim.act() {
+        if let Err(rule) = sim.act().and_then(|()| sim.check_identities()) {
             return Err(fail(&sim, rule));
         }
     }

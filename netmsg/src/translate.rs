@@ -1655,12 +1655,28 @@ impl Translator {
         } else {
             msg_type::MAKE_SEND
         };
+        // The rights leave netmsg's space: a name whose last reference one
+        // of them was may be reused for another port, so it stops standing
+        // for this one's identity.
+        let carried: Vec<Name> = std::iter::once(m.remote_port)
+            .chain(
+                m.body
+                    .iter()
+                    .filter_map(Item::names_payload)
+                    .flatten()
+                    .copied(),
+            )
+            .filter(|&n| n != NAME_NULL && n != NAME_DEAD)
+            .collect();
         let mut msg = Message::new(port, dest, m.remote_port, m.remote_type(), m.id, m.body);
         msg.bits |= m.bits & !(msgh_bits::PORTS_MASK | msgh_bits::COMPLEX);
         match k.send(self.task, msg, true) {
             Ok(SendStatus::Pending(ticket)) => self.handover_sends.push(ticket),
             Ok(_) => {}
             Err(_) => {}
+        }
+        for name in carried {
+            self.forget_if_freed(k, name);
         }
     }
 
@@ -2858,6 +2874,26 @@ impl Translator {
         }
         self.incarnations.remove(&name);
         self.forget_adoption(name);
+    }
+
+    /// Names the identity tables keep although netmsg no longer holds them
+    /// (a freed name may be reused, and the new port would take the old
+    /// one's identity): for the simulator's oracle, after every step.
+    pub(crate) fn stale_names(&self, k: &mut Kernel) -> Vec<Name> {
+        let mut stale: Vec<Name> = self
+            .adopted
+            .keys()
+            .chain(self.incarnations.keys())
+            .copied()
+            .filter(|&n| k.port_type(self.task, n).is_err())
+            .collect();
+        stale.extend(
+            self.adopted_port
+                .iter()
+                .filter(|(g, n)| self.adopted.get(n) != Some(g))
+                .map(|(_, &n)| n),
+        );
+        stale
     }
 
     fn forget_adoption(&mut self, name: Name) {

@@ -115,7 +115,11 @@ fn three_nodes_seeds_found_by_soaks() {
 /// home held behind a stream stalled on a full queue whose receive right
 /// was in a message staged behind the right's own message (2 nodes: 807,
 /// 997); two embargoes whose lanes each waited, through held frames, on the
-/// other's moved port (2 nodes: 1443).
+/// other's moved port (2 nodes: 1443); a staged message that carried
+/// netmsg's last reference to an adopted port's name took it out of
+/// netmsg's space when the port's receiver came, and the name, reused for
+/// another moved port, still stood for the first one's identity, so a right
+/// to the dead first port named the second (3 nodes: 638).
 #[test]
 fn seeds_with_moves_found_by_soaks() {
     for (nodes, seed, actions) in [
@@ -130,6 +134,7 @@ fn seeds_with_moves_found_by_soaks() {
         (3, 244, 5_480),
         (3, 271, 20_000),
         (3, 279, 20_000),
+        (3, 638, 9_486),
     ] {
         if let Err(v) = run_with(nodes, seed, actions, true) {
             panic!(
