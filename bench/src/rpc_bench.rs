@@ -1,9 +1,12 @@
 //! Mach RPC through two netmsg nodes on loopback QUIC, side by side with a
 //! raw transport ping-pong over the same links (and one whose pongs each take
-//! a new stream, as replies through send-once rights do): (a) null RPC
-//! latency, (b) RPCs per second spread over many ports, (c) memory for many
-//! live imports.
+//! a new stream, as replies through send-once rights do): null RPC latency
+//! with the nodes on one runtime (the client in `block_on` or in a worker's
+//! task) and with each node on a thread of its own, as on two machines;
+//! RPCs per second spread over many ports; memory for many live imports.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +27,17 @@ struct Pair {
     host_b: Host,
     client: TaskId,
     root: Name,
-    nodes: (Node, Node),
+    /// Nodes on this runtime, shut down by [`Pair::shutdown`].
+    nodes: Vec<Node>,
+    _remote: Option<Remote>,
+}
+
+impl Pair {
+    fn shutdown(&self) {
+        for node in &self.nodes {
+            node.shutdown();
+        }
+    }
 }
 
 fn options() -> TransportOptions {
@@ -35,13 +48,82 @@ fn options() -> TransportOptions {
     }
 }
 
-/// Node A serves: `GET_PORT` answers with a send right to a new port it
-/// serves too; anything else gets an empty reply.
-async fn netmsg_pair(certs: &Certs) -> Pair {
+/// A node on a thread and current-thread runtime of its own, as on a machine
+/// of its own: its packets reach the bench's runtime through the kernel's
+/// loopback only. Dropped, it shuts down.
+struct Remote {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Remote {
+    /// Runs `setup` there; the node it makes lives until the drop, the value
+    /// it returns comes back.
+    fn start<T, F, Fut>(setup: F) -> (Remote, T)
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = (Node, T)>,
+    {
+        let (value_tx, value_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let (node, value) = setup().await;
+                let _ = value_tx.send(value);
+                let _ = stopped.await;
+                node.shutdown();
+            });
+        });
+        let value = value_rx.recv().expect("the remote node started");
+        let remote = Remote {
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        (remote, value)
+    }
+
+    /// Runs `setup` on a thread of its own (`split`) or on this runtime.
+    async fn maybe<F, Fut>(split: bool, setup: F) -> (Option<Remote>, Option<Node>, SocketAddr)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Node>,
+    {
+        if split {
+            let (remote, addr) = Remote::start(move || async move {
+                let node = setup().await;
+                let addr = node.local_addr().unwrap();
+                (node, addr)
+            });
+            (Some(remote), None, addr)
+        } else {
+            let node = setup().await;
+            let addr = node.local_addr().unwrap();
+            (None, Some(node), addr)
+        }
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Node A: `GET_PORT` answers with a send right to a new port it serves
+/// too; anything else gets an empty reply.
+async fn serving_node(certs: &Certs) -> Node {
     let node_a = Node::bind("bench-a", loopback(), &certs.a, options()).unwrap();
-    let node_b = Node::bind("bench-b", loopback(), &certs.b, options()).unwrap();
     let host_a = Host::new(Kernel::new(Abi::X86_64));
-    let host_b = Host::new(Kernel::new(Abi::X86_64));
     let (server, root, set) = host_a.with(|k| {
         let t = k.create_task();
         let root = k.port_allocate(t, PortRight::Receive).unwrap();
@@ -58,7 +140,6 @@ async fn netmsg_pair(certs: &Certs) -> Pair {
         }),
     )
     .unwrap();
-    let net_b = Netmsg::start(host_b.clone(), node_b.clone(), None).unwrap();
     tokio::spawn(async move {
         while let Ok(m) = host_a
             .receive(server, set, RecvOptions::default(), None)
@@ -78,10 +159,19 @@ async fn netmsg_pair(certs: &Certs) -> Pair {
             let _ = host_a.send(server, reply, None).await;
         }
     });
-    node_b
-        .dial("bench-a", node_a.local_addr().unwrap())
-        .await
-        .unwrap();
+    node_a
+}
+
+/// Node A serving (on a thread of its own when `split`), and a client task
+/// on node B (on this runtime) holding a send right to A's root.
+async fn netmsg_pair(certs: &Arc<Certs>, split: bool) -> Pair {
+    let for_a = certs.clone();
+    let (remote, node_a, addr) =
+        Remote::maybe(split, move || async move { serving_node(&for_a).await }).await;
+    let node_b = Node::bind("bench-b", loopback(), &certs.b, options()).unwrap();
+    let host_b = Host::new(Kernel::new(Abi::X86_64));
+    let net_b = Netmsg::start(host_b.clone(), node_b.clone(), None).unwrap();
+    node_b.dial("bench-a", addr).await.unwrap();
     let client = host_b.with(|k| k.create_task());
     let root = loop {
         match net_b.root("bench-a", client).await {
@@ -93,7 +183,8 @@ async fn netmsg_pair(certs: &Certs) -> Pair {
         host_b,
         client,
         root,
-        nodes: (node_a, node_b),
+        nodes: node_a.into_iter().chain([node_b]).collect(),
+        _remote: remote,
     }
 }
 
@@ -109,30 +200,64 @@ async fn call(host: &Host, task: TaskId, dest: Name, reply: Name, id: i32) -> Me
     host.call(task, m, reply).await.unwrap()
 }
 
-/// Two transport nodes and their link, as each side sees it.
-async fn linked(certs: &Certs) -> (Node, Node, transport::Link, transport::Link) {
-    let a = Node::bind("bench-a", loopback(), &certs.a, options()).unwrap();
+/// Node "bench-b", answering the first link from "bench-a": each frame of
+/// the first port stream back on one stream, or (`fresh`) each on a new
+/// stream FINed after it, as a reply through a send-once right travels.
+async fn echo_node(certs: &Certs, fresh: bool) -> Node {
     let b = Node::bind("bench-b", loopback(), &certs.b, options()).unwrap();
-    let link = a.dial("bench-b", b.local_addr().unwrap()).await.unwrap();
-    let b_link = loop {
-        if let Some(l) = b.link("bench-a") {
-            break l;
+    let node = b.clone();
+    tokio::spawn(async move {
+        let link = loop {
+            if let Some(l) = node.link("bench-a") {
+                break l;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let Ok(mut rx) = link.accept_port().await else {
+            return;
+        };
+        if fresh {
+            let mut id = 1u64 << 63;
+            while let Ok(Some(f)) = rx.recv().await {
+                id += 1;
+                let Ok(mut tx) = link.open_port(id).await else {
+                    return;
+                };
+                let _ = tx.send(f).await;
+                let _ = tx.finish().await;
+            }
+        } else {
+            let Ok(mut tx) = link.open_port(1).await else {
+                return;
+            };
+            while let Ok(Some(f)) = rx.recv().await {
+                if tx.send(f).await.is_err() {
+                    return;
+                }
+            }
         }
-        tokio::task::yield_now().await;
-    };
-    (a, b, link, b_link)
+    });
+    b
+}
+
+/// A link from node "bench-a" (on this runtime) to an echoing "bench-b"
+/// (on a thread of its own when `split`).
+async fn echo_link(
+    certs: &Arc<Certs>,
+    fresh: bool,
+    split: bool,
+) -> (Option<Remote>, Vec<Node>, transport::Link) {
+    let for_b = certs.clone();
+    let (remote, node_b, addr) =
+        Remote::maybe(split, move || async move { echo_node(&for_b, fresh).await }).await;
+    let a = Node::bind("bench-a", loopback(), &certs.a, options()).unwrap();
+    let link = a.dial("bench-b", addr).await.unwrap();
+    (remote, node_b.into_iter().chain([a]).collect(), link)
 }
 
 /// Raw transport ping-pong of a 64-byte frame on one port stream each way.
-async fn transport_ping_pong(certs: &Certs, rounds: usize) -> crate::Stats {
-    let (a, b, link, b_link) = linked(certs).await;
-    tokio::spawn(async move {
-        let mut rx = b_link.accept_port().await.unwrap();
-        let mut tx = b_link.open_port(1).await.unwrap();
-        while let Ok(Some(f)) = rx.recv().await {
-            tx.send(f).await.unwrap();
-        }
-    });
+async fn transport_ping_pong(certs: &Arc<Certs>, rounds: usize, split: bool) -> crate::Stats {
+    let (_remote, nodes, link) = echo_link(certs, false, split).await;
     let mut tx = link.open_port(1).await.unwrap();
     let payload = Bytes::from(vec![7u8; 64]);
     tx.send(payload.clone()).await.unwrap();
@@ -151,26 +276,17 @@ async fn transport_ping_pong(certs: &Certs, rounds: usize) -> crate::Stats {
         samples,
         start.elapsed(),
     );
-    a.shutdown();
-    b.shutdown();
+    for node in nodes {
+        node.shutdown();
+    }
     s
 }
 
 /// The ping-pong with each pong on a new port stream, FINed after it, as a
 /// reply through a send-once right travels (its one-shot export's stream):
 /// what that costs the RPC, apart from the tasks and the translator.
-async fn transport_ping_fresh_pong(certs: &Certs, rounds: usize) -> crate::Stats {
-    let (a, b, link, b_link) = linked(certs).await;
-    tokio::spawn(async move {
-        let mut rx = b_link.accept_port().await.unwrap();
-        let mut id = 1u64 << 63;
-        while let Ok(Some(f)) = rx.recv().await {
-            id += 1;
-            let mut tx = b_link.open_port(id).await.unwrap();
-            tx.send(f).await.unwrap();
-            tx.finish().await.unwrap();
-        }
-    });
+async fn transport_ping_fresh_pong(certs: &Arc<Certs>, rounds: usize, split: bool) -> crate::Stats {
+    let (_remote, nodes, link) = echo_link(certs, true, split).await;
     let mut tx = link.open_port(1).await.unwrap();
     let payload = Bytes::from(vec![7u8; 64]);
     let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
@@ -200,13 +316,14 @@ async fn transport_ping_fresh_pong(certs: &Certs, rounds: usize) -> crate::Stats
         samples,
         start.elapsed(),
     );
-    a.shutdown();
-    b.shutdown();
+    for node in nodes {
+        node.shutdown();
+    }
     s
 }
 
-async fn null_rpc(certs: &Certs, rounds: usize) -> crate::Stats {
-    let pair = netmsg_pair(certs).await;
+async fn null_rpc(certs: &Arc<Certs>, rounds: usize, split: bool) -> crate::Stats {
+    let pair = netmsg_pair(certs, split).await;
     let reply = pair
         .host_b
         .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
@@ -225,8 +342,7 @@ async fn null_rpc(certs: &Certs, rounds: usize) -> crate::Stats {
         samples,
         start.elapsed(),
     );
-    pair.nodes.0.shutdown();
-    pair.nodes.1.shutdown();
+    pair.shutdown();
     s
 }
 
@@ -236,8 +352,8 @@ async fn get_port(pair: &Pair, reply: Name) -> Name {
     m.body[0].names_payload().unwrap()[0]
 }
 
-async fn many_ports(certs: &Certs, ports: usize, per_port: usize, workers: usize) -> f64 {
-    let pair = Arc::new(netmsg_pair(certs).await);
+async fn many_ports(certs: &Arc<Certs>, ports: usize, per_port: usize, workers: usize) -> f64 {
+    let pair = Arc::new(netmsg_pair(certs, false).await);
     let reply = pair
         .host_b
         .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
@@ -270,8 +386,7 @@ async fn many_ports(certs: &Certs, ports: usize, per_port: usize, workers: usize
         t.await.unwrap();
     }
     let rate = (ports * per_port) as f64 / start.elapsed().as_secs_f64();
-    pair.nodes.0.shutdown();
-    pair.nodes.1.shutdown();
+    pair.shutdown();
     rate
 }
 
@@ -285,8 +400,8 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-async fn imports_memory(certs: &Certs, imports: usize) -> (u64, f64) {
-    let pair = netmsg_pair(certs).await;
+async fn imports_memory(certs: &Arc<Certs>, imports: usize) -> (u64, f64) {
+    let pair = netmsg_pair(certs, false).await;
     let reply = pair
         .host_b
         .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
@@ -304,8 +419,7 @@ async fn imports_memory(certs: &Certs, imports: usize) -> (u64, f64) {
     let after = rss_bytes();
     // Each import is a live proxy on B and an export on A.
     assert_eq!(names.len(), imports);
-    pair.nodes.0.shutdown();
-    pair.nodes.1.shutdown();
+    pair.shutdown();
     (after.saturating_sub(before), imports as f64 / secs)
 }
 
@@ -347,32 +461,79 @@ fn translators_alone(rounds: usize) -> Duration {
     start.elapsed() / rounds as u32
 }
 
+/// The null RPC and the ping-pongs, three alternating trials, on `rt`: in
+/// `block_on`, or (`on_worker`) each in a task of the runtime's own.
+fn latency(
+    rt: &tokio::runtime::Runtime,
+    certs: &Arc<Certs>,
+    rounds: usize,
+    split: bool,
+    on_worker: bool,
+) {
+    let run = |fut: std::pin::Pin<Box<dyn Future<Output = crate::Stats> + Send>>| {
+        if on_worker {
+            rt.block_on(rt.spawn(fut)).unwrap()
+        } else {
+            rt.block_on(fut)
+        }
+    };
+    let c = certs.clone();
+    run(Box::pin(async move {
+        transport_ping_pong(&c, rounds / 10, split).await
+    }));
+    let c = certs.clone();
+    run(Box::pin(
+        async move { null_rpc(&c, rounds / 10, split).await },
+    ));
+    let mut t = Vec::new();
+    let mut n = Vec::new();
+    let mut f = Vec::new();
+    for _ in 0..3 {
+        let c = certs.clone();
+        t.push(run(Box::pin(async move {
+            transport_ping_pong(&c, rounds, split).await
+        })));
+        let c = certs.clone();
+        n.push(run(Box::pin(
+            async move { null_rpc(&c, rounds, split).await },
+        )));
+        let c = certs.clone();
+        f.push(run(Box::pin(async move {
+            transport_ping_fresh_pong(&c, rounds, split).await
+        })));
+    }
+    let mid = |mut v: Vec<crate::Stats>| {
+        v.sort_by_key(|s| s.p50);
+        v.swap_remove(1)
+    };
+    print_latency(&[mid(t), mid(n), mid(f)], 0);
+}
+
 pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let certs = certs();
-    rt.block_on(transport_ping_pong(&certs, rounds / 10));
-    rt.block_on(null_rpc(&certs, rounds / 10));
-    let mut t = Vec::new();
-    let mut n = Vec::new();
-    let mut f = Vec::new();
-    for _ in 0..3 {
-        t.push(rt.block_on(transport_ping_pong(&certs, rounds)));
-        n.push(rt.block_on(null_rpc(&certs, rounds)));
-        f.push(rt.block_on(transport_ping_fresh_pong(&certs, rounds)));
-    }
-
-    let mid = |mut v: Vec<crate::Stats>| {
-        v.sort_by_key(|s| s.p50);
-        v.swap_remove(1)
-    };
+    let certs = Arc::new(certs());
     println!(
-        "null RPC on loopback QUIC, tokio 2 workers, median of 3 alternating trials of {rounds}:"
+        "null RPC on loopback QUIC, median of 3 alternating trials of {rounds}; \
+         (a) both nodes on one tokio runtime of 2 workers, the client in block_on:"
     );
-    print_latency(&[mid(t), mid(n), mid(f)], 0);
+    latency(&rt, &certs, rounds, false, false);
+    println!("(c) the same runtime, each subject a task on a worker:");
+    latency(&rt, &certs, rounds, false, true);
+    // Each node a thread of its own, as on two machines: the client's node
+    // on this current-thread runtime, the serving node on another.
+    let own = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "(b) each node on a thread and current-thread runtime of its own (client and node B on one, node A on the other):"
+    );
+    latency(&own, &certs, rounds, true, false);
+    drop(own);
     println!(
         "the null RPC's translators and kernels alone (no I/O, no tasks): {:.2?} per RPC",
         translators_alone(rounds * 10)
