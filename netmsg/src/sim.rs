@@ -1269,8 +1269,8 @@ pub fn run(nodes: usize, seed: u64, actions: u64) -> Result<Stats, Violation> {
 /// [`run`]; `moves`: whether tasks also move receive rights (off: a run as
 /// versions before receive-right moves made it, action for action). With
 /// moves the oracle relaxes the one-name and order checks for ports whose
-/// receive right went through netmsg (see `PortInfo::relaxed`); runs over
-/// three nodes still fail (docs/protocol.md, "Known divergences").
+/// receive right went through netmsg (see `PortInfo::relaxed`; the
+/// divergences behind that are in docs/protocol.md, "Known divergences").
 pub fn run_with(nodes: usize, seed: u64, actions: u64, moves: bool) -> Result<Stats, Violation> {
     let mut sim = Sim::new(nodes, seed, moves);
     let fail = |sim: &Sim, rule: String| Violation {
