@@ -281,8 +281,18 @@ impl Ledger {
     /// held right, which that consumes.
     pub fn send_once_used(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
         self.take_once_export(id)
-            .map(|_| vec![Effect::FinishExport { id }])
+            .map(|(_, dead)| Self::finish_once(id, dead))
             .ok_or(ReleaseError::UnknownExport { id })
+    }
+
+    /// The end of a one-shot export's stream about senders: only `Dead` is
+    /// ever written there, and a stream never written is never opened.
+    fn finish_once(id: u64, dead: bool) -> Vec<Effect> {
+        if dead {
+            vec![Effect::FinishExport { id }]
+        } else {
+            Vec::new()
+        }
     }
 
     /// The local port died: tell the importer of every export of it — the send
@@ -351,13 +361,11 @@ impl Ledger {
             return Err(ReleaseError::UnknownExport { id });
         };
         // A dead port's right is already a dead name: there is nothing to notify.
-        let mut effects = if dead {
-            Vec::new()
+        if dead {
+            Ok(Self::finish_once(id, dead))
         } else {
-            vec![Effect::DestroySendOnce { right }]
-        };
-        effects.push(Effect::FinishExport { id });
-        Ok(effects)
+            Ok(vec![Effect::DestroySendOnce { right }])
+        }
     }
 
     // ----- importer side --------------------------------------------------------

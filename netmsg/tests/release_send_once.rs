@@ -305,6 +305,22 @@ proptest! {
 }
 
 #[test]
+fn a_used_one_shot_export_ends_a_stream_only_if_it_wrote_dead() {
+    let mut a = Ledger::new();
+    let mut b = Ledger::new();
+    let id = a.export_send_once(41);
+    let (Imported::Proxy(proxy), _) = b.import_send_once(id).unwrap() else {
+        panic!()
+    };
+    let (used, _) = b.once_used(proxy).unwrap();
+    assert_eq!(used, id);
+    // Only `Dead` is ever written about a one-shot export's senders; none
+    // was, so no stream was opened and none is FINed.
+    assert_eq!(a.send_once_used(id).unwrap(), []);
+    assert!(a.is_empty() && b.is_empty());
+}
+
+#[test]
 fn a_death_notice_after_use_is_ignored() {
     let mut a = Ledger::new();
     let mut b = Ledger::new();
@@ -347,8 +363,9 @@ fn unused_send_once_rights_notify_their_receiver() {
     assert_eq!(
         a.on_frame(Frame::SendOnceDestroyed { id }).unwrap(),
         [
+            // (Nothing was written on the export's stream about senders:
+            // there is no stream to end.)
             Effect::DestroySendOnce { right: 9 },
-            Effect::FinishExport { id }
         ]
     );
     // A second settlement of the same ID is the peer's error.
