@@ -309,9 +309,9 @@ impl Cluster {
             let names = self.kernels[i]
                 .names(net.task())
                 .map_err(|e| format!("{e:?}"))?;
-            if names.len() != 2 {
+            if names.len() != 2 + net.spare_notify_rights() {
                 return Err(format!(
-                    "node {i}: netmsg holds more than its set and notify port: {names:?}"
+                    "node {i}: netmsg holds more than its set, notify port and spare rights to it: {names:?}"
                 ));
             }
         }

@@ -83,6 +83,10 @@ const MAX_READ_ON: usize = 16;
 /// a port whose entry was dropped loses that order for its next proxy.
 const MAX_RETIRED: usize = 4096;
 
+/// Send-once rights to its own notify port netmsg keeps for dead-name
+/// requests (each is a name in its space).
+const SPARE_NOTIFY_RIGHTS: usize = 64;
+
 /// What became of a message from the wire.
 enum Placed {
     /// Delivered, or destroyed with its dead port.
@@ -271,6 +275,11 @@ pub struct Translator {
     embargoed: BTreeMap<Name, (String, u64)>,
     /// netmsg's sends into a handed-over port still waiting for room.
     handover_sends: Vec<SendTicket>,
+    /// Send-once rights to `notify` given back by cancelled dead-name
+    /// requests, for the next request (at most `SPARE_NOTIFY_RIGHTS`): a
+    /// one-shot export's right, used, then costs no port-deleted
+    /// notification.
+    spare_notify_rights: Vec<Name>,
     /// Errors found where they cannot be returned (a queued message of a
     /// port moving away that netmsg cannot carry): `pump` reports them.
     reports: Vec<TranslateError>,
@@ -389,6 +398,7 @@ impl Translator {
             embargoes: BTreeMap::new(),
             embargoed: BTreeMap::new(),
             handover_sends: Vec::new(),
+            spare_notify_rights: Vec::new(),
             reports: Vec::new(),
         })
     }
@@ -1801,6 +1811,10 @@ impl Translator {
     }
 
     fn request_dead_name(&mut self, k: &mut Kernel, name: Name) -> Result<(), TranslateError> {
+        let (notify, disposition) = match self.spare_notify_rights.pop() {
+            Some(right) => (right, msg_type::MOVE_SEND_ONCE),
+            None => (self.notify, msg_type::MAKE_SEND_ONCE),
+        };
         let previous = kr(
             "dead-name request",
             k.port_request_notification(
@@ -1808,14 +1822,42 @@ impl Translator {
                 name,
                 notify_id::DEAD_NAME,
                 1,
-                self.notify,
-                msg_type::MAKE_SEND_ONCE,
+                notify,
+                disposition,
             ),
         )?;
-        if previous != NAME_NULL {
-            let _ = k.port_deallocate(self.task, previous);
-        }
+        self.spare_notify_right(k, previous);
         Ok(())
+    }
+
+    /// Cancels the dead-name request on `name` before netmsg moves the right
+    /// out of its space (moving it with the request on would send netmsg a
+    /// port-deleted notification).
+    fn cancel_dead_name(&mut self, k: &mut Kernel, name: Name) {
+        // (A dead name's request has fired already: nothing to cancel.)
+        if let Ok(previous) =
+            k.port_request_notification(self.task, name, notify_id::DEAD_NAME, 0, NAME_NULL, 0)
+        {
+            self.spare_notify_right(k, previous);
+        }
+    }
+
+    fn spare_notify_right(&mut self, k: &mut Kernel, right: Name) {
+        if right == NAME_NULL {
+            return;
+        }
+        if self.spare_notify_rights.len() < SPARE_NOTIFY_RIGHTS {
+            self.spare_notify_rights.push(right);
+        } else {
+            let _ = k.port_deallocate(self.task, right);
+        }
+    }
+
+    /// Send-once rights netmsg keeps to its own notify port, for the next
+    /// dead-name requests (names in its space besides its port set and
+    /// notify port, and apart from any peer's state).
+    pub fn spare_notify_rights(&self) -> usize {
+        self.spare_notify_rights.len()
     }
 
     /// Releases every right in a message netmsg received and will not forward.
@@ -2491,7 +2533,19 @@ impl Translator {
         let sent = if target.dead {
             None
         } else {
-            k.send(self.task, msg, true).ok()
+            if target.once {
+                self.cancel_dead_name(k, target.port as Name);
+            }
+            let sent = k.send(self.task, msg, true).ok();
+            // Not sent, the right stays here: it wants its request back.
+            if sent.is_none()
+                && target.once
+                && k.port_type(self.task, target.port as Name)
+                    .is_ok_and(|t| t & port_type::SEND_ONCE != 0)
+            {
+                self.request_dead_name(k, target.port as Name)?;
+            }
+            sent
         };
         if sent.is_none() {
             for (name, disposition) in held.drain(..) {
