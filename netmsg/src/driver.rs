@@ -345,48 +345,19 @@ impl Driver {
         });
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            while let Ok(mut rx) = link.accept_port().await {
-                let (events, peer, shared) = (events.clone(), peer.clone(), shared.clone());
-                tokio::spawn(async move {
-                    let stream = rx.port();
-                    let mut relief = shared.relief.subscribe();
-                    while let Ok(Some(bytes)) = rx.recv().await {
-                        relief.borrow_and_update();
-                        let handled = on_stream_frame(&shared, &peer, generation, stream, &bytes);
-                        let mut stall = match handled {
-                            Ok(stall) => stall,
-                            Err(reason) => {
-                                let peer = peer.clone();
-                                let link = generation;
-                                let _ = events.send(Event::Violation { peer, link, reason });
-                                return;
-                            }
-                        };
-                        // Back-pressure: while a message from this stream waits
-                        // for room in its port's queue, or its messages are
-                        // forwarded onto a congested stream, the stream is not
-                        // read, so QUIC flow control stops the peer's writer.
-                        while let Some(why) = stall {
-                            match why {
-                                // (Frames held since may let the stream be
-                                // read on: look again then too.)
-                                Stall::Send(ticket) => tokio::select! {
-                                    () = shared.host.send_done(ticket) => {}
-                                    changed = relief.changed() => if changed.is_err() {
-                                        return;
-                                    },
-                                },
-                                Stall::Congested => {
-                                    if relief.changed().await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                            relief.borrow_and_update();
-                            stall = shared.with(|t, k| (t.stalled(k, &peer, stream), Vec::new()));
-                        }
-                    }
-                });
+            while let Ok(rx) = link.accept_port().await {
+                let reader =
+                    read_port_stream(rx, shared.clone(), events.clone(), peer.clone(), generation);
+                let mut reader = Box::pin(reader);
+                // A reply's one-shot stream has come whole (its frame and
+                // FIN): it is read here, without a task of its own.
+                let polled = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(std::future::Future::poll(reader.as_mut(), cx))
+                })
+                .await;
+                if polled.is_pending() {
+                    tokio::spawn(reader);
+                }
             }
         });
     }
@@ -739,6 +710,54 @@ fn item_len(item: &Item) -> usize {
     match item {
         Item::Frame(b) => b.len(),
         Item::Fin => 0,
+    }
+}
+
+/// Reads a port stream of `peer`'s (link `generation`) to its end, frame by
+/// frame into the translator; a protocol violation ends the link.
+async fn read_port_stream(
+    mut rx: transport::PortReceiver,
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedSender<Event>,
+    peer: String,
+    generation: u64,
+) {
+    let stream = rx.port();
+    let mut relief = shared.relief.subscribe();
+    while let Ok(Some(bytes)) = rx.recv().await {
+        relief.borrow_and_update();
+        let handled = on_stream_frame(&shared, &peer, generation, stream, &bytes);
+        let mut stall = match handled {
+            Ok(stall) => stall,
+            Err(reason) => {
+                let link = generation;
+                let _ = events.send(Event::Violation { peer, link, reason });
+                return;
+            }
+        };
+        // Back-pressure: while a message from this stream waits for room in
+        // its port's queue, or its messages are forwarded onto a congested
+        // stream, the stream is not read, so QUIC flow control stops the
+        // peer's writer.
+        while let Some(why) = stall {
+            match why {
+                // (Frames held since may let the stream be read on: look
+                // again then too.)
+                Stall::Send(ticket) => tokio::select! {
+                    () = shared.host.send_done(ticket) => {}
+                    changed = relief.changed() => if changed.is_err() {
+                        return;
+                    },
+                },
+                Stall::Congested => {
+                    if relief.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+            relief.borrow_and_update();
+            stall = shared.with(|t, k| (t.stalled(k, &peer, stream), Vec::new()));
+        }
     }
 }
 
