@@ -1242,8 +1242,9 @@ impl Translator {
         self.unclaimed.insert((peer.to_owned(), id), port);
         // A node that names the port through the sender takes it under that
         // name, once its messages on the way are back.
-        // (Not with send-once rights left behind: their pool would have to
-        // follow the port's way back; the simulator finds that unsound.)
+        // (Not with send-once rights left behind: `hand_over` moves their
+        // pool onto the proxy, but on three nodes the simulator still finds
+        // send-once rights lost and streams left open then.)
         let embargo = m
             .embargo
             .as_ref()
@@ -2568,12 +2569,10 @@ impl Translator {
             }
             return Ok(Placed::Done);
         }
-        // A receive right the message moved on may have been netmsg's last
-        // hold on that name.
-        for (name, disposition) in held.drain(..) {
-            if disposition == msg_type::MOVE_RECEIVE {
-                self.forget_if_freed(k, name);
-            }
+        // A right the message moved on may have been netmsg's last hold on
+        // that name (see `resend`).
+        for (name, _) in held.drain(..) {
+            self.forget_if_freed(k, name);
         }
         Ok(match sent {
             Some(SendStatus::Pending(ticket)) => Placed::Blocked(ticket),
