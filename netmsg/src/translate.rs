@@ -1711,6 +1711,7 @@ impl Translator {
         if self.leads_home(proxy, upstream, global) {
             return Some(Dependency {
                 via: self.node.clone(),
+                home: upstream.to_owned(),
                 port: import,
                 origin: None,
                 position: written,
@@ -1723,6 +1724,7 @@ impl Translator {
             .copied()?;
         Some(Dependency {
             via: upstream.to_owned(),
+            home: lane.home.clone(),
             port: lane.stream,
             origin: Some(Origin {
                 node: self.node.clone(),
@@ -2056,7 +2058,7 @@ impl Translator {
         // this node of an export of that port (others are not this node's
         // to check, and are dropped).
         let wait = |port: Name, d: &Dependency| {
-            (target(&d.via, d.port) == Some(port)).then(|| Wait {
+            (d.home == self.node && target(&d.via, d.port) == Some(port)).then(|| Wait {
                 stream: StreamKey {
                     node: d.via.clone(),
                     port: d.port,
@@ -2286,6 +2288,7 @@ impl Translator {
         let position = self.forwarded_position_of(peer, id, r.watermark, &upstream, import)?;
         Some(Dependency {
             via: self.node.clone(),
+            home: upstream.clone(),
             port: import,
             origin: Some(Origin {
                 node: peer.to_owned(),
@@ -2910,8 +2913,9 @@ impl Translator {
         }
         let pending = self.pending.entry(proxy).or_default();
         for d in deps {
-            let same =
-                |p: &&mut Dependency| p.via == d.via && p.port == d.port && p.origin == d.origin;
+            let same = |p: &&mut Dependency| {
+                p.via == d.via && p.home == d.home && p.port == d.port && p.origin == d.origin
+            };
             match pending.iter_mut().find(same) {
                 Some(p) => p.position = p.position.max(d.position),
                 None => pending.push(d),

@@ -212,10 +212,13 @@ impl WireItem {
 /// A causal dependency, checked at the port's home: deliver only once the
 /// home has delivered `position` messages of the lane `origin` (none: `via`'s
 /// own) on node `via`'s stream of the home's export `port` (void once the link
-/// to `via` is gone, or the lane ended).
+/// to `via` is gone, or the lane ended). `home` is the node that reads that
+/// stream: export IDs are per exporter, so only it may check the
+/// dependency (another node's stream of the same ID is another port's).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Dependency {
     pub via: String,
+    pub home: String,
     pub port: u64,
     pub origin: Option<Origin>,
     pub position: u64,
@@ -339,6 +342,7 @@ impl Writer {
         self.u16(deps.len() as u16);
         for d in deps {
             self.bytes(d.via.as_bytes());
+            self.bytes(d.home.as_bytes());
             self.u64(d.port);
             self.origin(&d.origin);
             self.u64(d.position);
@@ -856,12 +860,13 @@ impl Reader<'_> {
     }
     fn dependencies(&mut self) -> Result<Vec<Dependency>, WireError> {
         let n = self.u16("dependency count")? as usize;
-        // Each dependency takes at least 22 bytes.
-        self.need(n as u64 * 22, "dependencies")?;
+        // Each dependency takes at least 27 bytes.
+        self.need(n as u64 * 27, "dependencies")?;
         let mut deps = Vec::with_capacity(n);
         for _ in 0..n {
             deps.push(Dependency {
                 via: self.node_name()?,
+                home: self.node_name()?,
                 port: self.u64("dependency port")?,
                 origin: self.origin()?,
                 position: self.nonzero_u64("dependency position")?,

@@ -94,9 +94,10 @@ fn origin() -> impl Strategy<Value = Origin> {
 
 fn dependencies() -> impl Strategy<Value = Vec<Dependency>> {
     prop::collection::vec(
-        (node(), 0u64..4, prop::option::of(origin()), 1u64..3).prop_map(
-            |(via, port, origin, position)| Dependency {
+        (node(), node(), 0u64..4, prop::option::of(origin()), 1u64..3).prop_map(
+            |(via, home, port, origin, position)| Dependency {
                 via,
+                home,
                 port,
                 origin,
                 position,

@@ -94,12 +94,14 @@ fn origin() -> impl Strategy<Value = Origin> {
 fn dependency() -> impl Strategy<Value = Dependency> {
     (
         node(),
+        node(),
         any::<u64>(),
         prop::option::of(origin()),
         1..=u64::MAX,
     )
-        .prop_map(|(via, port, origin, position)| Dependency {
+        .prop_map(|(via, home, port, origin, position)| Dependency {
             via,
+            home,
             port,
             origin,
             position,
@@ -460,6 +462,7 @@ fn release_frames_the_protocol_never_sends_are_rejected() {
 fn positions_the_protocol_never_sends_are_rejected() {
     let dep = Dependency {
         via: "node-b".into(),
+        home: "node-a".into(),
         port: 4,
         origin: Some(Origin {
             node: "node-c".into(),
