@@ -733,6 +733,11 @@ impl Translator {
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         let on = msg.local_port;
+        // A forwarder's message through a send-once right goes, at the hop,
+        // through the port's queue (a right of its pool), and on from there
+        // in the hop's own lane, not in this node's.
+        let via_pool =
+            msg.local_type() == msg_type::PORT_SEND_ONCE && self.forwarders.contains_key(&on);
         let mut wire = self.outgoing(k, peer, msg, out)?;
         // The first message on the stream after a right reached this proxy by
         // another path waits, at the home, for that path's earlier messages.
@@ -740,7 +745,7 @@ impl Translator {
             wire.dependencies.extend(deps);
         }
         *self.written.entry((peer.to_owned(), id)).or_insert(0) += 1;
-        if let Some(lane) = self.home_streams.get(&on) {
+        if let Some(lane) = self.home_streams.get(&on).filter(|_| !via_pool) {
             *self
                 .through
                 .entry((peer.to_owned(), lane.home.clone(), lane.stream))
