@@ -15,9 +15,10 @@
 //! reading it), receive-right moves by forwarding (the port stays behind as
 //! a forwarder to the node the right moved to), and route shortening with an
 //! embargo (a receive right that reaches a node already naming its port
-//! takes that name). Not yet: shortening for ports with send-once rights
-//! outstanding, or whose name leads through a third node (they get a second
-//! name; docs/protocol.md, "Known divergences").
+//! takes that name; send-once rights left behind follow it there as the
+//! moved port's pool). Not yet: shortening for ports whose name leads
+//! through a third node (they get a second name; docs/protocol.md, "Known
+//! divergences").
 //!
 //! Invariants: netmsg holds exactly one send reference per live send export;
 //! a proxy's make-send count equals the ledger's count of rights made on it,
@@ -1246,14 +1247,11 @@ impl Translator {
         self.adopted.insert(port, m.global.clone());
         self.unclaimed.insert((peer.to_owned(), id), port);
         // A node that names the port through the sender takes it under that
-        // name, once its messages on the way are back.
-        // (Not with send-once rights left behind: `hand_over` moves their
-        // pool onto the proxy, but on three nodes the simulator still finds
-        // send-once rights lost and streams left open then.)
+        // name, once its messages on the way are back (the send-once pool
+        // follows the port onto that name: see `hand_over`).
         let embargo = m
             .embargo
             .as_ref()
-            .filter(|_| m.send_once == 0)
             .and_then(|e| self.embargo_waits(peer, id, &m.global, e));
         if let Some((proxy, waits)) = embargo {
             self.embargoed.insert(proxy, (peer.to_owned(), id));

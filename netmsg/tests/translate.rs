@@ -1684,6 +1684,40 @@ fn send_right_then_receive_right(c: &mut Cluster) {
     last_sends_then_end(c, &x, rr);
 }
 
+/// As 9, with a send-once right to the port left where it was: the
+/// receive right still joins the client's send right (its route is
+/// shortened, and the send-once right's message follows it there), and
+/// the message through the send-once right arrives through one.
+fn send_right_then_receive_right_with_a_send_once_right_behind(c: &mut Cluster) {
+    let x = pair(c);
+    let r = c.port(x.server);
+    let to_r = c.give_send(x.server, r, x.client);
+    let (once, _) = c
+        .k(x.server)
+        .port_extract_right(x.server.task, r, msg_type::MAKE_SEND_ONCE, x.server.task)
+        .unwrap();
+    for i in 0..2 {
+        send_int(c, x.client, to_r, 840 + i, i);
+    }
+    move_receive(c, x.server, x.to_inbox, r);
+    c.settle();
+    let rr = observe_right(c, "client", x.client, x.inbox);
+    note_name(c, "client's receive right", x.client, rr, to_r);
+    c.send(
+        x.server,
+        Message::simple(once, msg_type::MOVE_SEND_ONCE, 842, vec![int(2)]),
+    );
+    // (Two senders: their order is only the order of arrival.)
+    c.settle();
+    send_int(c, x.client, to_r, 843, 3);
+    c.settle();
+    for _ in 0..4 {
+        c.observe("client on r", x.client, rr);
+    }
+    c.observe("client, nothing more", x.client, rr);
+    last_sends_then_end(c, &x, rr);
+}
+
 /// netmsg-test 10: as 9, with a copy of the send right held by a third
 /// task (on a third node when there is one), which sends after the move;
 /// no-senders once both drop theirs.
@@ -1767,6 +1801,11 @@ fn netmsg_test_8_a_send_right_twice_has_one_name() {
 #[test]
 fn netmsg_test_9_a_receive_right_joins_its_send_right() {
     differential(send_right_then_receive_right);
+}
+
+#[test]
+fn a_receive_right_joins_its_send_right_with_a_send_once_right_behind() {
+    differential(send_right_then_receive_right_with_a_send_once_right_behind);
 }
 
 #[test]
