@@ -79,6 +79,8 @@ impl Remote {
                 node.shutdown();
             });
         });
+        // (Blocks the caller's thread while the node starts: the node's
+        // thread needs nothing from it.)
         let value = value_rx.recv().expect("the remote node started");
         let remote = Remote {
             stop: Some(stop),
@@ -87,8 +89,9 @@ impl Remote {
         (remote, value)
     }
 
-    /// Runs `setup` on a thread of its own (`split`) or on this runtime.
-    async fn maybe<F, Fut>(split: bool, setup: F) -> (Option<Remote>, Option<Node>, SocketAddr)
+    /// Starts the node `setup` makes on a thread of its own (`split`) or on
+    /// this runtime, and gives its address.
+    async fn start_node<F, Fut>(split: bool, setup: F) -> (Option<Remote>, Option<Node>, SocketAddr)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Node>,
@@ -167,7 +170,7 @@ async fn serving_node(certs: &Certs) -> Node {
 async fn netmsg_pair(certs: &Arc<Certs>, split: bool) -> Pair {
     let for_a = certs.clone();
     let (remote, node_a, addr) =
-        Remote::maybe(split, move || async move { serving_node(&for_a).await }).await;
+        Remote::start_node(split, move || async move { serving_node(&for_a).await }).await;
     let node_b = Node::bind("bench-b", loopback(), &certs.b, options()).unwrap();
     let host_b = Host::new(Kernel::new(Abi::X86_64));
     let net_b = Netmsg::start(host_b.clone(), node_b.clone(), None).unwrap();
@@ -249,7 +252,7 @@ async fn echo_link(
 ) -> (Option<Remote>, Vec<Node>, transport::Link) {
     let for_b = certs.clone();
     let (remote, node_b, addr) =
-        Remote::maybe(split, move || async move { echo_node(&for_b, fresh).await }).await;
+        Remote::start_node(split, move || async move { echo_node(&for_b, fresh).await }).await;
     let a = Node::bind("bench-a", loopback(), &certs.a, options()).unwrap();
     let link = a.dial("bench-b", addr).await.unwrap();
     (remote, node_b.into_iter().chain([a]).collect(), link)
