@@ -43,11 +43,7 @@ pub(crate) fn run(state: StateDir, args: PingArgs) -> anyhow::Result<()> {
     if args.size > MAX_SIZE {
         bail!("--size is at most {MAX_SIZE} bytes");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(ping(state, args))
+    crate::node_runtime()?.block_on(ping(state, args))
 }
 
 async fn ping(state: StateDir, args: PingArgs) -> anyhow::Result<()> {

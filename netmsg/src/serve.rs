@@ -70,11 +70,7 @@ fn modified(state: &StateDir, name: &str) -> Option<SystemTime> {
 }
 
 pub(crate) fn run(state: StateDir, args: ServeArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(serve(state, args))
+    crate::node_runtime()?.block_on(serve(state, args))
 }
 
 async fn serve(state: StateDir, args: ServeArgs) -> anyhow::Result<()> {

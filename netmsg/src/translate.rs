@@ -1862,7 +1862,7 @@ impl Translator {
     /// Send-once rights netmsg keeps to its own notify port, for the next
     /// dead-name requests (names in its space besides its port set and
     /// notify port, and apart from any peer's state).
-    pub fn spare_notify_rights(&self) -> usize {
+    pub(crate) fn spare_notify_rights(&self) -> usize {
         self.spare_notify_rights.len()
     }
 
