@@ -238,6 +238,27 @@ impl Shared {
         }
         r
     }
+
+    /// The driver's turn: forwards what is queued on netmsg's ports and
+    /// gives the batches to write, those other tasks queued before it first
+    /// (taken under the same lock, so the order holds). Its own batch does
+    /// not go through the channel, whose send would wake the driver again.
+    fn pump(
+        &self,
+        writes: &mut mpsc::UnboundedReceiver<Batch>,
+    ) -> (Vec<Batch>, Vec<TranslateError>) {
+        let mut translator = self.translator.lock().expect("translator lock");
+        let (out, errors) = self.host.with(|k| translator.pump(k));
+        let finished = translator.take_finished();
+        let mut batches = Vec::new();
+        while let Ok(earlier) = writes.try_recv() {
+            batches.push(earlier);
+        }
+        if !out.is_empty() || !finished.is_empty() {
+            batches.push(Batch { out, finished });
+        }
+        (batches, errors)
+    }
 }
 
 struct Driver {
@@ -269,10 +290,7 @@ impl Driver {
                 // query) never misses one this task holds.
                 ready = host.readable(task, set) => {
                     if ready.is_err() { return }
-                    let errors = self.shared.with(|t, k| {
-                        let (out, errors) = t.pump(k);
-                        (errors, out)
-                    });
+                    let (batches, errors) = self.shared.pump(&mut writes);
                     for e in errors {
                         match e {
                             // A held frame of the peer's, handled now (freed
@@ -283,9 +301,8 @@ impl Driver {
                             e => tracing::warn!("netmsg: {e}"),
                         }
                     }
-                    // What was just queued goes out now, without a wake-up.
-                    while let Ok(out) = writes.try_recv() {
-                        self.write(out);
+                    for batch in batches {
+                        self.write(batch);
                     }
                 }
                 out = writes.recv() => match out {
