@@ -32,6 +32,14 @@ impl StreamKey {
     }
 }
 
+/// The lanes of stream `port` from `node` that `map` has entries for.
+pub fn stream_lanes<V>(map: &BTreeMap<StreamKey, V>, node: &str, port: u64) -> Vec<StreamKey> {
+    map.range(StreamKey::stream(node, port)..)
+        .take_while(|(l, _)| l.node == node && l.port == port)
+        .map(|(l, _)| l.clone())
+        .collect()
+}
+
 /// Deliver only after `stream` has delivered `position` messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wait {
@@ -238,9 +246,39 @@ impl<L: Ord + Clone, T> Holds<L, T> {
 
     /// Stream `port` from `node` carries nothing more (its export ended after
     /// all it carried was handled): waits on its lanes are void, as what they
-    /// wait for was destroyed on the way.
-    pub fn stream_closed(&mut self, node: &str, port: u64) {
-        self.closed.insert((node.to_owned(), port));
+    /// wait for was destroyed on the way. With `tombstone`, waits made later
+    /// are void too; without, the stream leaves no record, and the caller
+    /// makes no more waits on it.
+    pub fn stream_closed(&mut self, node: &str, port: u64, tombstone: bool) {
+        if tombstone {
+            self.closed.insert((node.to_owned(), port));
+            return self.release();
+        }
+        let on_stream = |s: &StreamKey| s.node == node && s.port == port;
+        for held in self.lanes.values_mut().flat_map(|q| q.iter_mut()) {
+            held.waits.retain(|w| !on_stream(&w.stream));
+        }
+        for lane in stream_lanes(&self.positions, node, port) {
+            self.positions.remove(&lane);
+        }
+        let lanes: Vec<StreamKey> = self
+            .closed_lanes
+            .range(StreamKey::stream(node, port)..)
+            .take_while(|l| on_stream(l))
+            .cloned()
+            .collect();
+        for lane in lanes {
+            self.closed_lanes.remove(&lane);
+        }
+        let eras: Vec<(String, u64, String)> = self
+            .newest_era
+            .range((node.to_owned(), port, String::new())..)
+            .take_while(|((n, p, _), _)| n == node && *p == port)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in eras {
+            self.newest_era.remove(&key);
+        }
         self.release()
     }
 
@@ -317,6 +355,16 @@ impl<L: Ord + Clone, T> Holds<L, T> {
         if any {
             self.release()
         }
+    }
+
+    /// The lanes whose positions are kept.
+    pub fn positions(&self) -> impl Iterator<Item = &StreamKey> {
+        self.positions.keys()
+    }
+
+    /// Positions, tombstones and eras kept now.
+    pub fn records(&self) -> usize {
+        self.positions.len() + self.closed.len() + self.closed_lanes.len() + self.newest_era.len()
     }
 
     /// Messages held or ready now.

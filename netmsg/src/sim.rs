@@ -306,6 +306,9 @@ impl Cluster {
             if !net.is_idle() {
                 return Err(format!("node {i}: translator tables not empty"));
             }
+            if let Some(stray) = net.stray_stream_records().first() {
+                return Err(format!("node {i}: a stream's record outlived it: {stray}"));
+            }
             let names = self.kernels[i]
                 .names(net.task())
                 .map_err(|e| format!("{e:?}"))?;

@@ -1859,6 +1859,43 @@ impl Translator {
         }
     }
 
+    /// Per-stream records kept now: messages written and delivered per
+    /// stream, and the causal holds' positions and tombstones. They end
+    /// with their stream (one-shot streams keep none), so a link's many
+    /// RPCs and short-lived ports leave nothing behind.
+    pub fn stream_records(&self) -> usize {
+        self.written.len() + self.delivered.len() + self.holds.records()
+    }
+
+    /// Per-stream records left with no export or import for them, for the
+    /// simulator's clean check: moved ports' streams keep a tombstone (and
+    /// their lanes' counts) by design, other streams nothing.
+    pub(crate) fn stray_stream_records(&self) -> Vec<String> {
+        let moved = |port: u64| port & crate::release::MOVED_ID_BIT != 0;
+        let live_import = |peer: &str, id: u64| {
+            self.peers
+                .get(peer)
+                .is_some_and(|p| p.ledger.proxy_of(id).is_some())
+        };
+        let live_export = |peer: &str, id: u64| {
+            self.peers
+                .get(peer)
+                .is_some_and(|p| p.ledger.export_target(id).is_some())
+        };
+        let written = self
+            .written
+            .keys()
+            .filter(|(peer, id)| !live_import(peer, *id))
+            .map(|(peer, id)| format!("written to {peer} on {id}"));
+        let delivered = self
+            .delivered
+            .keys()
+            .chain(self.holds.positions())
+            .filter(|l| !moved(l.port) && !live_export(&l.node, l.port))
+            .map(|l| format!("position of {l:?}"));
+        written.chain(delivered).collect()
+    }
+
     /// Send-once rights netmsg keeps to its own notify port, for the next
     /// dead-name requests (names in its space besides its port set and
     /// notify port, and apart from any peer's state).
@@ -2036,7 +2073,17 @@ impl Translator {
             }
             for (node, port) in std::mem::take(&mut self.closed) {
                 self.forwarded_at.remove(&(node.clone(), port));
-                self.holds.stream_closed(&node, port);
+                // No wait is made on a send export's stream once the export
+                // is gone (`arrival_waits` targets live exports), so it
+                // leaves no record; a moved port's stream keeps a tombstone,
+                // as a right coming home to it waits for its `Moved` frame.
+                let tombstone = port & crate::release::MOVED_ID_BIT != 0;
+                if !tombstone {
+                    for lane in crate::causal::stream_lanes(&self.delivered, &node, port) {
+                        self.delivered.remove(&lane);
+                    }
+                }
+                self.holds.stream_closed(&node, port, tombstone);
             }
         }
         Ok(())
@@ -2079,7 +2126,20 @@ impl Translator {
                 .collect(),
             None => Vec::new(),
         };
-        waits.extend(home_waits(peer, m));
+        // (A send export's stream leaves no record once the export is gone:
+        // a right coming home through it then waits for nothing.)
+        let gone = |id: u64| {
+            id & crate::release::MOVED_ID_BIT == 0
+                && self
+                    .peers
+                    .get(peer)
+                    .is_none_or(|p| p.ledger.export_target(id).is_none())
+        };
+        waits.extend(
+            home_waits(peer, m)
+                .into_iter()
+                .filter(|w| !gone(w.stream.port)),
+        );
         for r in rights_of(m) {
             // A moved port is made by the first frame on its stream: a right
             // coming home to it (which may have overtaken that frame through
@@ -2144,9 +2204,16 @@ impl Translator {
                     origin: m.origin.clone(),
                 };
                 self.deliver(k, peer, id, m, out)?;
-                let n = self.delivered.entry(lane.clone()).or_insert(0);
-                *n += 1;
-                let n = *n;
+                // A one-shot export's stream carries one message and is never
+                // waited on (`arrival_waits` targets send exports): no
+                // position is kept for it.
+                let position = if id & crate::release::SEND_ONCE_ID_BIT != 0 {
+                    None
+                } else {
+                    let n = self.delivered.entry(lane.clone()).or_insert(0);
+                    *n += 1;
+                    Some((lane, *n))
+                };
                 // (Moved ports waiting for their receiver are rare: no key
                 // is made for each message otherwise.)
                 let unclaimed = if self.unclaimed.is_empty() {
@@ -2163,7 +2230,7 @@ impl Translator {
                     }
                 }
                 self.end_embargo_if_back(k, peer, id, out)?;
-                return Ok(Some((lane, n)));
+                return Ok(position);
             }
             // (Handled in lane order by `run_ready`.)
             StreamFrame::LaneEnded { .. } => {}
@@ -3136,7 +3203,12 @@ impl Translator {
                 Effect::FinishExport { id } => self
                     .finished
                     .push((peer.to_owned(), id ^ ABOUT_SENDERS_EXPORT)),
-                Effect::FinishImport { id } => self.finished.push((peer.to_owned(), id)),
+                Effect::FinishImport { id } => {
+                    // Nothing more is written on the stream, and its count
+                    // is read only through its live proxy.
+                    self.written.remove(&(peer.to_owned(), id));
+                    self.finished.push((peer.to_owned(), id))
+                }
             }
         }
         Ok(())

@@ -1817,3 +1817,76 @@ fn netmsg_test_10_a_receive_right_joins_its_send_right_with_a_copy_elsewhere() {
 fn netmsg_test_12_no_senders_waits_for_the_last_right_after_a_move() {
     differential(no_senders_held_for_the_last_right);
 }
+
+/// `rounds` RPCs from `client` to `server` on `p` (through `to_p`), each
+/// reply carrying a send right to a new port that the client uses once and
+/// drops, after which the server destroys the port.
+fn rpcs_with_short_lived_ports(
+    c: &mut sim::Cluster,
+    server: T,
+    client: T,
+    p: Name,
+    to_p: Name,
+    rounds: usize,
+) {
+    let reply = c.port(client);
+    for _ in 0..rounds {
+        let msg = Message::new(
+            to_p,
+            msg_type::COPY_SEND,
+            reply,
+            msg_type::MAKE_SEND_ONCE,
+            100,
+            Vec::new(),
+        );
+        c.k(client).send(client.task, msg, false).unwrap();
+        c.settle();
+        let request = c.receive(server, p).expect("the request");
+        let q = c.port(server);
+        let answer = Message::simple(
+            request.remote_port,
+            msg_type::MOVE_SEND_ONCE,
+            200,
+            vec![Item::port(msg_type::MAKE_SEND, q)],
+        );
+        c.k(server).send(server.task, answer, false).unwrap();
+        c.settle();
+        let answer = c.receive(client, reply).expect("the reply");
+        let to_q = answer.body[0].names_payload().unwrap()[0];
+        let msg = Message::simple(to_q, msg_type::COPY_SEND, 300, Vec::new());
+        c.k(client).send(client.task, msg, false).unwrap();
+        c.settle();
+        assert!(
+            c.receive(server, q).is_some(),
+            "the message to the new port"
+        );
+        c.k(client).port_deallocate(client.task, to_q).unwrap();
+        c.settle();
+        c.k(server)
+            .port_mod_refs(server.task, q, PortRight::Receive as u32, -1)
+            .unwrap();
+        c.settle();
+    }
+}
+
+/// Per-stream records (messages written and delivered, causal positions,
+/// tombstones) end with their streams: a link's replies, each on a one-shot
+/// export's stream, and ports made and released one per request leave
+/// nothing behind, however many there were.
+#[test]
+fn streams_leave_no_records_behind() {
+    let mut c = sim::Cluster::new(2, 1);
+    let (server, client) = (c.task(0), c.task(1));
+    let p = c.port(server);
+    let to_p = c.give_send(server, p, client);
+    rpcs_with_short_lived_ports(&mut c, server, client, p, to_p, 5);
+    let before: Vec<usize> = c.nets.iter().map(|n| n.stream_records()).collect();
+    rpcs_with_short_lived_ports(&mut c, server, client, p, to_p, 300);
+    let after: Vec<usize> = c.nets.iter().map(|n| n.stream_records()).collect();
+    assert_eq!(
+        after, before,
+        "records per node after 5 and after 305 rounds"
+    );
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.check_clean().unwrap();
+}
