@@ -246,18 +246,16 @@ impl Shared {
     fn pump(
         &self,
         writes: &mut mpsc::UnboundedReceiver<Batch>,
-    ) -> (Vec<Batch>, Vec<TranslateError>) {
+    ) -> (impl Iterator<Item = Batch>, Vec<TranslateError>) {
         let mut translator = self.translator.lock().expect("translator lock");
         let (out, errors) = self.host.with(|k| translator.pump(k));
         let finished = translator.take_finished();
-        let mut batches = Vec::new();
-        while let Ok(earlier) = writes.try_recv() {
-            batches.push(earlier);
+        let mut earlier = Vec::new();
+        while let Ok(batch) = writes.try_recv() {
+            earlier.push(batch);
         }
-        if !out.is_empty() || !finished.is_empty() {
-            batches.push(Batch { out, finished });
-        }
-        (batches, errors)
+        let own = Batch { out, finished };
+        (earlier.into_iter().chain([own]), errors)
     }
 }
 
@@ -535,8 +533,8 @@ impl Driver {
     /// finished.
     fn write(&mut self, batch: Batch) {
         for o in batch.out {
-            let key = (o.peer.clone(), stream_of(&o));
-            self.push(key, Item::Frame(Bytes::from(o.frame.encode())));
+            let stream = stream_of(&o);
+            self.push((o.peer, stream), Item::Frame(Bytes::from(o.frame.encode())));
         }
         for key in batch.finished {
             // A stream never opened has nothing to end.
@@ -571,7 +569,7 @@ impl Driver {
     /// Writes `item` at once if the stream takes it (the stream is then
     /// idle again, unless FINed), else hands the stream to a writer task.
     fn start(&mut self, key: (String, u64), sender: Option<transport::PortSender>, item: Item) {
-        if let Some((fut, len)) = self.attempt(&key, sender, item) {
+        if let Some((key, fut, len)) = self.attempt(key, sender, item) {
             let (items, rx) = mpsc::unbounded_channel();
             let backlog = Backlog {
                 items,
@@ -583,19 +581,20 @@ impl Driver {
         }
     }
 
-    /// One write polled once: `None` when done, else the write still to do.
+    /// One write polled once: `None` when done, else the stream and the
+    /// write still to do.
     fn attempt(
         &mut self,
-        key: &(String, u64),
+        key: (String, u64),
         sender: Option<transport::PortSender>,
         item: Item,
-    ) -> Option<(Writing, usize)> {
+    ) -> Option<((String, u64), Writing, usize)> {
         let link = self.links.get(&key.0).cloned()?;
         let len = item_len(&item);
         let mut fut = writing(link, key.1, sender, item);
         match poll_once(&mut fut) {
             std::task::Poll::Ready(Ok(Some(tx))) => {
-                self.streams.insert(key.clone(), Stream::Idle(tx));
+                self.streams.insert(key, Stream::Idle(tx));
                 None
             }
             std::task::Poll::Ready(Ok(None)) => None,
@@ -603,7 +602,7 @@ impl Driver {
                 tracing::warn!("netmsg: writing to {}: {e}", key.0);
                 None
             }
-            std::task::Poll::Pending => Some((fut, len)),
+            std::task::Poll::Pending => Some((key, fut, len)),
         }
     }
 
@@ -629,7 +628,7 @@ impl Driver {
                 // FINed or failed: nothing may follow.
                 _ => return,
             };
-            if let Some((fut, len)) = self.attempt(&key, sender, item) {
+            if let Some((_, fut, len)) = self.attempt(key.clone(), sender, item) {
                 backlog.queued.fetch_add(len, Ordering::AcqRel);
                 self.spawn_writer(key.clone(), fut, len, rx, backlog.queued.clone());
                 self.streams.insert(key, Stream::Busy(backlog));
