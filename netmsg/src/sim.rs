@@ -312,9 +312,9 @@ impl Cluster {
             let names = self.kernels[i]
                 .names(net.task())
                 .map_err(|e| format!("{e:?}"))?;
-            if names.len() != 2 + net.spare_notify_rights() {
+            if names.len() != 2 + net.spare_notify_rights() + net.spare_proxies() {
                 return Err(format!(
-                    "node {i}: netmsg holds more than its set, notify port and spare rights to it: {names:?}"
+                    "node {i}: netmsg holds more than its set, notify port, spare rights to it and spare proxies: {names:?}"
                 ));
             }
         }

@@ -88,6 +88,10 @@ const MAX_RETIRED: usize = 4096;
 /// requests (each is a name in its space).
 const SPARE_NOTIFY_RIGHTS: usize = 64;
 
+/// Used one-shot proxies netmsg keeps, empty and in its port set, for the
+/// next one-shot imports (each a receive right in its space).
+const SPARE_PROXIES: usize = 64;
+
 /// What became of a message from the wire.
 enum Placed {
     /// Delivered, or destroyed with its dead port.
@@ -281,6 +285,10 @@ pub struct Translator {
     /// one-shot export's right, used, then costs no port-deleted
     /// notification.
     spare_notify_rights: Vec<Name>,
+    /// One-shot proxies used and empty, for the next one-shot imports (at
+    /// most `SPARE_PROXIES`): a reply's proxy is then neither made nor
+    /// destroyed.
+    spare_proxies: Vec<Name>,
     /// Errors found where they cannot be returned (a queued message of a
     /// port moving away that netmsg cannot carry): `pump` reports them.
     reports: Vec<TranslateError>,
@@ -400,6 +408,7 @@ impl Translator {
             embargoed: BTreeMap::new(),
             handover_sends: Vec::new(),
             spare_notify_rights: Vec::new(),
+            spare_proxies: Vec::new(),
             reports: Vec::new(),
         })
     }
@@ -1903,6 +1912,11 @@ impl Translator {
         self.spare_notify_rights.len()
     }
 
+    /// Used one-shot proxies netmsg keeps for the next one-shot imports.
+    pub(crate) fn spare_proxies(&self) -> usize {
+        self.spare_proxies.len()
+    }
+
     /// Releases every right in a message netmsg received and will not forward.
     fn destroy_received(&mut self, k: &mut Kernel, msg: &Message) {
         // (A received PORT_* type is the MOVE_* disposition `drop_held` takes.)
@@ -2995,6 +3009,21 @@ impl Translator {
 
     /// Forgets a local port's incarnation once netmsg no longer holds its
     /// name (the name may be reused for another port).
+    /// Whether a used one-shot proxy can serve the next one-shot import: no
+    /// right to it is left anywhere (so no request on it either), nothing is
+    /// queued, and no other table knows its name.
+    fn reusable_proxy(&self, k: &mut Kernel, name: Name) -> bool {
+        self.spare_proxies.len() < SPARE_PROXIES
+            && !self.forwarders.contains_key(&name)
+            && !self.kept.contains_key(&name)
+            && !self.incarnations.contains_key(&name)
+            && !self.adopted.contains_key(&name)
+            && !self.embargoed.contains_key(&name)
+            && k.port_get_receive_status(self.task, name).is_ok_and(|s| {
+                s.msgcount == 0 && s.sorights == 0 && !s.srights && !s.pdrequest && !s.nsrequest
+            })
+    }
+
     fn forget_if_freed(&mut self, k: &mut Kernel, name: Name) {
         if k.port_type(self.task, name).is_ok() {
             return;
@@ -3101,12 +3130,19 @@ impl Translator {
                     out.push(o);
                 }
                 Effect::CreateProxy { proxy, once, id } => {
-                    let name = kr("proxy", k.port_allocate(self.task, PortRight::Receive))?;
+                    let spare = if once { self.spare_proxies.pop() } else { None };
+                    let name = match spare {
+                        Some(name) => name,
+                        None => {
+                            let name = kr("proxy", k.port_allocate(self.task, PortRight::Receive))?;
+                            kr(
+                                "proxy into set",
+                                k.port_move_member(self.task, name, self.set),
+                            )?;
+                            name
+                        }
+                    };
                     self.proxy_import.insert(name, id);
-                    kr(
-                        "proxy into set",
-                        k.port_move_member(self.task, name, self.set),
-                    )?;
                     self.peer(peer).proxy_name.insert(proxy, name);
                     self.proxies.insert(
                         name,
@@ -3127,7 +3163,7 @@ impl Translator {
                         // (The link is lost, or the peer says the port died.)
                         self.abandon_embargo(k, key, None, out)?;
                     }
-                    self.proxies.remove(&name);
+                    let once = self.proxies.remove(&name).is_some_and(|(_, p)| p.once);
                     let import = self.proxy_import.remove(&name);
                     let mut last = self.pending.remove(&name).unwrap_or_default();
                     if let Some(g) = self.proxy_global.remove(&name) {
@@ -3150,6 +3186,10 @@ impl Translator {
                         self.retire(g, last);
                     }
                     self.home_streams.remove(&name);
+                    if once && self.reusable_proxy(k, name) {
+                        self.spare_proxies.push(name);
+                        continue;
+                    }
                     kr(
                         "destroy proxy",
                         k.port_mod_refs(self.task, name, PortRight::Receive as u32, -1),
