@@ -24,12 +24,29 @@ pub struct Host {
     state: Arc<Mutex<State>>,
 }
 
-#[derive(Debug)]
+/// Runs in a task that sent a message to the receive right or port set it
+/// was set for ([`Host::set_send_hook`]), after the send, with no lock held.
+pub type SendHook = Arc<dyn Fn() + Send + Sync>;
+
 struct State {
     kernel: Kernel,
     waits: FxHashMap<Waitable, Arc<WaitCell>>,
     sends: FxHashMap<SendTicket, Arc<Notify>>,
     wakes: Vec<Wake>,
+    send_hook: Option<(Waitable, SendHook)>,
+    /// A send made the hook's source readable: the sender runs the hook.
+    hook_due: bool,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("kernel", &self.kernel)
+            .field("waits", &self.waits.len())
+            .field("sends", &self.sends.len())
+            .field("send_hook", &self.send_hook.as_ref().map(|(w, _)| w))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -42,11 +59,27 @@ struct WaitCell {
 
 impl State {
     fn dispatch_wakes(&mut self) {
+        self.dispatch(false)
+    }
+
+    /// The wake-ups a send caused: the hook's source, if it became readable,
+    /// is left to the sender's hook instead of its waiter.
+    fn dispatch_send_wakes(&mut self) -> Option<SendHook> {
+        self.dispatch(true);
+        if !std::mem::take(&mut self.hook_due) {
+            return None;
+        }
+        self.send_hook.as_ref().map(|(_, hook)| hook.clone())
+    }
+
+    fn dispatch(&mut self, hooked: bool) {
         self.kernel.drain_wakes_into(&mut self.wakes);
         for wake in self.wakes.drain(..) {
             match wake {
                 Wake::Readable(w) => {
-                    if let Some(cell) = self.waits.get(&w) {
+                    if hooked && self.send_hook.as_ref().is_some_and(|(h, _)| *h == w) {
+                        self.hook_due = true;
+                    } else if let Some(cell) = self.waits.get(&w) {
                         cell.notify.notify_one();
                     }
                 }
@@ -86,8 +119,23 @@ impl Host {
                 waits: FxHashMap::default(),
                 sends: FxHashMap::default(),
                 wakes: Vec::new(),
+                send_hook: None,
+                hook_due: false,
             })),
         }
+    }
+
+    /// From now on a task whose [`Host::send`] makes `task`'s receive right
+    /// or port set `name` readable runs `hook` after it (its waiter is not
+    /// woken for that): a receiver that takes messages under a lock of its
+    /// own can take them in the sender's turn, without a task hand-off.
+    /// Wake-ups from anything else ([`Host::with`], kernel notifications)
+    /// still go to the waiter. Replaces an earlier hook.
+    pub fn set_send_hook(&self, task: TaskId, name: Name, hook: SendHook) -> Result<(), RecvError> {
+        let mut st = self.lock();
+        let source = st.kernel.receive_source(task, name)?;
+        st.send_hook = Some((source, hook));
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -116,14 +164,22 @@ impl Host {
         let notify = {
             let mut st = self.lock();
             let status = st.kernel.send(task, msg, may_block);
-            st.dispatch_wakes();
-            match status? {
-                SendStatus::Sent => return Ok(()),
-                SendStatus::Pending(ticket) => {
+            let hook = st.dispatch_send_wakes();
+            let pending = match status {
+                Ok(SendStatus::Pending(ticket)) => {
                     let notify = Arc::new(Notify::new());
                     st.sends.insert(ticket, notify.clone());
-                    (ticket, notify)
+                    Some((ticket, notify))
                 }
+                _ => None,
+            };
+            drop(st);
+            if let Some(hook) = hook {
+                hook();
+            }
+            match status? {
+                SendStatus::Sent => return Ok(()),
+                SendStatus::Pending(_) => pending.expect("registered above"),
             }
         };
         let (ticket, notify) = notify;
@@ -142,7 +198,11 @@ impl Host {
             st.sends.remove(&ticket);
             st.kernel.cancel_send(ticket)
         };
-        st.dispatch_wakes();
+        let hook = st.dispatch_send_wakes();
+        drop(st);
+        if let Some(hook) = hook {
+            hook();
+        }
         result
     }
 

@@ -177,3 +177,67 @@ async fn a_blocked_sender_to_a_dying_port_succeeds_and_its_rights_are_destroyed(
         .unwrap();
     assert_eq!(n.id, mach::types::notify_id::SEND_ONCE);
 }
+
+/// A send that makes the hooked port readable runs the hook in the sending
+/// task, after the send and with no lock held (the hook takes the message
+/// itself), and wakes no waiter; a message the kernel queues otherwise (a
+/// notification) still wakes the waiter.
+#[tokio::test(start_paused = true)]
+async fn a_send_hook_takes_the_message_in_the_senders_turn() {
+    let host = Host::default();
+    let (a, b, port, send) = two_tasks(&host);
+    let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook_host = host.clone();
+    let hook_taken = taken.clone();
+    host.set_send_hook(
+        a,
+        port,
+        std::sync::Arc::new(move || {
+            let opts = RecvOptions::default();
+            while let Ok(Some(m)) = hook_host.with(|k| k.receive(a, port, opts)) {
+                hook_taken.lock().unwrap().push(m.id);
+            }
+        }),
+    )
+    .unwrap();
+    let waiter = {
+        let host = host.clone();
+        tokio::spawn(async move { host.readable(a, port).await })
+    };
+    tokio::task::yield_now().await;
+    host.send(b, Message::simple(send, mt::COPY_SEND, 7, vec![]), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        *taken.lock().unwrap(),
+        vec![7],
+        "taken in the sender's turn"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!waiter.is_finished(), "the waiter was not woken for it");
+    // A dead-name notification to the port, queued by the kernel.
+    host.with(|k| {
+        let other = k.port_allocate(b, PortRight::Receive).unwrap();
+        let (right, _) = k.port_extract_right(b, other, mt::MAKE_SEND, a).unwrap();
+        let (notify, _) = k
+            .port_extract_right(a, port, mt::MAKE_SEND_ONCE, a)
+            .unwrap();
+        k.port_request_notification(
+            a,
+            right,
+            mach::types::notify_id::DEAD_NAME,
+            0,
+            notify,
+            mt::MOVE_SEND_ONCE,
+        )
+        .unwrap();
+        k.port_mod_refs(b, other, PortRight::Receive as u32, -1)
+            .unwrap();
+    });
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .expect("the notification wakes the waiter")
+        .unwrap()
+        .unwrap();
+    assert_eq!(*taken.lock().unwrap(), vec![7]);
+}
