@@ -2,18 +2,20 @@
 //! ([`Host`]) and its QUIC links ([`transport::Node`]). It only waits and
 //! moves bytes; every decision is the translator's.
 //!
-//! The translator sits behind one lock, always taken before the host's. The
-//! driver task waits for netmsg's port set, for links coming and going and for
-//! bootstrap requests; one reader task per incoming stream hands its frames to
-//! the translator itself (keeping the stream's order and sparing a task
-//! hand-off on the message path), and stops reading it while one of its
-//! messages waits for room in a full queue. Whoever makes frames queues them
-//! (with the streams to FIN after them) on one channel while still holding the
-//! translator, so the driver task writes them in the order they were made: at
-//! once while a stream takes them (each write polled once), else through a
-//! writer task that owns the stream until its backlog is written, so a stream
-//! the peer does not read holds back only itself (past 1 MiB of backlog the
-//! stream is congested, and the translator stops reading its proxy). Each
+//! The translator sits behind one lock, always taken before the writers' and
+//! the host's. A task's message to a proxy is forwarded in the sending task's
+//! own turn (the host's send hook); the driver task waits for netmsg's port
+//! set for anything else (kernel notifications), for links coming and going
+//! and for bootstrap requests; one reader task per incoming stream hands its
+//! frames to the translator itself (keeping the stream's order and sparing a
+//! task hand-off on the message path), and stops reading it while one of its
+//! messages waits for room in a full queue. Whoever makes frames writes them
+//! (then FINs the streams finished) while still holding the translator, so
+//! they go out in the order they were made: at once while a stream takes them
+//! (each write polled once), else through a writer task that owns the stream
+//! until its backlog is written, so a stream the peer does not read holds
+//! back only itself (past 1 MiB of backlog the stream is congested, and the
+//! translator stops reading its proxy). Each
 //! link gets a number when it comes up; a frame or event of a link already
 //! lost is dropped, so it is never taken for the next link's. A link that
 //! replaces another (the peer restarted) first ends the old one's state; the
@@ -75,6 +77,8 @@ enum Event {
         sender: Option<transport::PortSender>,
         backlog: mpsc::UnboundedReceiver<Item>,
     },
+    /// A sending task's turn of the translator found these.
+    TurnErrors(Vec<TranslateError>),
 }
 
 /// A handle to a running node's netmsg.
@@ -109,24 +113,44 @@ impl Netmsg {
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
             .map_err(|_| TranslateError::NoRandomness)?;
         let translator = host.with(|k| Translator::new(k, node.name(), &secret))?;
+        let (task, set) = (translator.task(), translator.port_set());
         let (tx, rx) = mpsc::unbounded_channel();
-        let (writes, writes_rx) = mpsc::unbounded_channel();
-        let driver = Driver {
-            shared: Arc::new(Shared {
-                host,
-                translator: Mutex::new(translator),
-                writes,
-                relief: watch::channel(0).0,
-                current: Mutex::new(BTreeMap::new()),
+        let shared = Arc::new(Shared {
+            host: host.clone(),
+            translator: Mutex::new(translator),
+            writers: Mutex::new(Writers {
+                links: BTreeMap::new(),
+                streams: BTreeMap::new(),
+                events: tx.clone(),
             }),
+            relief: watch::channel(0).0,
+            current: Mutex::new(BTreeMap::new()),
+        });
+        // A task's message to a proxy is forwarded in its own turn.
+        let weak = Arc::downgrade(&shared);
+        let events = tx.clone();
+        let hook: mach::runtime::SendHook = Arc::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                let errors = shared.pump();
+                if !errors.is_empty() {
+                    let _ = events.send(Event::TurnErrors(errors));
+                }
+            }
+        });
+        host.set_send_hook(task, set, hook)
+            .map_err(|_| TranslateError::Kernel {
+                what: "netmsg's port set as a send hook's source",
+                code: mach::KernReturn::InvalidName,
+            })?;
+        let driver = Driver {
+            shared,
             root,
             links: BTreeMap::new(),
-            streams: BTreeMap::new(),
             waiting_root: BTreeMap::new(),
             events: tx.clone(),
             links_seen: 0,
         };
-        tokio::spawn(driver.run(node, rx, writes_rx));
+        tokio::spawn(driver.run(node, rx));
         Ok(Self { events: tx })
     }
 
@@ -148,7 +172,8 @@ impl Netmsg {
 struct Shared {
     host: Host,
     translator: Mutex<Translator>,
-    writes: mpsc::UnboundedSender<Batch>,
+    /// Locked only while holding the translator.
+    writers: Mutex<Writers>,
     /// Bumped whenever a stream stops being congested, and after a frame
     /// while frames are held: stalled readers look again.
     relief: watch::Sender<u64>,
@@ -227,35 +252,68 @@ fn poll_once(fut: &mut Writing) -> std::task::Poll<Result<Option<transport::Port
 }
 
 impl Shared {
-    /// Runs `f` on the translator and the kernel and queues the frames it
+    /// Runs `f` on the translator and the kernel and writes the frames it
     /// made before letting go of the translator, so they go out in order.
     fn with<R>(&self, f: impl FnOnce(&mut Translator, &mut mach::Kernel) -> (R, Vec<Out>)) -> R {
         let mut translator = self.translator.lock().expect("translator lock");
         let (r, out) = self.host.with(|k| f(&mut translator, k));
         let finished = translator.take_finished();
         if !out.is_empty() || !finished.is_empty() {
-            let _ = self.writes.send(Batch { out, finished });
+            let mut writers = self.writers.lock().expect("writers lock");
+            writers.write(&mut self.turn(&mut translator), Batch { out, finished });
         }
         r
     }
 
-    /// The driver's turn: forwards what is queued on netmsg's ports and
-    /// gives the batches to write, those other tasks queued before it first
-    /// (taken under the same lock, so the order holds). Its own batch does
-    /// not go through the channel, whose send would wake the driver again.
-    fn pump(
-        &self,
-        writes: &mut mpsc::UnboundedReceiver<Batch>,
-    ) -> (impl Iterator<Item = Batch>, Vec<TranslateError>) {
-        let mut translator = self.translator.lock().expect("translator lock");
-        let (out, errors) = self.host.with(|k| translator.pump(k));
-        let finished = translator.take_finished();
-        let mut earlier = Vec::new();
-        while let Ok(batch) = writes.try_recv() {
-            earlier.push(batch);
+    /// Forwards what is queued on netmsg's ports; the errors found.
+    fn pump(&self) -> Vec<TranslateError> {
+        self.with(|t, k| {
+            let (out, errors) = t.pump(k);
+            (errors, out)
+        })
+    }
+
+    fn turn<'a>(&'a self, translator: &'a mut Translator) -> Turn<'a> {
+        Turn {
+            host: &self.host,
+            translator,
+            relief: &self.relief,
         }
-        let own = Batch { out, finished };
-        (earlier.into_iter().chain([own]), errors)
+    }
+
+    /// A writer task handed its stream back (see [`Writers::writer_idle`]).
+    fn writer_idle(
+        &self,
+        key: (String, u64),
+        sender: Option<transport::PortSender>,
+        rx: mpsc::UnboundedReceiver<Item>,
+    ) {
+        let mut translator = self.translator.lock().expect("translator lock");
+        let mut writers = self.writers.lock().expect("writers lock");
+        writers.writer_idle(&mut self.turn(&mut translator), key, sender, rx);
+    }
+}
+
+/// What writing needs of the translator's turn, whose lock the writer holds:
+/// telling the translator a stream's congestion changed.
+struct Turn<'a> {
+    host: &'a Host,
+    translator: &'a mut Translator,
+    relief: &'a watch::Sender<u64>,
+}
+
+impl Turn<'_> {
+    fn set_congested(&mut self, key: &(String, u64), on: bool) {
+        let translator = &mut *self.translator;
+        if let Err(e) = self
+            .host
+            .with(|k| translator.set_congested(k, &key.0, key.1, on))
+        {
+            tracing::warn!("netmsg: {e}");
+        }
+        if !on {
+            self.relief.send_modify(|n| *n += 1);
+        }
     }
 }
 
@@ -263,19 +321,24 @@ struct Driver {
     shared: Arc<Shared>,
     root: Option<Root>,
     links: BTreeMap<String, Link>,
-    streams: BTreeMap<(String, u64), Stream>,
     waiting_root: BTreeMap<String, Vec<(TaskId, RootReply)>>,
     events: mpsc::UnboundedSender<Event>,
     links_seen: u64,
 }
 
+/// The outgoing streams, written by whoever holds the translator (frames
+/// go out in the order it made them): at once while a stream takes them,
+/// else through a writer task.
+struct Writers {
+    /// The current links, as the driver has them.
+    links: BTreeMap<String, Link>,
+    streams: BTreeMap<(String, u64), Stream>,
+    /// Where a writer task hands its stream back.
+    events: mpsc::UnboundedSender<Event>,
+}
+
 impl Driver {
-    async fn run(
-        mut self,
-        node: transport::Node,
-        mut events: mpsc::UnboundedReceiver<Event>,
-        mut writes: mpsc::UnboundedReceiver<Batch>,
-    ) {
+    async fn run(mut self, node: transport::Node, mut events: mpsc::UnboundedReceiver<Event>) {
         let (task, set) = {
             let t = self.shared.translator.lock().expect("translator lock");
             (t.task(), t.port_set())
@@ -286,34 +349,20 @@ impl Driver {
                 // Messages are taken only under the translator's lock, so a
                 // stream reader that drains netmsg's ports (to answer a relay
                 // query) never misses one this task holds.
+                // (Tasks' messages are forwarded in their own turn; this
+                // is for notifications and sends of other kinds.)
                 ready = host.readable(task, set) => {
                     if ready.is_err() { return }
-                    let (batches, errors) = self.shared.pump(&mut writes);
-                    for e in errors {
-                        match e {
-                            // A held frame of the peer's, handled now (freed
-                            // by a death), was bad: as if it had just come.
-                            TranslateError::Protocol { peer, reason } => {
-                                self.violation(&peer, &reason)
-                            }
-                            e => tracing::warn!("netmsg: {e}"),
-                        }
-                    }
-                    for batch in batches {
-                        self.write(batch);
-                    }
+                    let errors = self.shared.pump();
+                    self.turn_errors(errors);
                 }
-                out = writes.recv() => match out {
-                    Some(out) => self.write(out),
-                    None => return,
-                },
                 ev = node.next_event() => match ev {
-                    Some(NodeEvent::LinkUp(link)) => self.link_up(link, &mut writes),
+                    Some(NodeEvent::LinkUp(link)) => self.link_up(link),
                     // A link replaced by a newer one (the peer restarted)
                     // ends after the newer one came up: already handled.
                     Some(NodeEvent::LinkDown { peer, .. }) => {
                         if self.links.get(&peer).is_none_or(|l| l.is_closed()) {
-                            self.link_down(&peer, &mut writes)
+                            self.link_down(&peer)
                         }
                     }
                     None => return,
@@ -326,12 +375,25 @@ impl Driver {
         }
     }
 
-    fn link_up(&mut self, link: Link, writes: &mut mpsc::UnboundedReceiver<Batch>) {
+    /// Errors a turn of the translator found where they could not be
+    /// returned.
+    fn turn_errors(&mut self, errors: Vec<TranslateError>) {
+        for e in errors {
+            match e {
+                // A held frame of the peer's, handled now (freed by a
+                // death), was bad: as if it had just come.
+                TranslateError::Protocol { peer, reason } => self.violation(&peer, &reason),
+                e => tracing::warn!("netmsg: {e}"),
+            }
+        }
+    }
+
+    fn link_up(&mut self, link: Link) {
         let peer = link.peer().node.clone();
         tracing::info!(%peer, serial = %link.peer().serial_hex(), "link up");
         // A link replacing another: the old one's state goes first.
         if self.links.contains_key(&peer) {
-            self.link_down(&peer, writes);
+            self.link_down(&peer);
         }
         self.links.insert(peer.clone(), link.clone());
         self.links_seen += 1;
@@ -340,6 +402,8 @@ impl Driver {
             let _translator = self.shared.translator.lock().expect("translator lock");
             let mut current = self.shared.current.lock().expect("current lock");
             current.insert(peer.clone(), generation);
+            let mut writers = self.shared.writers.lock().expect("writers lock");
+            writers.links.insert(peer.clone(), link.clone());
         }
         let events = self.events.clone();
         let control = link.clone();
@@ -377,13 +441,15 @@ impl Driver {
         });
     }
 
-    fn link_down(&mut self, peer: &str, writes: &mut mpsc::UnboundedReceiver<Batch>) {
+    fn link_down(&mut self, peer: &str) {
         self.links.remove(peer);
-        self.streams.retain(|(p, _), _| p != peer);
-        // Frames made before the loss: the lost link's are dropped here, so
-        // none reaches a later link to the same peer.
-        while let Ok(out) = writes.try_recv() {
-            self.write(out);
+        {
+            // Frames for the lost link are dropped from now on, so none
+            // reaches a later link to the same peer.
+            let _translator = self.shared.translator.lock().expect("translator lock");
+            let mut writers = self.shared.writers.lock().expect("writers lock");
+            writers.links.remove(peer);
+            writers.streams.retain(|(p, _), _| p != peer);
         }
         for (_, reply) in self.waiting_root.remove(peer).unwrap_or_default() {
             let _ = reply.send(Err(format!("link to {peer} lost")));
@@ -418,7 +484,8 @@ impl Driver {
                 stream,
                 sender,
                 backlog,
-            } => self.writer_idle(peer, stream, sender, backlog),
+            } => self.shared.writer_idle((peer, stream), sender, backlog),
+            Event::TurnErrors(errors) => self.turn_errors(errors),
             Event::Control { peer, link, bytes } => {
                 if self.is_current(&peer, link) {
                     self.control(&peer, &bytes).await
@@ -528,23 +595,29 @@ impl Driver {
             link.close(transport::CloseCode::ProtocolViolation, reason);
         }
     }
+}
 
+impl Writers {
     /// Writes a turn's frames in the order made, then FINs the streams it
     /// finished.
-    fn write(&mut self, batch: Batch) {
+    fn write(&mut self, turn: &mut Turn<'_>, batch: Batch) {
         for o in batch.out {
             let stream = stream_of(&o);
-            self.push((o.peer, stream), Item::Frame(Bytes::from(o.frame.encode())));
+            self.push(
+                turn,
+                (o.peer, stream),
+                Item::Frame(Bytes::from(o.frame.encode())),
+            );
         }
         for key in batch.finished {
             // A stream never opened has nothing to end.
             if self.streams.contains_key(&key) {
-                self.push(key, Item::Fin);
+                self.push(turn, key, Item::Fin);
             }
         }
     }
 
-    fn push(&mut self, key: (String, u64), item: Item) {
+    fn push(&mut self, turn: &mut Turn<'_>, key: (String, u64), item: Item) {
         match self.streams.remove(&key) {
             Some(Stream::Busy(mut backlog)) => {
                 let len = item_len(&item);
@@ -557,7 +630,7 @@ impl Driver {
                     && key.1 & ABOUT_SENDERS_EXPORT == 0
                 {
                     backlog.congested = true;
-                    self.set_congested(&key, true);
+                    turn.set_congested(&key, true);
                 }
                 self.streams.insert(key, Stream::Busy(backlog));
             }
@@ -610,6 +683,7 @@ impl Driver {
     /// written at once while the stream takes them, the rest by a new writer.
     fn resume(
         &mut self,
+        turn: &mut Turn<'_>,
         key: (String, u64),
         mut rx: mpsc::UnboundedReceiver<Item>,
         backlog: Backlog,
@@ -617,8 +691,7 @@ impl Driver {
         loop {
             let Ok(item) = rx.try_recv() else {
                 if backlog.congested {
-                    self.set_congested(&key, false);
-                    self.shared.relief.send_modify(|n| *n += 1);
+                    turn.set_congested(&key, false);
                 }
                 return;
             };
@@ -637,37 +710,28 @@ impl Driver {
         }
     }
 
+    /// A stream's writer task has written all it had: the stream is
+    /// written directly again, after what was queued meanwhile.
     fn writer_idle(
         &mut self,
-        peer: String,
-        stream: u64,
+        turn: &mut Turn<'_>,
+        key: (String, u64),
         sender: Option<transport::PortSender>,
         rx: mpsc::UnboundedReceiver<Item>,
     ) {
-        let key = (peer, stream);
         let Some(Stream::Busy(backlog)) = self.streams.remove(&key) else {
             return; // the link went meanwhile
         };
         match sender {
             Some(tx) => {
                 self.streams.insert(key.clone(), Stream::Idle(tx));
-                self.resume(key, rx, backlog);
+                self.resume(turn, key, rx, backlog);
             }
             None => {
                 if backlog.congested {
-                    self.set_congested(&key, false);
-                    self.shared.relief.send_modify(|n| *n += 1);
+                    turn.set_congested(&key, false);
                 }
             }
-        }
-    }
-
-    fn set_congested(&self, key: &(String, u64), on: bool) {
-        let changed = self
-            .shared
-            .with(|t, k| (t.set_congested(k, &key.0, key.1, on), Vec::new()));
-        if let Err(e) = changed {
-            tracing::warn!("netmsg: {e}");
         }
     }
 
