@@ -526,10 +526,15 @@ impl Translator {
     }
 
     fn peer(&mut self, peer: &str) -> &mut Peer {
-        self.peers.entry(peer.to_owned()).or_insert_with(|| Peer {
-            ledger: Ledger::new(),
-            proxy_name: BTreeMap::new(),
-        })
+        // (Looked up first: an entry would take an owned name every time.)
+        if !self.peers.contains_key(peer) {
+            let new = Peer {
+                ledger: Ledger::new(),
+                proxy_name: BTreeMap::new(),
+            };
+            self.peers.insert(peer.to_owned(), new);
+        }
+        self.peers.get_mut(peer).expect("inserted above")
     }
 
     /// Bootstrap: a send right from `task`'s `name` (`disposition` COPY_SEND
@@ -724,7 +729,7 @@ impl Translator {
                 Ok(w) => (StreamFrame::Message(w), Ok(())),
                 Err(e) => (destroyed.frame.clone(), Err(e)),
             };
-            *self.written.entry((peer.clone(), id)).or_insert(0) += 1;
+            // (The stream's only frame: no count is kept for it.)
             out.push(Out { frame, ..destroyed });
             self.apply(k, &peer, effects, out)?;
             return result;
@@ -2212,22 +2217,28 @@ impl Translator {
     ) -> Result<Option<(StreamKey, u64)>, TranslateError> {
         match frame {
             StreamFrame::Message(m) => {
-                let lane = StreamKey {
-                    node: peer.to_owned(),
-                    port: id,
-                    origin: m.origin.clone(),
-                };
-                self.deliver(k, peer, id, m, out)?;
                 // A one-shot export's stream carries one message and is never
                 // waited on (`arrival_waits` targets send exports): no
                 // position is kept for it.
-                let position = if id & crate::release::SEND_ONCE_ID_BIT != 0 {
-                    None
-                } else {
-                    let n = self.delivered.entry(lane.clone()).or_insert(0);
-                    *n += 1;
-                    Some((lane, *n))
-                };
+                let lane = (id & crate::release::SEND_ONCE_ID_BIT == 0).then(|| StreamKey {
+                    node: peer.to_owned(),
+                    port: id,
+                    origin: m.origin.clone(),
+                });
+                self.deliver(k, peer, id, m, out)?;
+                let position = lane.map(|lane| {
+                    let n = match self.delivered.get_mut(&lane) {
+                        Some(n) => {
+                            *n += 1;
+                            *n
+                        }
+                        None => {
+                            self.delivered.insert(lane.clone(), 1);
+                            1
+                        }
+                    };
+                    (lane, n)
+                });
                 // (Moved ports waiting for their receiver are rare: no key
                 // is made for each message otherwise.)
                 let unclaimed = if self.unclaimed.is_empty() {
@@ -3246,7 +3257,9 @@ impl Translator {
                 Effect::FinishImport { id } => {
                     // Nothing more is written on the stream, and its count
                     // is read only through its live proxy.
-                    self.written.remove(&(peer.to_owned(), id));
+                    if id & crate::release::SEND_ONCE_ID_BIT == 0 {
+                        self.written.remove(&(peer.to_owned(), id));
+                    }
                     self.finished.push((peer.to_owned(), id))
                 }
             }
