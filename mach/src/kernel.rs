@@ -14,7 +14,7 @@
 //! destination) holds one reference; a port is forgotten when it is dead and its
 //! count reaches zero.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -180,7 +180,8 @@ impl Entry {
 #[derive(Debug)]
 struct Space {
     active: bool,
-    entries: BTreeMap<Name, Entry>,
+    /// (Hashed for lookups; walked in name order where order shows.)
+    entries: FxHashMap<Name, Entry>,
     /// Keys present in the tree (live entries and the free list).
     keys: BTreeSet<Name>,
     free_list: Vec<Name>,
@@ -195,7 +196,7 @@ impl Space {
     fn new() -> Self {
         Self {
             active: true,
-            entries: BTreeMap::new(),
+            entries: FxHashMap::default(),
             keys: BTreeSet::new(),
             free_list: Vec::new(),
             lowest_unused_hint: 1,
@@ -445,7 +446,8 @@ impl Kernel {
     pub fn destroy_task(&mut self, task: TaskId) -> Kr {
         let space = self.space_mut(task)?;
         space.active = false;
-        let names: Vec<Name> = space.entries.keys().copied().collect();
+        let mut names: Vec<Name> = space.entries.keys().copied().collect();
+        names.sort_unstable();
         for name in names {
             self.right_clean(task, name);
         }
@@ -2160,7 +2162,8 @@ impl Kernel {
 
     /// Every name in a task's space with its type bits and user references.
     pub fn names(&mut self, task: TaskId) -> Kr<Vec<(Name, u32, u32)>> {
-        let names: Vec<Name> = self.space(task)?.entries.keys().copied().collect();
+        let mut names: Vec<Name> = self.space(task)?.entries.keys().copied().collect();
+        names.sort_unstable();
         names
             .into_iter()
             .map(|n| {
