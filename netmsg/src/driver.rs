@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use mach::runtime::Host;
 use mach::{Name, TaskId};
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot, watch};
 use transport::{Link, NodeEvent};
 
@@ -120,7 +121,7 @@ impl Netmsg {
             translator: Mutex::new(translator),
             writers: Mutex::new(Writers {
                 links: BTreeMap::new(),
-                streams: BTreeMap::new(),
+                streams: FxHashMap::default(),
                 events: tx.clone(),
             }),
             relief: watch::channel(0).0,
@@ -332,7 +333,7 @@ struct Driver {
 struct Writers {
     /// The current links, as the driver has them.
     links: BTreeMap<String, Link>,
-    streams: BTreeMap<(String, u64), Stream>,
+    streams: FxHashMap<(String, u64), Stream>,
     /// Where a writer task hands its stream back.
     events: mpsc::UnboundedSender<Event>,
 }
