@@ -3,6 +3,8 @@
 //!
 //! `netmsg-bench mach-rpc [--rounds N]`, `netmsg-bench transport [--rounds N]`,
 //! `netmsg-bench rpc [--rounds N] [--ports N] [--imports N]`,
+//! `netmsg-bench rpc-subject netmsg|transport|fresh [--rounds N]` (one
+//! subject of `rpc`'s arrangement (b) alone, for callgrind),
 //! `netmsg-bench pager [--events N] [--pages N]`.
 #![forbid(unsafe_code)]
 
@@ -71,6 +73,10 @@ fn main() {
             number("--ports", 1000),
             number("--imports", 10_000),
         ),
+        Some("rpc-subject") => rpc_bench::one_subject(
+            args.get(2).map_or("netmsg", String::as_str),
+            number("--rounds", 10_000),
+        ),
         Some("transport") => transport_bench::run(
             number("--rounds", 20_000),
             number("--bulk-mib", 512),
@@ -78,7 +84,7 @@ fn main() {
         ),
         other => {
             eprintln!(
-                "netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, pager, rpc, transport"
+                "netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, pager, rpc, rpc-subject, transport"
             );
             std::process::exit(2);
         }

@@ -550,3 +550,27 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
         bytes as f64 / imports as f64
     );
 }
+
+/// One subject alone in arrangement (b), for counting its instructions per
+/// round trip under callgrind (two runs of different lengths, subtracted):
+/// `netmsg` (the null RPC), `transport` (the ping-pong) or `fresh` (the
+/// ping-pong with each pong on a new stream).
+pub(crate) fn one_subject(subject: &str, rounds: usize) {
+    let certs = Arc::new(certs());
+    let own = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats = match subject {
+        "netmsg" => own.block_on(null_rpc(&certs, rounds, true)),
+        "transport" => own.block_on(transport_ping_pong(&certs, rounds, true)),
+        "fresh" => own.block_on(transport_ping_fresh_pong(&certs, rounds, true)),
+        other => {
+            eprintln!(
+                "netmsg-bench: unknown subject {other:?}; available: netmsg, transport, fresh"
+            );
+            std::process::exit(2);
+        }
+    };
+    print_latency(&[stats], 0);
+}
