@@ -3018,8 +3018,6 @@ impl Translator {
         }
     }
 
-    /// Forgets a local port's incarnation once netmsg no longer holds its
-    /// name (the name may be reused for another port).
     /// Whether a used one-shot proxy can serve the next one-shot import: no
     /// right to it is left anywhere (so no request on it either), nothing is
     /// queued, and no other table knows its name.
@@ -3035,6 +3033,8 @@ impl Translator {
             })
     }
 
+    /// Forgets a local port's incarnation once netmsg no longer holds its
+    /// name (the name may be reused for another port).
     fn forget_if_freed(&mut self, k: &mut Kernel, name: Name) {
         if k.port_type(self.task, name).is_ok() {
             return;
