@@ -103,8 +103,9 @@ pub struct Root {
 }
 
 impl Netmsg {
-    /// Starts netmsg for `node` on `host`. Links already up are not adopted:
-    /// start it before dialing.
+    /// Starts netmsg for `node` on `host`, on the tokio runtime it is called
+    /// in (tasks on other runtimes may use it too). Links already up are not
+    /// adopted: start it before dialing.
     pub fn start(
         host: Host,
         node: transport::Node,
@@ -127,11 +128,15 @@ impl Netmsg {
             relief: watch::channel(0).0,
             current: Mutex::new(BTreeMap::new()),
         });
-        // A task's message to a proxy is forwarded in its own turn.
+        // A task's message to a proxy is forwarded in its own turn, run in
+        // netmsg's runtime whatever the sender's (opening a stream takes a
+        // timer, a busy stream a writer task of netmsg's).
         let weak = Arc::downgrade(&shared);
         let events = tx.clone();
+        let runtime = tokio::runtime::Handle::current();
         let hook: mach::runtime::SendHook = Arc::new(move || {
             if let Some(shared) = weak.upgrade() {
+                let _netmsgs = runtime.enter();
                 let errors = shared.pump();
                 if !errors.is_empty() {
                     let _ = events.send(Event::TurnErrors(errors));

@@ -446,3 +446,54 @@ fn spawn_echo(
     });
     noticed
 }
+
+/// A task's message to a proxy is forwarded in the sending task's own turn;
+/// a task running outside netmsg's runtime (here on a thread with a runtime
+/// of its own, without timers or I/O) is served the same: the turn runs in
+/// netmsg's runtime, whatever the sender's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_outside_netmsgs_runtime_is_served() {
+    let mut server = None;
+    let Pair {
+        hosts: [host_a, host_b],
+        nodes,
+        net_b: _net_b,
+        client,
+        to_root,
+    } = two_nodes(TransportOptions::default(), |k| {
+        let t = k.create_task();
+        server = Some(t);
+        (t, k.port_allocate(t, PortRight::Receive).unwrap())
+    })
+    .await;
+    let server = server.unwrap();
+    let port = host_a.with(|k| k.names(server).unwrap()[0].0);
+    let _notices = spawn_echo(host_a.clone(), server, port);
+    let reply_port = host_b.with(|k| k.port_allocate(client, PortRight::Receive).unwrap());
+    let bare = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            for i in 0..20 {
+                let request = Message::new(
+                    to_root,
+                    msg_type::COPY_SEND,
+                    reply_port,
+                    msg_type::MAKE_SEND_ONCE,
+                    4,
+                    vec![Item::int32(i)],
+                );
+                let reply = host_b.call(client, request, reply_port).await.unwrap();
+                assert_eq!(reply.body[0].bytes_payload().unwrap(), i.to_le_bytes());
+            }
+        })
+    });
+    tokio::task::spawn_blocking(move || bare.join())
+        .await
+        .unwrap()
+        .expect("the bare thread's calls come back");
+    for node in nodes {
+        node.shutdown();
+    }
+}
