@@ -1967,6 +1967,17 @@ impl Translator {
             StreamFrame::LaneEnded { origin, .. } => Some(origin.clone()),
             StreamFrame::Release(_) | StreamFrame::Moved(_) => None,
         };
+        // (The common case, with nothing held anywhere: the frame is the
+        // next to handle, so it is handled at once, as the holds would.)
+        if waits.is_empty()
+            && origin.is_none()
+            && self.holds.held() == 0
+            && matches!(frame, StreamFrame::Message(_))
+        {
+            self.handle_ready(k, peer, id, frame, &mut out)?;
+            self.handle_freed(k, &mut out)?;
+            return Ok(out);
+        }
         let mut waits = waits;
         if let StreamFrame::Release(Frame::Release { .. }) = &frame {
             // The export ends after every message before it on the stream,
@@ -2087,23 +2098,37 @@ impl Translator {
                 });
                 continue;
             }
-            if let Some((sequence, position)) = self.on_stream_frame(k, &peer, id, frame, out)? {
-                self.holds.advanced(sequence, position);
-            }
-            for (node, port) in std::mem::take(&mut self.closed) {
-                self.forwarded_at.remove(&(node.clone(), port));
-                // No wait is made on a send export's stream once the export
-                // is gone (`arrival_waits` targets live exports), so it
-                // leaves no record; a moved port's stream keeps a tombstone,
-                // as a right coming home to it waits for its `Moved` frame.
-                let tombstone = port & crate::release::MOVED_ID_BIT != 0;
-                if !tombstone {
-                    for lane in crate::causal::stream_lanes(&self.delivered, &node, port) {
-                        self.delivered.remove(&lane);
-                    }
+            self.handle_ready(k, &peer, id, frame, out)?;
+        }
+        Ok(())
+    }
+
+    /// Handles a frame free to go (of `peer`'s stream `id`), and what it
+    /// advanced or closed.
+    fn handle_ready(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        id: u64,
+        frame: StreamFrame,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        if let Some((sequence, position)) = self.on_stream_frame(k, peer, id, frame, out)? {
+            self.holds.advanced(sequence, position);
+        }
+        for (node, port) in std::mem::take(&mut self.closed) {
+            self.forwarded_at.remove(&(node.clone(), port));
+            // No wait is made on a send export's stream once the export is
+            // gone (`arrival_waits` targets live exports), so it leaves no
+            // record; a moved port's stream keeps a tombstone, as a right
+            // coming home to it waits for its `Moved` frame.
+            let tombstone = port & crate::release::MOVED_ID_BIT != 0;
+            if !tombstone {
+                for lane in crate::causal::stream_lanes(&self.delivered, &node, port) {
+                    self.delivered.remove(&lane);
                 }
-                self.holds.stream_closed(&node, port, tombstone);
             }
+            self.holds.stream_closed(&node, port, tombstone);
         }
         Ok(())
     }
