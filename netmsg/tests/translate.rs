@@ -1822,7 +1822,7 @@ fn netmsg_test_12_no_senders_waits_for_the_last_right_after_a_move() {
 /// reply carrying a send right to a new port that the client uses once and
 /// drops, after which the server destroys the port.
 fn rpcs_with_short_lived_ports(
-    c: &mut sim::Cluster,
+    c: &mut Cluster,
     server: T,
     client: T,
     p: Name,
@@ -1831,30 +1831,24 @@ fn rpcs_with_short_lived_ports(
 ) {
     let reply = c.port(client);
     for _ in 0..rounds {
-        let msg = Message::new(
-            to_p,
-            msg_type::COPY_SEND,
-            reply,
-            msg_type::MAKE_SEND_ONCE,
-            100,
-            Vec::new(),
-        );
-        c.k(client).send(client.task, msg, false).unwrap();
+        request(c, client, to_p, reply, Vec::new());
         c.settle();
-        let request = c.receive(server, p).expect("the request");
+        let asked = c.receive(server, p).expect("the request");
         let q = c.port(server);
         let answer = Message::simple(
-            request.remote_port,
+            asked.remote_port,
             msg_type::MOVE_SEND_ONCE,
             200,
             vec![Item::port(msg_type::MAKE_SEND, q)],
         );
-        c.k(server).send(server.task, answer, false).unwrap();
+        c.send(server, answer);
         c.settle();
         let answer = c.receive(client, reply).expect("the reply");
         let to_q = answer.body[0].names_payload().unwrap()[0];
-        let msg = Message::simple(to_q, msg_type::COPY_SEND, 300, Vec::new());
-        c.k(client).send(client.task, msg, false).unwrap();
+        c.send(
+            client,
+            Message::simple(to_q, msg_type::COPY_SEND, 300, Vec::new()),
+        );
         c.settle();
         assert!(
             c.receive(server, q).is_some(),
@@ -1862,9 +1856,7 @@ fn rpcs_with_short_lived_ports(
         );
         c.k(client).port_deallocate(client.task, to_q).unwrap();
         c.settle();
-        c.k(server)
-            .port_mod_refs(server.task, q, PortRight::Receive as u32, -1)
-            .unwrap();
+        c.destroy_port(server, q);
         c.settle();
     }
 }
@@ -1875,7 +1867,7 @@ fn rpcs_with_short_lived_ports(
 /// nothing behind, however many there were.
 #[test]
 fn streams_leave_no_records_behind() {
-    let mut c = sim::Cluster::new(2, 1);
+    let mut c = Cluster::new(2, 1);
     let (server, client) = (c.task(0), c.task(1));
     let p = c.port(server);
     let to_p = c.give_send(server, p, client);
@@ -1888,5 +1880,5 @@ fn streams_leave_no_records_behind() {
         "records per node after 5 and after 305 rounds"
     );
     c.k(client).port_deallocate(client.task, to_p).unwrap();
-    c.check_clean().unwrap();
+    c.check_clean();
 }
