@@ -353,7 +353,13 @@ impl Writer {
 impl WireMessage {
     /// The frame (without the transport's length prefix).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(64));
+        self.encode_onto(Vec::new())
+    }
+
+    /// The frame, appended to `buf`.
+    fn encode_onto(&self, mut buf: Vec<u8>) -> Vec<u8> {
+        buf.reserve(64);
+        let mut w = Writer(buf);
         w.u8(FRAME_MESSAGE);
         w.u8(VERSION);
         w.u32(self.id as u32);
@@ -937,10 +943,16 @@ pub const MAX_EMBARGO_LANES: usize = 64;
 
 impl StreamFrame {
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_onto(Vec::new())
+    }
+
+    /// The frame, appended to `buf`.
+    fn encode_onto(&self, mut buf: Vec<u8>) -> Vec<u8> {
         let frame = match self {
-            StreamFrame::Message(m) => return m.encode(),
+            StreamFrame::Message(m) => return m.encode_onto(buf),
             StreamFrame::LaneEnded { id, origin } => {
-                let mut w = Writer(Vec::with_capacity(32 + origin.node.len()));
+                buf.reserve(32 + origin.node.len());
+                let mut w = Writer(buf);
                 w.u8(FRAME_LANE_ENDED);
                 w.u8(VERSION);
                 w.u64(*id);
@@ -948,7 +960,8 @@ impl StreamFrame {
                 return w.0;
             }
             StreamFrame::Moved(m) => {
-                let mut w = Writer(Vec::with_capacity(48 + m.global.home.len()));
+                buf.reserve(48 + m.global.home.len());
+                let mut w = Writer(buf);
                 w.u8(FRAME_MOVED);
                 w.u8(VERSION);
                 w.u64(m.id);
@@ -982,7 +995,8 @@ impl StreamFrame {
             Frame::SendOnceDestroyed { id } => (FRAME_SEND_ONCE_DESTROYED, id, None),
             Frame::HomeArrived { id, count } => (FRAME_HOME_ARRIVED, id, Some(count)),
         };
-        let mut w = Writer(Vec::with_capacity(18));
+        buf.reserve(18);
+        let mut w = Writer(buf);
         w.u8(kind);
         w.u8(VERSION);
         w.u64(id);
