@@ -1135,11 +1135,94 @@ impl StreamFrame {
     }
 }
 
+/// Bit of a port stream ID that marks the stream about the sender's own
+/// export (`crate::translate::ABOUT_SENDERS_EXPORT`).
+const ABOUT_SENDERS_BIT: u64 = 1 << 62;
+
+/// A frame of a link's one-shot stream (`docs/protocol.md`, "The one-shot
+/// stream"): the frame of one one-shot port stream, tagged with that port
+/// stream's ID (`id` or `id ^ 2^62` for a one-shot export `id`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OneShotFrame {
+    pub stream: u64,
+    pub frame: StreamFrame,
+}
+
+/// Bytes of a one-shot frame's tag.
+const ONE_SHOT_TAG_LEN: usize = 8;
+
+impl OneShotFrame {
+    pub fn encode(&self) -> Vec<u8> {
+        self.frame.encode_tagged(self.stream)
+    }
+
+    /// Decodes one frame exactly: a tag naming a one-shot port stream, then
+    /// a frame as [`StreamFrame::decode`] takes it.
+    pub fn decode(bytes: &[u8]) -> Result<OneShotFrame, WireError> {
+        let mut r = Reader { b: bytes, at: 0 };
+        let stream = r.u64("one-shot stream id")?;
+        let export = stream & !(SEND_ONCE_ID_BIT | ABOUT_SENDERS_BIT);
+        if stream & SEND_ONCE_ID_BIT == 0 || export & MOVED_ID_BIT != 0 || export == 0 {
+            return Err(WireError::Invalid {
+                at: 0,
+                what: "one-shot stream id",
+                value: stream,
+            });
+        }
+        let frame = StreamFrame::decode(&bytes[ONE_SHOT_TAG_LEN..])
+            .map_err(|e| e.shifted(ONE_SHOT_TAG_LEN))?;
+        Ok(OneShotFrame { stream, frame })
+    }
+}
+
+impl StreamFrame {
+    /// The frame as the one-shot stream carries it for port stream `stream`
+    /// (see [`OneShotFrame`]), without copying the frame.
+    pub fn encode_tagged(&self, stream: u64) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(&stream.to_le_bytes());
+        self.encode_onto(buf)
+    }
+}
+
+impl WireError {
+    /// The error as found `by` bytes further into the input.
+    fn shifted(self, by: usize) -> WireError {
+        match self {
+            WireError::Truncated {
+                at,
+                what,
+                needed,
+                left,
+            } => WireError::Truncated {
+                at: at + by,
+                what,
+                needed,
+                left,
+            },
+            WireError::Invalid { at, what, value } => WireError::Invalid {
+                at: at + by,
+                what,
+                value,
+            },
+            other => other,
+        }
+    }
+}
+
 /// The decoder's fuzz property (shared by the fuzz target and the corpus test):
 /// any input decodes or fails cleanly; what decodes re-encodes to the same bytes.
 #[doc(hidden)]
 pub fn fuzz_decode(data: &[u8]) {
     if let Ok(f) = StreamFrame::decode(data) {
+        assert_eq!(f.encode(), data, "decoding is exact");
+    }
+}
+
+/// The one-shot stream decoder's fuzz property, as [`fuzz_decode`]'s.
+#[doc(hidden)]
+pub fn fuzz_decode_one_shot(data: &[u8]) {
+    if let Ok(f) = OneShotFrame::decode(data) {
         assert_eq!(f.encode(), data, "decoding is exact");
     }
 }

@@ -2,8 +2,9 @@
 
 use netmsg::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use netmsg::wire::{
-    fuzz_decode, Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame,
-    WireError, WireItem, WireMessage, WireRef, WireRight, MAX_EMBARGO_LANES,
+    fuzz_decode, fuzz_decode_one_shot, Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort,
+    OneShotFrame, Origin, StreamFrame, WireError, WireItem, WireMessage, WireRef, WireRight,
+    MAX_EMBARGO_LANES,
 };
 use proptest::prelude::*;
 
@@ -738,4 +739,101 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
         ..good
     }))
     .is_err());
+}
+
+/// A one-shot port stream ID: `SEND_ONCE_ID_BIT`, maybe the about-sender
+/// bit, and an export number that is not 0 and below `MOVED_ID_BIT`.
+fn one_shot_stream() -> impl Strategy<Value = u64> {
+    (1..MOVED_ID_BIT, any::<bool>())
+        .prop_map(|(n, about)| n | SEND_ONCE_ID_BIT | if about { 1 << 62 } else { 0 })
+}
+
+fn any_frame() -> impl Strategy<Value = StreamFrame> {
+    prop_oneof![
+        message().prop_map(StreamFrame::Message),
+        release_frame().prop_map(StreamFrame::Release),
+        moved(),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn one_shot_frames_round_trip_exactly(stream in one_shot_stream(), frame in any_frame(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3), cut in any::<prop::sample::Index>()) {
+        let tagged = OneShotFrame { stream, frame };
+        let bytes = tagged.encode();
+        prop_assert_eq!(&bytes[..8], stream.to_le_bytes());
+        prop_assert_eq!(&bytes[8..], tagged.frame.encode());
+        prop_assert_eq!(OneShotFrame::decode(&bytes).unwrap(), tagged);
+        let bytes = damaged(bytes, flips);
+        fuzz_decode_one_shot(&bytes);
+        fuzz_decode_one_shot(&bytes[..cut.index(bytes.len() + 1)]);
+    }
+}
+
+#[test]
+fn one_shot_tags_name_only_one_shot_port_streams() {
+    let frame = StreamFrame::Release(Frame::SendOnceDestroyed {
+        id: 3 | SEND_ONCE_ID_BIT,
+    });
+    let tagged = |stream: u64| frame.encode_tagged(stream);
+    for stream in [
+        3,                                   // a send export's stream
+        3 | 1 << 62,                         // its about-sender stream
+        SEND_ONCE_ID_BIT,                    // export 0: the one-shot stream itself
+        SEND_ONCE_ID_BIT | 1 << 62,          // nor its about-sender twin
+        3 | SEND_ONCE_ID_BIT | MOVED_ID_BIT, // a moved port's export is never one-shot
+    ] {
+        assert_eq!(
+            OneShotFrame::decode(&tagged(stream)),
+            Err(WireError::Invalid {
+                at: 0,
+                what: "one-shot stream id",
+                value: stream
+            }),
+            "{stream:#x}"
+        );
+    }
+    assert!(matches!(
+        OneShotFrame::decode(&tagged(3 | SEND_ONCE_ID_BIT)[..7]),
+        Err(WireError::Truncated { at: 0, .. })
+    ));
+    // The frame's own errors are reported where they are in the input.
+    let mut bad_version = tagged(3 | SEND_ONCE_ID_BIT);
+    bad_version[9] = 9;
+    assert_eq!(
+        OneShotFrame::decode(&bad_version),
+        Err(WireError::Invalid {
+            at: 9,
+            what: "version",
+            value: 9
+        })
+    );
+    assert_eq!(
+        OneShotFrame::decode(&tagged(3 | SEND_ONCE_ID_BIT | 1 << 62)).map(|f| f.frame),
+        Ok(frame.clone())
+    );
+}
+
+#[test]
+fn one_shot_corpus_holds_the_fuzz_property() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/one_shot_decode");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        for i in 0..8 {
+            let stream = proptest::strategy::ValueTree::current(
+                &one_shot_stream().new_tree(&mut runner).unwrap(),
+            );
+            let frame =
+                proptest::strategy::ValueTree::current(&any_frame().new_tree(&mut runner).unwrap());
+            let tagged = OneShotFrame { stream, frame };
+            std::fs::write(dir.join(format!("seed-{i}")), tagged.encode()).unwrap();
+        }
+    }
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+        fuzz_decode_one_shot(&std::fs::read(entry.unwrap().path()).unwrap());
+        count += 1;
+    }
+    assert!(count >= 8, "{count} inputs in {}", dir.display());
 }
