@@ -25,7 +25,9 @@
 //! the receiver's export `id` (messages, `Release`, `SendOnceDestroyed`) go on
 //! stream `id`; frames about the sender's own export (`Dead`, `Ack`,
 //! `HomeArrived`) and the relay-position exchange on stream
-//! `id ^ ABOUT_SENDERS_EXPORT` ([`stream_of`]).
+//! `id ^ ABOUT_SENDERS_EXPORT` ([`stream_of`]). A one-shot export's streams
+//! are carried on the link's one stream [`ONE_SHOT_STREAM`] per direction,
+//! each frame tagged with its port stream's ID, so a reply opens no stream.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,9 +40,9 @@ use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot, watch};
 use transport::{Link, NodeEvent};
 
-pub use crate::translate::{stream_of, ABOUT_SENDERS_EXPORT};
+pub use crate::translate::{stream_of, ABOUT_SENDERS_EXPORT, ONE_SHOT_STREAM};
 use crate::translate::{Out, Stall, TranslateError, Translator};
-use crate::wire::StreamFrame;
+use crate::wire::{OneShotFrame, StreamFrame};
 
 const CONTROL_ROOT_REQUEST: u8 = 1;
 const CONTROL_ROOT_REPLY: u8 = 2;
@@ -430,12 +432,38 @@ impl Driver {
         });
         let shared = self.shared.clone();
         tokio::spawn(async move {
+            let mut one_shot_seen = false;
             while let Ok(rx) = link.accept_port().await {
+                let port = rx.port();
+                if port & ONE_SHOT_STREAM != 0 {
+                    // One-shot port streams travel only on the one-shot
+                    // stream, and a link has one of those per direction.
+                    if port != ONE_SHOT_STREAM || one_shot_seen {
+                        let reason = if port == ONE_SHOT_STREAM {
+                            "a second one-shot stream".to_owned()
+                        } else {
+                            format!("one-shot port stream {port} opened on its own")
+                        };
+                        let link = generation;
+                        let _ = events.send(Event::Violation { peer, link, reason });
+                        return;
+                    }
+                    one_shot_seen = true;
+                    let reader = read_one_shot_stream(
+                        rx,
+                        shared.clone(),
+                        events.clone(),
+                        peer.clone(),
+                        generation,
+                    );
+                    tokio::spawn(reader);
+                    continue;
+                }
                 let reader =
                     read_port_stream(rx, shared.clone(), events.clone(), peer.clone(), generation);
                 let mut reader = Box::pin(reader);
-                // A reply's one-shot stream has come whole (its frame and
-                // FIN): it is read here, without a task of its own.
+                // A stream that has come whole (a short-lived port's frames
+                // and FIN) is read here, without a task of its own.
                 let polled = std::future::poll_fn(|cx| {
                     std::task::Poll::Ready(std::future::Future::poll(reader.as_mut(), cx))
                 })
@@ -609,15 +637,18 @@ impl Writers {
     fn write(&mut self, turn: &mut Turn<'_>, batch: Batch) {
         for o in batch.out {
             let stream = stream_of(&o);
-            self.push(
-                turn,
-                (o.peer, stream),
-                Item::Frame(Bytes::from(o.frame.encode())),
-            );
+            let (key, bytes) = if stream & ONE_SHOT_STREAM != 0 {
+                ((o.peer, ONE_SHOT_STREAM), o.frame.encode_tagged(stream))
+            } else {
+                ((o.peer, stream), o.frame.encode())
+            };
+            self.push(turn, key, Item::Frame(Bytes::from(bytes)));
         }
         for key in batch.finished {
-            // A stream never opened has nothing to end.
-            if self.streams.contains_key(&key) {
+            // A one-shot port stream ends with its one frame, on the shared
+            // one-shot stream, which goes on; a stream never opened has
+            // nothing to end.
+            if key.1 & ONE_SHOT_STREAM == 0 && self.streams.contains_key(&key) {
                 self.push(turn, key, Item::Fin);
             }
         }
@@ -631,9 +662,11 @@ impl Writers {
                 if backlog.items.send(item).is_err() {
                     return; // the writer gave up: the link is going
                 }
+                // (Only a send export's stream has a proxy to stop reading;
+                // send-once messages never wait for room anyway.)
                 if queued > CONGESTED_BYTES
                     && !backlog.congested
-                    && key.1 & ABOUT_SENDERS_EXPORT == 0
+                    && key.1 & (ABOUT_SENDERS_EXPORT | ONE_SHOT_STREAM) == 0
                 {
                     backlog.congested = true;
                     turn.set_congested(&key, true);
@@ -847,6 +880,29 @@ async fn read_port_stream(
     }
 }
 
+/// Reads `peer`'s one-shot stream (link `generation`) to its end: each frame
+/// into the translator as its port stream's. It is never stalled: each
+/// one-shot port stream carries one frame, so there is nothing of it to hold
+/// back, and a send-once message never waits for room in a queue.
+async fn read_one_shot_stream(
+    mut rx: transport::PortReceiver,
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedSender<Event>,
+    peer: String,
+    generation: u64,
+) {
+    while let Ok(Some(bytes)) = rx.recv().await {
+        let handled = OneShotFrame::decode(&bytes)
+            .map_err(|e| format!("one-shot stream: {e}"))
+            .and_then(|f| on_frame(&shared, &peer, generation, f.stream, f.frame));
+        if let Err(reason) = handled {
+            let link = generation;
+            let _ = events.send(Event::Violation { peer, link, reason });
+            return;
+        }
+    }
+}
+
 /// One frame from `peer`'s stream, decoded and handed to the translator;
 /// then whether the stream must wait before its next frame (in the same turn
 /// of the translator). `Err` is a protocol violation: the link is closed.
@@ -858,6 +914,17 @@ fn on_stream_frame(
     bytes: &[u8],
 ) -> Result<Option<Stall>, String> {
     let frame = StreamFrame::decode(bytes).map_err(|e| e.to_string())?;
+    on_frame(shared, peer, link, stream, frame)
+}
+
+/// [`on_stream_frame`] for a frame already decoded.
+fn on_frame(
+    shared: &Shared,
+    peer: &str,
+    link: u64,
+    stream: u64,
+    frame: StreamFrame,
+) -> Result<Option<Stall>, String> {
     let id = stream & !ABOUT_SENDERS_EXPORT;
     let handled = shared.with(|t, k| {
         // A frame of a link already lost is dropped with the link.
@@ -867,7 +934,7 @@ fn on_stream_frame(
         }
         match t.on_frame(k, peer, id, frame) {
             Ok(out) => {
-                let stall = if stream & ABOUT_SENDERS_EXPORT == 0 {
+                let stall = if stream & (ABOUT_SENDERS_EXPORT | ONE_SHOT_STREAM) == 0 {
                     t.stalled(k, peer, stream)
                 } else {
                     None

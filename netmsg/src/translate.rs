@@ -50,6 +50,12 @@ use crate::wire::{
 /// behind them.
 pub const ABOUT_SENDERS_EXPORT: u64 = 1 << 62;
 
+/// The transport stream (per direction) that carries the frames of every
+/// one-shot port stream, each tagged with its port stream's ID
+/// ([`crate::wire::OneShotFrame`]): a reply then opens no stream of its own.
+/// No export has the number 0, so no port stream has this ID.
+pub const ONE_SHOT_STREAM: u64 = crate::release::SEND_ONCE_ID_BIT;
+
 /// The transport stream (per direction) an [`Out`] is written on.
 pub fn stream_of(out: &Out) -> u64 {
     match &out.frame {

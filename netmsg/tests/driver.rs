@@ -17,10 +17,20 @@ async fn two_nodes(
     options: TransportOptions,
     serve: impl FnOnce(&mut Kernel) -> (TaskId, Name),
 ) -> Pair {
-    let [tls_a, tls_b]: [_; 2] = transport::test_support::throwaway_cluster(&["node-a", "node-b"])
-        .try_into()
-        .ok()
-        .unwrap();
+    two_nodes_and(&[], options, serve).await.0
+}
+
+/// [`two_nodes`], and the credentials of further members of their cluster,
+/// named `others`.
+async fn two_nodes_and(
+    others: &[&str],
+    options: TransportOptions,
+    serve: impl FnOnce(&mut Kernel) -> (TaskId, Name),
+) -> (Pair, Vec<transport::NodeTls>) {
+    let names: Vec<&str> = ["node-a", "node-b"].iter().chain(others).copied().collect();
+    let mut cluster = transport::test_support::throwaway_cluster(&names);
+    let others = cluster.split_off(2);
+    let [tls_a, tls_b]: [_; 2] = cluster.try_into().ok().unwrap();
     let addr = "127.0.0.1:0".parse().unwrap();
     let node_a = Node::bind("node-a", addr, &tls_a, options.clone()).unwrap();
     let node_b = Node::bind("node-b", addr, &tls_b, options).unwrap();
@@ -35,13 +45,14 @@ async fn two_nodes(
         .unwrap();
     let client = host_b.with(|k| k.create_task());
     let to_root = root_of_a(&net_b, client).await;
-    Pair {
+    let pair = Pair {
         hosts: [host_a, host_b],
         nodes: [node_a, node_b],
         net_b,
         client,
         to_root,
-    }
+    };
+    (pair, others)
 }
 
 /// What `two_nodes` sets up.
@@ -71,8 +82,8 @@ async fn root_of_a(net_b: &Netmsg, client: TaskId) -> Name {
 async fn rpc_and_release_over_quic() {
     let mut root = NAME_NULL;
     let mut server = None;
-    // Little stream credit: each RPC's reply takes a stream of its own, so
-    // without FINs the credit would run out.
+    // Little stream credit: were each reply on a stream of its own, the
+    // credit would run out without FINs.
     let options = TransportOptions {
         max_port_streams: 16,
         ..TransportOptions::default()
@@ -140,12 +151,13 @@ async fn rpc_and_release_over_quic() {
         );
     }
 
-    // Every reply stream was FINed once used, giving its credit back.
+    // The replies shared the server's one-shot stream: each side opened one
+    // stream (requests to the root; replies), not one per reply.
     for node in &nodes {
         for link in node.links() {
             let stats = link.stats();
             assert_eq!(stats.opens_blocked_on_credit, 0, "{stats:?}");
-            assert!(stats.ports_opened <= 210, "{stats:?}");
+            assert_eq!(stats.ports_opened, 1, "{stats:?}");
         }
     }
 
@@ -157,6 +169,78 @@ async fn rpc_and_release_over_quic() {
         .unwrap();
     assert_eq!(ns.id, notify_id::NO_SENDERS);
     assert_eq!(ns.remote_port, NAME_NULL);
+}
+
+/// A peer that breaks the one-shot stream's rules loses its link, with the
+/// violation named, and the node serves its other peer throughout: a
+/// one-shot port stream opened on its own, a second one-shot stream, and a
+/// frame whose tag names no one-shot port stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_breaking_the_one_shot_streams_rules_loses_only_its_link() {
+    use netmsg::driver::ONE_SHOT_STREAM;
+    use netmsg::release::Frame;
+    use netmsg::wire::StreamFrame;
+
+    let mut served = None;
+    let others = ["evil-1", "evil-2", "evil-3"];
+    let (pair, evil) = two_nodes_and(&others, TransportOptions::default(), |k| {
+        let t = k.create_task();
+        let p = k.port_allocate(t, PortRight::Receive).unwrap();
+        served = Some((t, p));
+        (t, p)
+    })
+    .await;
+    let (server, root) = served.unwrap();
+    let [host_a, host_b] = pair.hosts.clone();
+    let _notifications = spawn_echo(host_a, server, root);
+    let reply_port = host_b.with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
+    echo_call(&host_b, pair.client, reply_port, pair.to_root, 0).await;
+
+    let at_a = pair.nodes[0].local_addr().unwrap();
+    let destroyed = StreamFrame::Release(Frame::SendOnceDestroyed {
+        id: 5 | ONE_SHOT_STREAM,
+    });
+    let expected = [
+        "one-shot port stream 9223372036854775813 opened on its own",
+        "a second one-shot stream",
+        "one-shot stream: byte 0: one-shot stream id has the invalid value 5",
+    ];
+    for (i, (tls, name)) in evil.iter().zip(others).enumerate() {
+        let node = Node::bind(
+            name,
+            "127.0.0.1:0".parse().unwrap(),
+            tls,
+            Default::default(),
+        )
+        .unwrap();
+        let link = node.dial("node-a", at_a).await.unwrap();
+        match i {
+            0 => {
+                let mut tx = link.open_port(5 | ONE_SHOT_STREAM).await.unwrap();
+                tx.send(destroyed.encode().into()).await.unwrap();
+            }
+            // (Headers only: the first stream's frames could be refused first.)
+            1 => {
+                let _first = link.open_port(ONE_SHOT_STREAM).await.unwrap();
+                let _second = link.open_port(ONE_SHOT_STREAM).await.unwrap();
+            }
+            _ => {
+                let mut tx = link.open_port(ONE_SHOT_STREAM).await.unwrap();
+                tx.send(destroyed.encode_tagged(5).into()).await.unwrap();
+            }
+        }
+        let closed = tokio::time::timeout(Duration::from_secs(5), link.closed())
+            .await
+            .expect("the link closed in time");
+        assert_eq!(
+            closed.code,
+            Some(transport::CloseCode::ProtocolViolation),
+            "{closed}"
+        );
+        assert!(closed.by_peer, "{closed}");
+        assert_eq!(closed.reason, expected[i]);
+        echo_call(&host_b, pair.client, reply_port, pair.to_root, i as i32 + 1).await;
+    }
 }
 
 /// Back-pressure over real links: a server that stops reading one port holds
