@@ -356,9 +356,24 @@ impl WireMessage {
         self.encode_onto(Vec::new())
     }
 
+    /// About the bytes of the frame, at least: what to reserve, so that
+    /// encoding does not grow the buffer again and again (out-of-line data
+    /// can be megabytes).
+    fn size_hint(&self) -> usize {
+        let items: usize = self
+            .items
+            .iter()
+            .map(|item| match item {
+                WireItem::Data { bytes, .. } => 16 + bytes.len(),
+                WireItem::Rights { rights, .. } => 16 + 64 * rights.len(),
+            })
+            .sum();
+        96 + 64 * self.dependencies.len() + items
+    }
+
     /// The frame, appended to `buf`.
     fn encode_onto(&self, mut buf: Vec<u8>) -> Vec<u8> {
-        buf.reserve(64);
+        buf.reserve(self.size_hint());
         let mut w = Writer(buf);
         w.u8(FRAME_MESSAGE);
         w.u8(VERSION);
@@ -1179,7 +1194,11 @@ impl StreamFrame {
     /// The frame as the one-shot stream carries it for port stream `stream`
     /// (see [`OneShotFrame`]), without copying the frame.
     pub fn encode_tagged(&self, stream: u64) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(64);
+        let hint = match self {
+            StreamFrame::Message(m) => m.size_hint(),
+            _ => 64,
+        };
+        let mut buf = Vec::with_capacity(8 + hint);
         buf.extend_from_slice(&stream.to_le_bytes());
         self.encode_onto(buf)
     }
