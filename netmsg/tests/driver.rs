@@ -55,6 +55,28 @@ async fn two_nodes_and(
     (pair, others)
 }
 
+/// [`two_nodes_and`] with an echo server ([`spawn_echo`]) as A's root, and
+/// a reply port for the client.
+async fn echo_pair(
+    others: &[&str],
+    options: TransportOptions,
+) -> (Pair, Vec<transport::NodeTls>, Name) {
+    let mut served = None;
+    let (pair, tls) = two_nodes_and(others, options, |k| {
+        let t = k.create_task();
+        let p = k.port_allocate(t, PortRight::Receive).unwrap();
+        served = Some((t, p));
+        (t, p)
+    })
+    .await;
+    let (server, root) = served.unwrap();
+    // (No no-senders was requested: nothing comes out of the channel.)
+    drop(spawn_echo(pair.hosts[0].clone(), server, root));
+    let reply_port =
+        pair.hosts[1].with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
+    (pair, tls, reply_port)
+}
+
 /// What `two_nodes` sets up.
 struct Pair {
     hosts: [Host; 2],
@@ -171,6 +193,66 @@ async fn rpc_and_release_over_quic() {
     assert_eq!(ns.remote_port, NAME_NULL);
 }
 
+/// Short-lived ports give their streams' credit back: each RPC carries a
+/// new port's send right, which the echo sends home again, so its export
+/// ends (the importer's `Release`, the exporter's `Ack`) and both port
+/// streams are FINed. With 16 stream credits, 100 such RPCs (200 streams)
+/// never wait for credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_ports_give_their_stream_credit_back() {
+    let options = TransportOptions {
+        max_port_streams: 16,
+        ..TransportOptions::default()
+    };
+    let (pair, _, reply_port) = echo_pair(&[], options).await;
+    let host_b = &pair.hosts[1];
+    let client = pair.client;
+    for i in 0..100 {
+        let port = host_b.with(|k| k.port_allocate(client, PortRight::Receive).unwrap());
+        let request = Message::new(
+            pair.to_root,
+            msg_type::COPY_SEND,
+            reply_port,
+            msg_type::MAKE_SEND_ONCE,
+            4,
+            vec![Item::port(msg_type::MAKE_SEND, port)],
+        );
+        let reply = tokio::time::timeout(
+            Duration::from_secs(5),
+            host_b.call(client, request, reply_port),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("reply {i} in time"))
+        .unwrap();
+        // The right came home as the port itself.
+        assert_eq!(reply.body[0].names_payload(), Some(&[port][..]), "{i}");
+        host_b.with(|k| k.port_destroy(client, port).unwrap());
+    }
+    let settled = async {
+        loop {
+            let stats: Vec<_> = pair
+                .nodes
+                .iter()
+                .flat_map(|n| n.links())
+                .map(|l| l.stats())
+                .collect();
+            // Each side opened a stream per port (the Release, the Ack),
+            // and the replies' one-shot stream.
+            if stats.iter().all(|s| s.ports_opened >= 100) {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let stats = tokio::time::timeout(Duration::from_secs(5), settled)
+        .await
+        .expect("every export released");
+    for s in stats {
+        assert_eq!(s.opens_blocked_on_credit, 0, "{s:?}");
+        assert_eq!(s.ports_on_overflow, 0, "{s:?}");
+    }
+}
+
 /// A peer that breaks the one-shot stream's rules loses its link, with the
 /// violation named, and the node serves its other peer throughout: a
 /// one-shot port stream opened on its own, a second one-shot stream, and a
@@ -181,20 +263,10 @@ async fn a_peer_breaking_the_one_shot_streams_rules_loses_only_its_link() {
     use netmsg::release::Frame;
     use netmsg::wire::StreamFrame;
 
-    let mut served = None;
     let others = ["evil-1", "evil-2", "evil-3"];
-    let (pair, evil) = two_nodes_and(&others, TransportOptions::default(), |k| {
-        let t = k.create_task();
-        let p = k.port_allocate(t, PortRight::Receive).unwrap();
-        served = Some((t, p));
-        (t, p)
-    })
-    .await;
-    let (server, root) = served.unwrap();
-    let [host_a, host_b] = pair.hosts.clone();
-    let _notifications = spawn_echo(host_a, server, root);
-    let reply_port = host_b.with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
-    echo_call(&host_b, pair.client, reply_port, pair.to_root, 0).await;
+    let (pair, evil, reply_port) = echo_pair(&others, TransportOptions::default()).await;
+    let host_b = &pair.hosts[1];
+    echo_call(host_b, pair.client, reply_port, pair.to_root, 0).await;
 
     let at_a = pair.nodes[0].local_addr().unwrap();
     let destroyed = StreamFrame::Release(Frame::SendOnceDestroyed {
@@ -239,7 +311,7 @@ async fn a_peer_breaking_the_one_shot_streams_rules_loses_only_its_link() {
         );
         assert!(closed.by_peer, "{closed}");
         assert_eq!(closed.reason, expected[i]);
-        echo_call(&host_b, pair.client, reply_port, pair.to_root, i as i32 + 1).await;
+        echo_call(host_b, pair.client, reply_port, pair.to_root, i as i32 + 1).await;
     }
 }
 
