@@ -368,7 +368,8 @@ impl WireMessage {
                 WireItem::Rights { rights, .. } => 16 + 64 * rights.len(),
             })
             .sum();
-        96 + 64 * self.dependencies.len() + items
+        let rights = usize::from(self.reply.is_some()) + self.dependencies.len();
+        96 + 64 * rights + items
     }
 
     /// The frame, appended to `buf`.
