@@ -2,7 +2,8 @@
 //! raw transport ping-pong over the same links (and one whose pongs each take
 //! a new stream, as replies through send-once rights do): null RPC latency
 //! with the nodes on one runtime (the client in `block_on` or in a worker's
-//! task) and with each node on a thread of its own, as on two machines;
+//! task), with each node on a thread of its own, as on two machines, and
+//! with each node on two workers of its own, as in a process of its own;
 //! RPCs per second spread over many ports; memory for many live imports.
 
 use std::future::Future;
@@ -48,9 +49,21 @@ fn options() -> TransportOptions {
     }
 }
 
-/// A node on a thread and current-thread runtime of its own, as on a machine
-/// of its own: its packets reach the bench's runtime through the kernel's
-/// loopback only. Dropped, it shuts down.
+/// Where the other node runs.
+#[derive(Clone, Copy, Debug)]
+enum Placement {
+    /// On the bench's runtime, beside the first.
+    Shared,
+    /// On a thread and current-thread runtime of its own.
+    Thread,
+    /// On a runtime of two workers of its own, as a node in a process of
+    /// its own would run.
+    Workers,
+}
+
+/// A node on a runtime of its own, as on a machine of its own: its packets
+/// reach the bench's runtime through the kernel's loopback only. Dropped, it
+/// shuts down.
 struct Remote {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -59,7 +72,7 @@ struct Remote {
 impl Remote {
     /// Runs `setup` there; the node it makes lives until the drop, the value
     /// it returns comes back.
-    fn start<T, F, Fut>(setup: F) -> (Remote, T)
+    fn start<T, F, Fut>(workers: bool, setup: F) -> (Remote, T)
     where
         T: Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
@@ -68,10 +81,17 @@ impl Remote {
         let (value_tx, value_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = if workers {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            .unwrap();
             rt.block_on(async move {
                 let (node, value) = setup().await;
                 let _ = value_tx.send(value);
@@ -89,25 +109,31 @@ impl Remote {
         (remote, value)
     }
 
-    /// Starts the node `setup` makes on a thread of its own (`split`) or on
-    /// this runtime, and gives its address.
-    async fn start_node<F, Fut>(split: bool, setup: F) -> (Option<Remote>, Option<Node>, SocketAddr)
+    /// Starts the node `setup` makes where `placement` says, and gives its
+    /// address.
+    async fn start_node<F, Fut>(
+        placement: Placement,
+        setup: F,
+    ) -> (Option<Remote>, Option<Node>, SocketAddr)
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Node>,
     {
-        if split {
-            let (remote, addr) = Remote::start(move || async move {
+        let workers = match placement {
+            Placement::Shared => {
                 let node = setup().await;
                 let addr = node.local_addr().unwrap();
-                (node, addr)
-            });
-            (Some(remote), None, addr)
-        } else {
+                return (None, Some(node), addr);
+            }
+            Placement::Thread => false,
+            Placement::Workers => true,
+        };
+        let (remote, addr) = Remote::start(workers, move || async move {
             let node = setup().await;
             let addr = node.local_addr().unwrap();
-            (None, Some(node), addr)
-        }
+            (node, addr)
+        });
+        (Some(remote), None, addr)
     }
 }
 
@@ -165,12 +191,12 @@ async fn serving_node(certs: &Certs) -> Node {
     node_a
 }
 
-/// Node A serving (on a thread of its own when `split`), and a client task
-/// on node B (on this runtime) holding a send right to A's root.
-async fn netmsg_pair(certs: &Arc<Certs>, split: bool) -> Pair {
+/// Node A serving (placed by `placement`), and a client task on node B (on
+/// this runtime) holding a send right to A's root.
+async fn netmsg_pair(certs: &Arc<Certs>, placement: Placement) -> Pair {
     let for_a = certs.clone();
     let (remote, node_a, addr) =
-        Remote::start_node(split, move || async move { serving_node(&for_a).await }).await;
+        Remote::start_node(placement, move || async move { serving_node(&for_a).await }).await;
     let node_b = Node::bind("bench-b", loopback(), &certs.b, options()).unwrap();
     let host_b = Host::new(Kernel::new(Abi::X86_64));
     let net_b = Netmsg::start(host_b.clone(), node_b.clone(), None).unwrap();
@@ -244,23 +270,31 @@ async fn echo_node(certs: &Certs, fresh: bool) -> Node {
 }
 
 /// A link from node "bench-a" (on this runtime) to an echoing "bench-b"
-/// (on a thread of its own when `split`).
+/// (placed by `placement`).
 async fn echo_link(
     certs: &Arc<Certs>,
     fresh: bool,
-    split: bool,
+    placement: Placement,
 ) -> (Option<Remote>, Vec<Node>, transport::Link) {
     let for_b = certs.clone();
     let (remote, node_b, addr) =
-        Remote::start_node(split, move || async move { echo_node(&for_b, fresh).await }).await;
+        Remote::start_node(
+            placement,
+            move || async move { echo_node(&for_b, fresh).await },
+        )
+        .await;
     let a = Node::bind("bench-a", loopback(), &certs.a, options()).unwrap();
     let link = a.dial("bench-b", addr).await.unwrap();
     (remote, node_b.into_iter().chain([a]).collect(), link)
 }
 
 /// Raw transport ping-pong of a 64-byte frame on one port stream each way.
-async fn transport_ping_pong(certs: &Arc<Certs>, rounds: usize, split: bool) -> crate::Stats {
-    let (_remote, nodes, link) = echo_link(certs, false, split).await;
+async fn transport_ping_pong(
+    certs: &Arc<Certs>,
+    rounds: usize,
+    placement: Placement,
+) -> crate::Stats {
+    let (_remote, nodes, link) = echo_link(certs, false, placement).await;
     let mut tx = link.open_port(1).await.unwrap();
     let payload = Bytes::from(vec![7u8; 64]);
     tx.send(payload.clone()).await.unwrap();
@@ -288,8 +322,12 @@ async fn transport_ping_pong(certs: &Arc<Certs>, rounds: usize, split: bool) -> 
 /// The ping-pong with each pong on a new port stream, FINed after it, as a
 /// reply through a send-once right travels (its one-shot export's stream):
 /// what that costs the RPC, apart from the tasks and the translator.
-async fn transport_ping_fresh_pong(certs: &Arc<Certs>, rounds: usize, split: bool) -> crate::Stats {
-    let (_remote, nodes, link) = echo_link(certs, true, split).await;
+async fn transport_ping_fresh_pong(
+    certs: &Arc<Certs>,
+    rounds: usize,
+    placement: Placement,
+) -> crate::Stats {
+    let (_remote, nodes, link) = echo_link(certs, true, placement).await;
     let mut tx = link.open_port(1).await.unwrap();
     let payload = Bytes::from(vec![7u8; 64]);
     let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
@@ -325,8 +363,8 @@ async fn transport_ping_fresh_pong(certs: &Arc<Certs>, rounds: usize, split: boo
     s
 }
 
-async fn null_rpc(certs: &Arc<Certs>, rounds: usize, split: bool) -> crate::Stats {
-    let pair = netmsg_pair(certs, split).await;
+async fn null_rpc(certs: &Arc<Certs>, rounds: usize, placement: Placement) -> crate::Stats {
+    let pair = netmsg_pair(certs, placement).await;
     let reply = pair
         .host_b
         .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
@@ -356,7 +394,7 @@ async fn get_port(pair: &Pair, reply: Name) -> Name {
 }
 
 async fn many_ports(certs: &Arc<Certs>, ports: usize, per_port: usize, workers: usize) -> f64 {
-    let pair = Arc::new(netmsg_pair(certs, false).await);
+    let pair = Arc::new(netmsg_pair(certs, Placement::Shared).await);
     let reply = pair
         .host_b
         .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
@@ -404,7 +442,7 @@ fn rss_bytes() -> u64 {
 }
 
 async fn imports_memory(certs: &Arc<Certs>, imports: usize) -> (u64, f64) {
-    let pair = netmsg_pair(certs, false).await;
+    let pair = netmsg_pair(certs, Placement::Shared).await;
     let reply = pair
         .host_b
         .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
@@ -470,7 +508,7 @@ fn latency(
     rt: &tokio::runtime::Runtime,
     certs: &Arc<Certs>,
     rounds: usize,
-    split: bool,
+    placement: Placement,
     on_worker: bool,
 ) {
     let run = |fut: std::pin::Pin<Box<dyn Future<Output = crate::Stats> + Send>>| {
@@ -482,27 +520,27 @@ fn latency(
     };
     let c = certs.clone();
     run(Box::pin(async move {
-        transport_ping_pong(&c, rounds / 10, split).await
+        transport_ping_pong(&c, rounds / 10, placement).await
     }));
     let c = certs.clone();
-    run(Box::pin(
-        async move { null_rpc(&c, rounds / 10, split).await },
-    ));
+    run(Box::pin(async move {
+        null_rpc(&c, rounds / 10, placement).await
+    }));
     let mut t = Vec::new();
     let mut n = Vec::new();
     let mut f = Vec::new();
     for _ in 0..3 {
         let c = certs.clone();
         t.push(run(Box::pin(async move {
-            transport_ping_pong(&c, rounds, split).await
+            transport_ping_pong(&c, rounds, placement).await
         })));
         let c = certs.clone();
-        n.push(run(Box::pin(
-            async move { null_rpc(&c, rounds, split).await },
-        )));
+        n.push(run(Box::pin(async move {
+            null_rpc(&c, rounds, placement).await
+        })));
         let c = certs.clone();
         f.push(run(Box::pin(async move {
-            transport_ping_fresh_pong(&c, rounds, split).await
+            transport_ping_fresh_pong(&c, rounds, placement).await
         })));
     }
     let mid = |mut v: Vec<crate::Stats>| {
@@ -523,9 +561,9 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
         "null RPC on loopback QUIC, median of 3 alternating trials of {rounds}; \
          (a) both nodes on one tokio runtime of 2 workers, the client in block_on:"
     );
-    latency(&rt, &certs, rounds, false, false);
+    latency(&rt, &certs, rounds, Placement::Shared, false);
     println!("(c) the same runtime, each subject a task on a worker:");
-    latency(&rt, &certs, rounds, false, true);
+    latency(&rt, &certs, rounds, Placement::Shared, true);
     // Each node a thread of its own, as on two machines: the client's node
     // on this current-thread runtime, the serving node on another.
     let own = tokio::runtime::Builder::new_current_thread()
@@ -535,8 +573,18 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
     println!(
         "(b) each node on a thread and current-thread runtime of its own (client and node B on one, node A on the other):"
     );
-    latency(&own, &certs, rounds, true, false);
+    latency(&own, &certs, rounds, Placement::Thread, false);
     drop(own);
+    // Each node on two workers of its own, as a node in a process of its
+    // own runs: the client a task on node B's runtime.
+    let workers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("(d) each node on a runtime of 2 workers of its own (the client a task on node B's):");
+    latency(&workers, &certs, rounds, Placement::Workers, true);
+    drop(workers);
     println!(
         "the null RPC's translators and kernels alone (no I/O, no tasks): {:.2?} per RPC",
         translators_alone(rounds * 10)
@@ -562,9 +610,9 @@ pub(crate) fn one_subject(subject: &str, rounds: usize) {
         .build()
         .unwrap();
     let stats = match subject {
-        "netmsg" => own.block_on(null_rpc(&certs, rounds, true)),
-        "transport" => own.block_on(transport_ping_pong(&certs, rounds, true)),
-        "fresh" => own.block_on(transport_ping_fresh_pong(&certs, rounds, true)),
+        "netmsg" => own.block_on(null_rpc(&certs, rounds, Placement::Thread)),
+        "transport" => own.block_on(transport_ping_pong(&certs, rounds, Placement::Thread)),
+        "fresh" => own.block_on(transport_ping_fresh_pong(&certs, rounds, Placement::Thread)),
         other => {
             eprintln!(
                 "netmsg-bench: unknown subject {other:?}; available: netmsg, transport, fresh"
