@@ -15,7 +15,7 @@ use bytes::Bytes;
 use mach::runtime::Host;
 use mach::types::msg_type;
 use mach::{Abi, Item, Kernel, Message, Name, PortRight, RecvOptions, TaskId};
-use netmsg::driver::{Netmsg, Root};
+use netmsg::driver::{Netmsg, Root, NODE_WORKERS};
 use transport::{Node, TransportOptions};
 
 use crate::transport_bench::{certs, loopback, Certs};
@@ -56,9 +56,18 @@ enum Placement {
     Shared,
     /// On a thread and current-thread runtime of its own.
     Thread,
-    /// On a runtime of two workers of its own, as a node in a process of
-    /// its own would run.
-    Workers,
+    /// On a runtime of this many workers of its own, as a node in a
+    /// process of its own runs.
+    Workers(usize),
+}
+
+/// A multi-thread runtime of `n` workers.
+fn workers_runtime(n: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// A node on a runtime of its own, as on a machine of its own: its packets
@@ -72,7 +81,7 @@ struct Remote {
 impl Remote {
     /// Runs `setup` there; the node it makes lives until the drop, the value
     /// it returns comes back.
-    fn start<T, F, Fut>(workers: bool, setup: F) -> (Remote, T)
+    fn start<T, F, Fut>(workers: Option<usize>, setup: F) -> (Remote, T)
     where
         T: Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
@@ -81,17 +90,13 @@ impl Remote {
         let (value_tx, value_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = if workers {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
+            let rt = match workers {
+                Some(n) => workers_runtime(n),
+                None => tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-            } else {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-            }
-            .unwrap();
+                    .unwrap(),
+            };
             rt.block_on(async move {
                 let (node, value) = setup().await;
                 let _ = value_tx.send(value);
@@ -125,8 +130,8 @@ impl Remote {
                 let addr = node.local_addr().unwrap();
                 return (None, Some(node), addr);
             }
-            Placement::Thread => false,
-            Placement::Workers => true,
+            Placement::Thread => None,
+            Placement::Workers(n) => Some(n),
         };
         let (remote, addr) = Remote::start(workers, move || async move {
             let node = setup().await;
@@ -575,16 +580,21 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
     );
     latency(&own, &certs, rounds, Placement::Thread, false);
     drop(own);
-    // Each node on two workers of its own, as a node in a process of its
-    // own runs: the client a task on node B's runtime.
-    let workers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    println!("(d) each node on a runtime of 2 workers of its own (the client a task on node B's):");
-    latency(&workers, &certs, rounds, Placement::Workers, true);
-    drop(workers);
+    // Each node on a runtime of its own as `netmsg serve` runs it
+    // (`netmsg::driver::node_runtime`), the client a task on node B's; then
+    // the same with two workers per node, for comparison.
+    for (label, workers) in [("(d)", NODE_WORKERS), ("(e)", 2)] {
+        let serve = if workers == NODE_WORKERS {
+            ", as netmsg serve runs a node"
+        } else {
+            ""
+        };
+        println!(
+            "{label} each node on a runtime of {workers} worker(s) of its own (the client a task on node B's){serve}:"
+        );
+        let rt = workers_runtime(workers);
+        latency(&rt, &certs, rounds, Placement::Workers(workers), true);
+    }
     println!(
         "the null RPC's translators and kernels alone (no I/O, no tasks): {:.2?} per RPC",
         translators_alone(rounds * 10)

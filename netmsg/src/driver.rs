@@ -84,6 +84,26 @@ enum Event {
     TurnErrors(Vec<TranslateError>),
 }
 
+/// Worker threads of the runtime a node runs on ([`node_runtime`]).
+///
+/// One: a node's translator does its work behind one lock anyway, and with
+/// two workers a null RPC's task hand-offs (the reader's to the receiving
+/// task, that task's write to the QUIC connection's task) outrun tokio's
+/// budget of hand-offs kept on one worker, so the connection's task moves to
+/// the other worker on every message and waits there for the connection's
+/// lock: the null RPC then takes 2.4 times the raw transport's ping-pong,
+/// against 1.2 times on one worker (`netmsg-bench rpc`, arrangements (d) and
+/// (e); `bench/RESULTS.md`).
+pub const NODE_WORKERS: usize = 1;
+
+/// The runtime `netmsg serve` and `netmsg ping` run a node on.
+pub fn node_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(NODE_WORKERS)
+        .enable_all()
+        .build()
+}
+
 /// A handle to a running node's netmsg.
 #[derive(Clone)]
 pub struct Netmsg {

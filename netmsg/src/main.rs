@@ -16,14 +16,6 @@ mod decode;
 mod ping;
 mod serve;
 
-/// The runtime `serve` and `ping` run a node on.
-fn node_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-}
-
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -43,7 +43,7 @@ pub(crate) fn run(state: StateDir, args: PingArgs) -> anyhow::Result<()> {
     if args.size > MAX_SIZE {
         bail!("--size is at most {MAX_SIZE} bytes");
     }
-    crate::node_runtime()?.block_on(ping(state, args))
+    netmsg::driver::node_runtime()?.block_on(ping(state, args))
 }
 
 async fn ping(state: StateDir, args: PingArgs) -> anyhow::Result<()> {

@@ -70,7 +70,7 @@ fn modified(state: &StateDir, name: &str) -> Option<SystemTime> {
 }
 
 pub(crate) fn run(state: StateDir, args: ServeArgs) -> anyhow::Result<()> {
-    crate::node_runtime()?.block_on(serve(state, args))
+    netmsg::driver::node_runtime()?.block_on(serve(state, args))
 }
 
 async fn serve(state: StateDir, args: ServeArgs) -> anyhow::Result<()> {
