@@ -91,7 +91,7 @@ enum Event {
 /// task, that task's write to the QUIC connection's task) outrun tokio's
 /// budget of hand-offs kept on one worker, so the connection's task moves to
 /// the other worker on every message and waits there for the connection's
-/// lock: the null RPC then takes 2.4 times the raw transport's ping-pong,
+/// lock: the null RPC then takes 2.2 to 2.8 times the raw transport's ping-pong,
 /// against 1.2 times on one worker (`netmsg-bench rpc`, arrangements (d) and
 /// (e); `bench/RESULTS.md`).
 pub const NODE_WORKERS: usize = 1;

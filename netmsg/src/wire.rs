@@ -8,6 +8,7 @@
 use mach::types::msg_type;
 
 use crate::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
+use crate::translate::ABOUT_SENDERS_EXPORT;
 use thiserror::Error;
 
 /// Frame type of a message on a port stream.
@@ -1151,10 +1152,6 @@ impl StreamFrame {
     }
 }
 
-/// Bit of a port stream ID that marks the stream about the sender's own
-/// export (`crate::translate::ABOUT_SENDERS_EXPORT`).
-const ABOUT_SENDERS_BIT: u64 = 1 << 62;
-
 /// A frame of a link's one-shot stream (`docs/protocol.md`, "The one-shot
 /// stream"): the frame of one one-shot port stream, tagged with that port
 /// stream's ID (`id` or `id ^ 2^62` for a one-shot export `id`).
@@ -1177,7 +1174,7 @@ impl OneShotFrame {
     pub fn decode(bytes: &[u8]) -> Result<OneShotFrame, WireError> {
         let mut r = Reader { b: bytes, at: 0 };
         let stream = r.u64("one-shot stream id")?;
-        let export = stream & !(SEND_ONCE_ID_BIT | ABOUT_SENDERS_BIT);
+        let export = stream & !(SEND_ONCE_ID_BIT | ABOUT_SENDERS_EXPORT);
         if stream & SEND_ONCE_ID_BIT == 0 || export & MOVED_ID_BIT != 0 || export == 0 {
             return Err(WireError::Invalid {
                 at: 0,

@@ -1,6 +1,7 @@
 //! The port-stream message encoding: exact round trips, strict rejection.
 
 use netmsg::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
+use netmsg::translate::ABOUT_SENDERS_EXPORT;
 use netmsg::wire::{
     fuzz_decode, fuzz_decode_one_shot, Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort,
     OneShotFrame, Origin, StreamFrame, WireError, WireItem, WireMessage, WireRef, WireRight,
@@ -745,7 +746,7 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
 /// bit, and an export number that is not 0 and below `MOVED_ID_BIT`.
 fn one_shot_stream() -> impl Strategy<Value = u64> {
     (1..MOVED_ID_BIT, any::<bool>())
-        .prop_map(|(n, about)| n | SEND_ONCE_ID_BIT | if about { 1 << 62 } else { 0 })
+        .prop_map(|(n, about)| n | SEND_ONCE_ID_BIT | if about { ABOUT_SENDERS_EXPORT } else { 0 })
 }
 
 fn any_frame() -> impl Strategy<Value = StreamFrame> {
@@ -777,11 +778,11 @@ fn one_shot_tags_name_only_one_shot_port_streams() {
     });
     let tagged = |stream: u64| frame.encode_tagged(stream);
     for stream in [
-        3,                                   // a send export's stream
-        3 | 1 << 62,                         // its about-sender stream
-        SEND_ONCE_ID_BIT,                    // export 0: the one-shot stream itself
-        SEND_ONCE_ID_BIT | 1 << 62,          // nor its about-sender twin
-        3 | SEND_ONCE_ID_BIT | MOVED_ID_BIT, // a moved port's export is never one-shot
+        3,                                       // a send export's stream
+        3 | ABOUT_SENDERS_EXPORT,                // its about-sender stream
+        SEND_ONCE_ID_BIT,                        // export 0: the one-shot stream itself
+        SEND_ONCE_ID_BIT | ABOUT_SENDERS_EXPORT, // nor its about-sender twin
+        3 | SEND_ONCE_ID_BIT | MOVED_ID_BIT,     // a moved port's export is never one-shot
     ] {
         assert_eq!(
             OneShotFrame::decode(&tagged(stream)),
@@ -809,7 +810,7 @@ fn one_shot_tags_name_only_one_shot_port_streams() {
         })
     );
     assert_eq!(
-        OneShotFrame::decode(&tagged(3 | SEND_ONCE_ID_BIT | 1 << 62)).map(|f| f.frame),
+        OneShotFrame::decode(&tagged(3 | SEND_ONCE_ID_BIT | ABOUT_SENDERS_EXPORT)).map(|f| f.frame),
         Ok(frame.clone())
     );
 }
