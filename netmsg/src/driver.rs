@@ -127,7 +127,9 @@ pub struct Root {
 impl Netmsg {
     /// Starts netmsg for `node` on `host`, on the tokio runtime it is called
     /// in (tasks on other runtimes may use it too). Links already up are not
-    /// adopted: start it before dialing.
+    /// adopted: start it before dialing. The node (bound on the same
+    /// runtime) is fastest on [`node_runtime`]: on more workers a null RPC
+    /// costs about twice as much (see [`NODE_WORKERS`]).
     pub fn start(
         host: Host,
         node: transport::Node,
