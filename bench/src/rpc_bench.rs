@@ -1,9 +1,10 @@
 //! Mach RPC through two netmsg nodes on loopback QUIC, side by side with a
 //! raw transport ping-pong over the same links (and one whose pongs each take
-//! a new stream, as replies through send-once rights do): null RPC latency
-//! with the nodes on one runtime (the client in `block_on` or in a worker's
-//! task), with each node on a thread of its own, as on two machines, and
-//! with each node on two workers of its own, as in a process of its own;
+//! a new stream, as replies did before they shared the link's one-shot
+//! stream): null RPC latency with the nodes on one runtime (the client in
+//! `block_on` or in a worker's task), with each node on a thread of its own,
+//! as on two machines, and with each node on a multi-thread runtime of its
+//! own, as in a process of its own (on the daemon's workers, and on two);
 //! RPCs per second spread over many ports; memory for many live imports.
 
 use std::future::Future;
@@ -325,8 +326,8 @@ async fn transport_ping_pong(
 }
 
 /// The ping-pong with each pong on a new port stream, FINed after it, as a
-/// reply through a send-once right travels (its one-shot export's stream):
-/// what that costs the RPC, apart from the tasks and the translator.
+/// reply through a send-once right travelled before replies shared the
+/// link's one-shot stream: what a stream per reply costs.
 async fn transport_ping_fresh_pong(
     certs: &Arc<Certs>,
     rounds: usize,

@@ -684,12 +684,7 @@ impl Writers {
                 if backlog.items.send(item).is_err() {
                     return; // the writer gave up: the link is going
                 }
-                // (Only a send export's stream has a proxy to stop reading;
-                // send-once messages never wait for room anyway.)
-                if queued > CONGESTED_BYTES
-                    && !backlog.congested
-                    && key.1 & (ABOUT_SENDERS_EXPORT | ONE_SHOT_STREAM) == 0
-                {
+                if queued > CONGESTED_BYTES && !backlog.congested && carries_sends(key.1) {
                     backlog.congested = true;
                     turn.set_congested(&key, true);
                 }
@@ -902,6 +897,14 @@ async fn read_port_stream(
     }
 }
 
+/// Whether `stream` carries messages sent with send rights: only such a
+/// stream waits for room in a full queue or backs up behind a congested one,
+/// and only its proxy can stop being read (send-once messages never wait for
+/// room; frames about the sender's export are not messages).
+fn carries_sends(stream: u64) -> bool {
+    stream & (ABOUT_SENDERS_EXPORT | ONE_SHOT_STREAM) == 0
+}
+
 /// Reads `peer`'s one-shot stream (link `generation`) to its end: each frame
 /// into the translator as its port stream's. It is never stalled: each
 /// one-shot port stream carries one frame, so there is nothing of it to hold
@@ -956,7 +959,7 @@ fn on_frame(
         }
         match t.on_frame(k, peer, id, frame) {
             Ok(out) => {
-                let stall = if stream & (ABOUT_SENDERS_EXPORT | ONE_SHOT_STREAM) == 0 {
+                let stall = if carries_sends(stream) {
                     t.stalled(k, peer, stream)
                 } else {
                     None
