@@ -1345,14 +1345,17 @@ impl Translator {
             // (More taken in than sent: the counts do not match; no shortening.)
             let back = sent.checked_sub(taken)?;
             if back > 0 {
-                waits.push((
-                    StreamKey {
-                        node: peer.to_owned(),
-                        port: id,
-                        origin: Some(origin),
-                    },
-                    back,
-                ));
+                let lane = StreamKey {
+                    node: peer.to_owned(),
+                    port: id,
+                    origin: Some(origin),
+                };
+                // (This node's own messages, and those it forwarded in its
+                // lane, come back in one lane.)
+                match waits.iter_mut().find(|(l, _)| *l == lane) {
+                    Some((_, n)) => *n = n.saturating_add(back),
+                    None => waits.push((lane, back)),
+                }
             }
             Some(())
         };
