@@ -83,8 +83,11 @@ struct ForwardRun {
 const MAX_FORWARD_RUNS: usize = 64;
 
 /// Blocked sends from one stream while it is read on past a full queue
-/// because a held frame waits for its later messages (`Translator::stalled`).
-const MAX_READ_ON: usize = 16;
+/// because a held frame waits for its later messages (`Translator::stalled`):
+/// at most this many, and about this many bytes (one stream window: what the
+/// peer could have had on its way anyway).
+const MAX_READ_ON: usize = 1024;
+const MAX_READ_ON_BYTES: usize = 1 << 20;
 
 /// Ports whose last positions are kept for a next proxy: a bound on memory;
 /// a port whose entry was dropped loses that order for its next proxy.
@@ -236,7 +239,8 @@ pub struct Translator {
     /// kernel's ticket: the (peer, export id) stream each came on. Such a
     /// stream is stalled: nothing more is read from it until its sends are
     /// done, so the link's flow control holds the peer back.
-    blocked: BTreeMap<SendTicket, (String, u64)>,
+    /// (With about the bytes of each message.)
+    blocked: BTreeMap<SendTicket, (String, u64, usize)>,
     /// Streams (peer, import id) this node writes faster than the link takes
     /// them (the driver says so): their proxies are out of the port set, so
     /// messages wait in the proxy's queue and its senders block at its limit,
@@ -457,9 +461,9 @@ impl Translator {
         let mut blocked = self
             .blocked
             .iter()
-            .filter(|(_, (p, i))| p == peer && *i == id)
-            .map(|(&ticket, _)| ticket);
-        if let Some(ticket) = blocked.next() {
+            .filter(|(_, (p, i, _))| p == peer && *i == id)
+            .map(|(&ticket, &(_, _, bytes))| (ticket, bytes));
+        if let Some((ticket, bytes)) = blocked.next() {
             // Unless a held frame waits for a later message of the stream:
             // one kernel's sender would have blocked before sending what
             // that frame carries, and a receive right in it may be what
@@ -467,8 +471,12 @@ impl Translator {
             // another blocked send, admitted in order) up to a bound, as
             // the waits are the peers' word.
             let waited = self.holds.waited_on(|s| s.node == peer && s.port == id);
-            if waited && 1 + blocked.count() < MAX_READ_ON {
-                return None;
+            if waited {
+                let (count, bytes) =
+                    blocked.fold((1, bytes), |(n, b), (_, more)| (n + 1, b + more));
+                if count < MAX_READ_ON && bytes < MAX_READ_ON_BYTES {
+                    return None;
+                }
             }
             return Some(Stall::Send(ticket));
         }
@@ -2057,7 +2065,7 @@ impl Translator {
             let blocked = |s: &StreamKey| {
                 self.blocked
                     .values()
-                    .any(|(peer, id)| *peer == s.node && *id == s.port)
+                    .any(|(peer, id, _)| *peer == s.node && *id == s.port)
             };
             (unconfirmed
                 || self
@@ -2357,10 +2365,11 @@ impl Translator {
             self.apply(k, peer, effects, out)?;
         }
         let mut held: Vec<(Name, u8)> = Vec::new();
+        let bytes = m.size_hint();
         let result = self.place_and_send(k, peer, id, target, m, out, &mut held);
         match result {
             Ok(Placed::Blocked(ticket)) => {
-                self.blocked.insert(ticket, (peer.to_owned(), id));
+                self.blocked.insert(ticket, (peer.to_owned(), id, bytes));
             }
             Ok(Placed::Forwarded {
                 own: true,

@@ -360,7 +360,7 @@ impl WireMessage {
     /// About the bytes of the frame, at least: what to reserve, so that
     /// encoding does not grow the buffer again and again (out-of-line data
     /// can be megabytes).
-    fn size_hint(&self) -> usize {
+    pub fn size_hint(&self) -> usize {
         let items: usize = self
             .items
             .iter()

@@ -355,42 +355,62 @@ fn a_lying_embargo_holds_only_its_own_port() {
 
 /// A peer whose right coming home claims a watermark it never reaches, on
 /// the stream of a port whose queue is full: the stream is read on past the
-/// full queue for the held message, but only for a bounded number of
-/// blocked sends; then it stalls again (back-pressure holds), and losing
-/// the link frees it all.
+/// full queue for the held message, but only for about one stream window of
+/// blocked sends (1 MiB), or 1024 of them; then it stalls again
+/// (back-pressure holds), and losing the link frees it all.
 #[test]
 fn a_lying_watermark_reads_a_full_stream_only_so_far() {
-    let (mut k, mut t, server) = home();
-    let (p, to_p) = exported_port(&mut k, &mut t, server);
-    k.port_set_qlimit(server, p, 1).unwrap();
-    let (q, to_q) = exported_port(&mut k, &mut t, server);
-    // The queue fills, and the next message waits for room.
-    for _ in 0..2 {
-        t.on_frame(&mut k, "evil", to_p, plain(3)).unwrap();
+    // (64 KiB messages stop at the bytes, empty ones at the count.)
+    for (bytes, most) in [(64 << 10, 16), (0, 1024)] {
+        let (mut k, mut t, server) = home();
+        let (p, to_p) = exported_port(&mut k, &mut t, server);
+        k.port_set_qlimit(server, p, 1).unwrap();
+        let (q, to_q) = exported_port(&mut k, &mut t, server);
+        let frame = || {
+            let mut m = plain(3);
+            if let StreamFrame::Message(m) = &mut m {
+                if bytes > 0 {
+                    m.items.push(WireItem::Data {
+                        type_name: 9,
+                        size: 8,
+                        number: bytes as u32,
+                        inline: false,
+                        longform: true,
+                        deallocate: false,
+                        bytes: vec![7; bytes],
+                    });
+                }
+            }
+            m
+        };
+        // The queue fills, and the next message waits for room.
+        for _ in 0..2 {
+            t.on_frame(&mut k, "evil", to_p, frame()).unwrap();
+        }
+        assert!(t.stalled(&mut k, "evil", to_p).is_some(), "back-pressure");
+        // A right to p coming home on q's stream, after more than will ever come.
+        let home = WireRight {
+            form: Form::Send,
+            reference: WireRef::ReceiverExport { id: to_p },
+            watermark: u64::MAX,
+            after: Vec::new(),
+            home_stream: None,
+        };
+        t.on_frame(&mut k, "evil", to_q, with_right(home)).unwrap();
+        let opts = mach::RecvOptions::default();
+        assert!(k.receive(server, q, opts).unwrap().is_none(), "held");
+        // p's stream is read on, a bounded number of messages, then not.
+        let mut read_on = 0;
+        while t.stalled(&mut k, "evil", to_p).is_none() {
+            t.on_frame(&mut k, "evil", to_p, frame()).unwrap();
+            read_on += 1;
+            assert!(read_on <= most, "{bytes} bytes: read on without bound");
+        }
+        assert!(read_on >= most * 9 / 10, "{bytes} bytes: {read_on}");
+        k.check_invariants().unwrap();
+        t.link_lost(&mut k, "evil").unwrap();
+        let (_, errors) = t.pump(&mut k);
+        assert!(errors.is_empty(), "{errors:?}");
+        k.check_invariants().unwrap();
     }
-    assert!(t.stalled(&mut k, "evil", to_p).is_some(), "back-pressure");
-    // A right to p coming home on q's stream, after more than will ever come.
-    let home = WireRight {
-        form: Form::Send,
-        reference: WireRef::ReceiverExport { id: to_p },
-        watermark: u64::MAX,
-        after: Vec::new(),
-        home_stream: None,
-    };
-    t.on_frame(&mut k, "evil", to_q, with_right(home)).unwrap();
-    let opts = mach::RecvOptions::default();
-    assert!(k.receive(server, q, opts).unwrap().is_none(), "held");
-    // p's stream is read on, a bounded number of messages, then not.
-    let mut read_on = 0;
-    while t.stalled(&mut k, "evil", to_p).is_none() {
-        t.on_frame(&mut k, "evil", to_p, plain(3)).unwrap();
-        read_on += 1;
-        assert!(read_on < 100, "read on without bound");
-    }
-    assert!(read_on > 0 && read_on < 20, "{read_on}");
-    k.check_invariants().unwrap();
-    t.link_lost(&mut k, "evil").unwrap();
-    let (_, errors) = t.pump(&mut k);
-    assert!(errors.is_empty(), "{errors:?}");
-    k.check_invariants().unwrap();
 }
