@@ -96,6 +96,11 @@ enum Event {
 /// (e); `bench/RESULTS.md`).
 pub const NODE_WORKERS: usize = 1;
 
+/// How often time passes for embargoes: one waiting with no message on its
+/// moved port's stream for between one and two of these is given up
+/// ([`crate::translate::EMBARGO_TICKS`]).
+pub const EMBARGO_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The runtime `netmsg serve` and `netmsg ping` run a node on.
 pub fn node_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -295,6 +300,19 @@ impl Shared {
         r
     }
 
+    /// Time passing for embargoes (see [`Translator::tick`]).
+    fn tick(&self) -> Vec<TranslateError> {
+        self.with(|t, k| {
+            if !t.embargoes_pending() {
+                return (Vec::new(), Vec::new());
+            }
+            match t.tick(k) {
+                Ok(out) => (Vec::new(), out),
+                Err(e) => (vec![e], Vec::new()),
+            }
+        })
+    }
+
     /// Forwards what is queued on netmsg's ports; the errors found.
     fn pump(&self) -> Vec<TranslateError> {
         self.with(|t, k| {
@@ -373,6 +391,8 @@ impl Driver {
             let t = self.shared.translator.lock().expect("translator lock");
             (t.task(), t.port_set())
         };
+        let mut embargo_tick = tokio::time::interval(EMBARGO_TICK);
+        embargo_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let host = self.shared.host.clone();
             tokio::select! {
@@ -401,6 +421,10 @@ impl Driver {
                     Some(ev) => self.event(ev).await,
                     None => return,
                 },
+                _ = embargo_tick.tick() => {
+                    let errors = self.shared.tick();
+                    self.turn_errors(errors);
+                }
             }
         }
     }

@@ -214,10 +214,9 @@ impl Cluster {
             self.stalled += 1;
         }
         if busy.is_empty() {
-            return false;
-        }
-        if busy.is_empty() {
-            return false;
+            // Nothing can move: time passes (an embargo waiting on another
+            // node's embargo is given up).
+            return self.tick();
         }
         // About one stream in three is slow: chosen only now and then, so
         // that messages on other streams overtake its frames.
@@ -266,6 +265,23 @@ impl Cluster {
     }
 
     /// Runs netmsg until nothing moves.
+    /// Time passes on every node (see [`Translator::tick`]); true if some
+    /// node had an embargo waiting.
+    pub fn tick(&mut self) -> bool {
+        let mut any = false;
+        for i in 0..self.nets.len() {
+            if !self.nets[i].embargoes_pending() {
+                continue;
+            }
+            any = true;
+            let out = self.nets[i]
+                .tick(&mut self.kernels[i])
+                .expect("embargoes given up");
+            self.route(i, out);
+        }
+        any
+    }
+
     pub fn settle(&mut self) {
         for _ in 0..1_000_000 {
             if !self.step() {

@@ -279,6 +279,12 @@ pub struct Translator {
     /// it, one for each the peer's forwarder may still send through, so
     /// those messages arrive as through a send-once right.
     send_once_pool: BTreeMap<(String, u64), Vec<Name>>,
+    /// Per moved port's export (peer, id): send-once rights netmsg made on
+    /// it, one for each right this node's tasks hold to its proxy of the
+    /// port from that peer whose stand-in the peer let go (at a move here
+    /// that did not shorten, see `dissolve_pool`): what tasks send through
+    /// those comes back from the peer on `id`, in this node's lane.
+    returning_pool: BTreeMap<(String, u64), Vec<Name>>,
     /// Identities of this node's ports whose receive right moved away: a
     /// right to one is not dead for lack of an export here (bounded).
     moved_away: std::collections::BTreeSet<GlobalId>,
@@ -323,7 +329,22 @@ struct Embargoed {
     qlimit: u32,
     waits: Vec<(StreamKey, u64)>,
     parked: Vec<Message>,
+    /// Send-once rights the sender kept for the proxy (a forwarder) and
+    /// destroyed at the move: the rights tasks here hold to the proxy stand
+    /// for them once it is the port.
+    send_once: u32,
+    /// Messages this node sent through send-once rights to the proxy
+    /// before the move and that came back since (each made a send-once
+    /// right on the staging port to arrive through).
+    own_send_once: u32,
+    /// Calls of [`Translator::tick`] since a message last came on the moved
+    /// port's stream.
+    ticks: u32,
 }
+
+/// An embargo that sees this many calls of [`Translator::tick`] with no
+/// message on its moved port's stream in between is given up.
+pub const EMBARGO_TICKS: u32 = 2;
 
 #[derive(Debug)]
 struct Staged {
@@ -412,6 +433,7 @@ impl Translator {
             staged: BTreeMap::new(),
             second_names: std::collections::BTreeSet::new(),
             send_once_pool: BTreeMap::new(),
+            returning_pool: BTreeMap::new(),
             moved_away: std::collections::BTreeSet::new(),
             moved_away_order: std::collections::VecDeque::new(),
             embargoes: BTreeMap::new(),
@@ -434,6 +456,7 @@ impl Translator {
             && self.unclaimed.is_empty()
             && self.staged.is_empty()
             && self.send_once_pool.is_empty()
+            && self.returning_pool.is_empty()
             && self.holds.held() == 0
             && self.blocked.is_empty()
             && self.embargoes.is_empty()
@@ -444,6 +467,38 @@ impl Translator {
     /// a full queue may be read on for them (see [`Translator::stalled`]).
     pub fn holding(&self) -> bool {
         self.holds.held() > 0
+    }
+
+    /// Whether an embargo waits (the driver then calls [`Translator::tick`]
+    /// now and then).
+    pub fn embargoes_pending(&self) -> bool {
+        !self.embargoes.is_empty()
+    }
+
+    /// Time passing, for embargoes (the driver calls it every
+    /// `EMBARGO_TICK`, the simulator when nothing else can happen): an
+    /// embargo that [`EMBARGO_TICKS`] calls found without a message on its
+    /// moved port's stream in between is given up (the port keeps the name
+    /// it was made with). Its lanes may wait on frames another node holds
+    /// behind an embargo of its own that waits on this node: a cycle that no
+    /// node sees whole.
+    pub fn tick(&mut self, k: &mut Kernel) -> Result<Vec<Out>, TranslateError> {
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for (key, e) in &mut self.embargoes {
+            e.ticks += 1;
+            if e.ticks >= EMBARGO_TICKS {
+                stale.push(key.clone());
+            }
+        }
+        if stale.is_empty() {
+            return Ok(out);
+        }
+        for key in stale {
+            self.abandon_embargo(k, key, None, &mut out)?;
+        }
+        self.handle_freed(k, &mut out)?;
+        Ok(out)
     }
 
     /// The streams (peer, transport stream as [`stream_of`] names them) this
@@ -1140,7 +1195,11 @@ impl Translator {
                 mscount: status.mscount,
                 seqno: status.seqno,
                 qlimit: status.qlimit,
-                send_once: status.sorights.min(crate::wire::MAX_MOVED_SEND_ONCE),
+                // (The rights kept for the peer's forwarder go: see below.)
+                send_once: status
+                    .sorights
+                    .saturating_sub(embargo.as_ref().map_or(0, |e| e.send_once))
+                    .min(crate::wire::MAX_MOVED_SEND_ONCE),
                 embargo: None,
             }),
         });
@@ -1156,6 +1215,7 @@ impl Translator {
                 }
             }
             embargo.queued = self.written[&(peer.to_owned(), id)] - 1;
+            self.dissolve_pool(k, peer, embargo.export, name, id, out)?;
             if let StreamFrame::Moved(m) = &mut out[moved_at].frame {
                 m.embargo = Some(embargo);
             }
@@ -1169,6 +1229,45 @@ impl Translator {
         })
     }
 
+    /// The send-once rights this node keeps for `peer`'s forwarder of port
+    /// `name` (export `export`) go as the port's receive right moves there
+    /// with an embargo: the rights the peer's tasks hold to that forwarder
+    /// stand for them (once the forwarder is the port, or, if the peer does
+    /// not shorten, as rights it makes anew; messages sent through them come
+    /// back here in the peer's own lane). The notifications their
+    /// destruction queues on the port, which one kernel would not make, are
+    /// dropped; anything else goes on to the port (`id`, after its queue).
+    fn dissolve_pool(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        export: u64,
+        name: Name,
+        id: u64,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        let pool = self
+            .send_once_pool
+            .remove(&(peer.to_owned(), export))
+            .unwrap_or_default();
+        let mut left = pool.len();
+        if left == 0 {
+            return Ok(());
+        }
+        for right in pool {
+            let _ = k.port_deallocate(self.task, right);
+        }
+        for m in self.take_queue(k, name)? {
+            if left > 0 && kernel_sent(&m) && m.id == notify_id::SEND_ONCE {
+                left -= 1;
+                self.destroy_received(k, &m);
+            } else if let Err(e) = self.forward_local(k, peer, id, m, out) {
+                self.reports.push(e);
+            }
+        }
+        Ok(())
+    }
+
     /// What `peer` needs to take port `name`, whose receive right moves to
     /// it, under the name it has for the port through this node (its proxy
     /// of this node's export): where what it sent before stands. None when
@@ -1177,14 +1276,19 @@ impl Translator {
     /// `queued`, filled in then, counts them.)
     fn embargo_for(&self, peer: &str, name: Name) -> Option<Embargo> {
         let export = self.peers.get(peer)?.ledger.live_export(u64::from(name))?;
-        if self
+        // Send-once rights this node keeps for the peer's forwarder go with
+        // the move (see `dissolve_pool`).
+        let send_once = self
             .send_once_pool
             .get(&(peer.to_owned(), export))
-            .is_some_and(|pool| !pool.is_empty())
-        {
-            // The peer's forwarder may still send through send-once rights
-            // this node keeps for it: those messages would come back in this
-            // node's lane, at no position the peer can know.
+            .map_or(0, Vec::len);
+        let send_once = u32::try_from(send_once)
+            .ok()
+            .filter(|&n| n <= crate::wire::MAX_MOVED_SEND_ONCE)?;
+        if self.returning_pool.contains_key(&(peer.to_owned(), export)) {
+            // Messages through rights of this node's own proxy come back
+            // through these: were the peer to shorten onto that proxy, they
+            // would reach the port there instead (no stand-in for them).
             return None;
         }
         let lanes: Vec<(Option<Origin>, u64)> = self
@@ -1200,6 +1304,7 @@ impl Translator {
             export,
             era: self.era(peer),
             queued: 0,
+            send_once,
             lanes,
         })
     }
@@ -1261,17 +1366,7 @@ impl Translator {
             },
         );
         self.request_dead_name(k, port)?;
-        let mut pool = Vec::with_capacity(m.send_once as usize);
-        for _ in 0..m.send_once {
-            let (right, _) = kr(
-                "moved port's send-once right",
-                k.port_extract_right(self.task, port, msg_type::MAKE_SEND_ONCE, self.task),
-            )?;
-            pool.push(right);
-        }
-        if !pool.is_empty() {
-            self.send_once_pool.insert((peer.to_owned(), id), pool);
-        }
+        self.grow_pool(k, (peer.to_owned(), id), port, m.send_once, false)?;
         self.adopted.insert(port, m.global.clone());
         self.unclaimed.insert((peer.to_owned(), id), port);
         // A node that names the port through the sender takes it under that
@@ -1294,6 +1389,9 @@ impl Translator {
                     qlimit: m.qlimit,
                     waits,
                     parked: Vec::new(),
+                    send_once: m.embargo.as_ref().map_or(0, |e| e.send_once),
+                    own_send_once: 0,
+                    ticks: 0,
                 },
             );
             // What reached the proxy and is not sent on yet is parked too.
@@ -1305,6 +1403,12 @@ impl Translator {
                 }
             }
             return Ok(());
+        }
+        // Not shortened, the rights the sender kept for this node's
+        // forwarder and let go are made here: what tasks send through their
+        // rights to the forwarder comes back to this port through them.
+        if let Some(e) = &m.embargo {
+            self.grow_pool(k, (peer.to_owned(), id), port, e.send_once, true)?;
         }
         // Otherwise a node that already has a name for the port keeps that
         // one for rights arriving later (the port gets a second name).
@@ -1401,9 +1505,11 @@ impl Translator {
             return Ok(());
         }
         let key = (peer.to_owned(), id);
-        let Some(e) = self.embargoes.get(&key) else {
+        let Some(e) = self.embargoes.get_mut(&key) else {
             return Ok(());
         };
+        e.ticks = 0;
+        let e = &*e;
         // (Rights to the proxy sent home meanwhile are counted first: its
         // import cannot be reported before.)
         let back = e
@@ -1530,14 +1636,7 @@ impl Translator {
         )?;
         self.request_dead_name(k, proxy)?;
         let pool = self.send_once_pool.remove(&key).unwrap_or_default();
-        let mut moved_pool = Vec::with_capacity(pool.len());
-        for _ in 0..pool.len() {
-            let (right, _) = kr(
-                "moved port's send-once right",
-                k.port_extract_right(self.task, proxy, msg_type::MAKE_SEND_ONCE, self.task),
-            )?;
-            moved_pool.push(right);
-        }
+        self.grow_pool(k, key.clone(), proxy, pool.len() as u32, false)?;
         let _ = k.port_mod_refs(self.task, staging, PortRight::Receive as u32, -1);
         for right in pool {
             let _ = k.port_deallocate(self.task, right);
@@ -1548,9 +1647,6 @@ impl Translator {
             }
         }
         self.forget_if_freed(k, staging);
-        if !moved_pool.is_empty() {
-            self.send_once_pool.insert(key.clone(), moved_pool);
-        }
         kr(
             "moved mscount",
             k.port_set_mscount(self.task, proxy, e.mscount),
@@ -1578,6 +1674,19 @@ impl Translator {
         };
         self.embargoed.remove(&e.proxy);
         let (peer, id) = key;
+        // Not shortened, the rights the sender let go are made here (less
+        // those its messages already came back through).
+        if k.port_type(self.task, e.staging)
+            .is_ok_and(|t| t & port_type::RECEIVE != 0)
+        {
+            self.grow_pool(
+                k,
+                (peer.clone(), id),
+                e.staging,
+                e.send_once.saturating_sub(e.own_send_once),
+                true,
+            )?;
+        }
 
         let import = self
             .proxies
@@ -2532,7 +2641,9 @@ impl Translator {
         // goes through one of the moved port's (also when the port moved on:
         // through its queue, as the right left behind would).
         let pool_right = if !target.once && m.dest_form == Form::SendOnce {
-            self.take_pool_right(peer, id)
+            self.own_send_once_back(k, peer, id, &m, target.port as Name)?
+                .or_else(|| self.take_returning_right(peer, id, &m))
+                .or_else(|| self.take_pool_right(peer, id))
         } else {
             None
         };
@@ -2624,6 +2735,12 @@ impl Translator {
                 node: peer.to_owned(),
                 era: self.era(peer),
             });
+            // Back to the node that sent it through a send-once right to its
+            // forwarder, whose pool here went with the port (`dissolve_pool`):
+            // it arrives there through a send-once right again.
+            if m.dest_form == Form::SendOnce && origin.node == upstream {
+                wire.dest_form = Form::SendOnce;
+            }
             let position = self
                 .forwarded
                 .entry((upstream.clone(), import, origin.clone()))
@@ -2721,26 +2838,88 @@ impl Translator {
         })
     }
 
+    /// For a message this node sent through a send-once right to its
+    /// forwarder of the port that moved here from `peer` (stream `id`) under
+    /// an embargo, coming back: a send-once right made on the port (`port`,
+    /// its staging port) to arrive through, as the pool the peer let go
+    /// would have given (see `dissolve_pool`).
+    fn own_send_once_back(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        id: u64,
+        m: &WireMessage,
+        port: Name,
+    ) -> Result<Option<Name>, TranslateError> {
+        if m.origin.as_ref().is_none_or(|o| o.node != self.node) {
+            return Ok(None);
+        }
+        let Some(e) = self.embargoes.get_mut(&(peer.to_owned(), id)) else {
+            return Ok(None);
+        };
+        if e.staging != port || e.own_send_once >= e.send_once {
+            return Ok(None);
+        }
+        e.own_send_once += 1;
+        let (right, _) = kr(
+            "returning message's send-once right",
+            k.port_extract_right(self.task, port, msg_type::MAKE_SEND_ONCE, self.task),
+        )?;
+        Ok(Some(right))
+    }
+
+    /// `n` more send-once rights made on `port` (whose receive right netmsg
+    /// holds) for the pool of the moved port of `key`'s export.
+    fn grow_pool(
+        &mut self,
+        k: &mut Kernel,
+        key: (String, u64),
+        port: Name,
+        n: u32,
+        returning: bool,
+    ) -> Result<(), TranslateError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let pool = if returning {
+            &mut self.returning_pool
+        } else {
+            &mut self.send_once_pool
+        }
+        .entry(key)
+        .or_default();
+        for _ in 0..n {
+            let (right, _) = kr(
+                "moved port's send-once right",
+                k.port_extract_right(self.task, port, msg_type::MAKE_SEND_ONCE, self.task),
+            )?;
+            pool.push(right);
+        }
+        Ok(())
+    }
+
+    /// For a message this node sent through a send-once right to its proxy
+    /// of the port from `peer`, back on `id`: one of the rights made for it.
+    fn take_returning_right(&mut self, peer: &str, id: u64, m: &WireMessage) -> Option<Name> {
+        if m.origin.as_ref().is_none_or(|o| o.node != self.node) {
+            return None;
+        }
+        take_right(&mut self.returning_pool, (peer.to_owned(), id))
+    }
+
     /// One of the send-once rights kept for the moved port of export `id`.
     fn take_pool_right(&mut self, peer: &str, id: u64) -> Option<Name> {
-        let key = (peer.to_owned(), id);
-        let pool = self.send_once_pool.get_mut(&key)?;
-        let right = pool.pop();
-        if pool.is_empty() {
-            self.send_once_pool.remove(&key);
-        }
-        right
+        take_right(&mut self.send_once_pool, (peer.to_owned(), id))
     }
 
     /// Destroys what is left of the send-once rights kept for the moved
     /// port of export `id` (its receiver gets their notifications, as for
     /// any send-once right the peer held when its way ends).
     fn drop_pool(&mut self, k: &mut Kernel, peer: &str, id: u64) {
-        for right in self
-            .send_once_pool
-            .remove(&(peer.to_owned(), id))
-            .unwrap_or_default()
-        {
+        let key = (peer.to_owned(), id);
+        let forwarder = self.send_once_pool.remove(&key).unwrap_or_default();
+        let returning = self.returning_pool.remove(&key).unwrap_or_default();
+        for right in forwarder.into_iter().chain(returning) {
             let _ = k.port_deallocate(self.task, right);
         }
     }
@@ -3353,6 +3532,7 @@ impl Translator {
         let pools: Vec<u64> = self
             .send_once_pool
             .keys()
+            .chain(self.returning_pool.keys())
             .filter(|(p, _)| p == peer)
             .map(|&(_, id)| id)
             .collect();
@@ -3412,6 +3592,17 @@ impl Translator {
         self.finished.retain(|(p, _)| p != peer);
         Ok(out)
     }
+}
+
+/// One of the send-once rights of `pools` kept under `key` (no entry is
+/// left empty).
+fn take_right(pools: &mut BTreeMap<(String, u64), Vec<Name>>, key: (String, u64)) -> Option<Name> {
+    let pool = pools.get_mut(&key)?;
+    let right = pool.pop();
+    if pool.is_empty() {
+        pools.remove(&key);
+    }
+    right
 }
 
 /// Whether `m` came from the kernel through a send-once right (a

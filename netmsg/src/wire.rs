@@ -851,6 +851,15 @@ impl Reader<'_> {
         let era = self.u64("embargo era")?;
         let queued = self.u64("embargo queued")?;
         let at = self.at;
+        let send_once = self.u32("embargo send-once rights")?;
+        if send_once > MAX_MOVED_SEND_ONCE {
+            return Err(WireError::Invalid {
+                at,
+                what: "embargo send-once rights",
+                value: u64::from(send_once),
+            });
+        }
+        let at = self.at;
         let n = self.u16("embargo lane count")? as usize;
         if n > MAX_EMBARGO_LANES {
             return Err(WireError::Invalid {
@@ -878,6 +887,7 @@ impl Reader<'_> {
             export,
             era,
             queued,
+            send_once,
             lanes,
         }))
     }
@@ -947,6 +957,10 @@ pub struct Embargo {
     /// Messages queued on the port at the move: the first after this frame
     /// in the sender's own lane.
     pub queued: u64,
+    /// Send-once rights the sender kept for the receiver's forwarder of the
+    /// port, destroyed at the move (the rights the receiver's tasks hold to
+    /// that forwarder stood for them): at most [`MAX_MOVED_SEND_ONCE`].
+    pub send_once: u32,
     /// Per lane of the stream of `export` (None: the receiver's own), the
     /// messages the sender had taken in; later ones come back in their lane.
     pub lanes: Vec<(Option<Origin>, u64)>,
@@ -994,6 +1008,7 @@ impl StreamFrame {
                         w.u64(e.export);
                         w.u64(e.era);
                         w.u64(e.queued);
+                        w.u32(e.send_once);
                         w.u16(e.lanes.len() as u16);
                         for (origin, n) in &e.lanes {
                             w.origin(origin);

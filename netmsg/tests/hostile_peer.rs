@@ -9,7 +9,7 @@ use netmsg::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use netmsg::translate::{TranslateError, Translator};
 use netmsg::wire::{
     Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem,
-    WireMessage, WireRef, WireRight,
+    WireMessage, WireRef, WireRight, MAX_MOVED_SEND_ONCE,
 };
 use proptest::prelude::*;
 
@@ -155,6 +155,7 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
             0u64..4,
             prop_oneof![0u64..2, Just(u64::MAX)],
             prop_oneof![0u64..3, Just(u64::MAX)],
+            prop_oneof![0u32..3, Just(MAX_MOVED_SEND_ONCE)],
             prop::collection::vec(
                 (
                     prop::option::of(origin()),
@@ -163,10 +164,11 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
                 0..3,
             ),
         )
-            .prop_map(|(export, era, queued, lanes)| Embargo {
+            .prop_map(|(export, era, queued, send_once, lanes)| Embargo {
                 export,
                 era,
                 queued,
+                send_once,
                 lanes,
             }),
     );
@@ -315,6 +317,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
             export: 7,
             era: 0,
             queued: u64::MAX,
+            send_once: MAX_MOVED_SEND_ONCE,
             lanes: vec![(None, 0)],
         }),
     });

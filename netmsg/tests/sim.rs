@@ -119,10 +119,23 @@ fn three_nodes_seeds_found_by_soaks() {
 /// netmsg's last reference to an adopted port's name took it out of
 /// netmsg's space when the port's receiver came, and the name, reused for
 /// another moved port, still stood for the first one's identity, so a right
-/// to the dead first port named the second (3 nodes: 638).
+/// to the dead first port named the second (3 nodes: 638). Found while
+/// the sender of a move came to let go of the send-once rights it keeps for
+/// the receiver's forwarder: an embargo counted the receiver's own messages
+/// and those it had forwarded in its own lane as two waits on one lane, so
+/// it ended before the second kind was back (2 nodes: 358; 3 nodes: 386);
+/// embargoes on three nodes each waiting, through held frames, on another's
+/// (3 nodes: 159, now given up by the embargo clock); a held frame waiting
+/// on a stream read on past a full queue for only 16 blocked sends, while
+/// the receive right that would drain the queue was in that frame (3 nodes:
+/// 237, now read on for one stream window).
 #[test]
 fn seeds_with_moves_found_by_soaks() {
     for (nodes, seed, actions) in [
+        (2, 358, 20_000),
+        (3, 159, 20_000),
+        (3, 237, 20_000),
+        (3, 386, 20_000),
         (2, 17, 3_035),
         (2, 467, 20_000),
         (2, 693, 20_000),

@@ -1592,6 +1592,72 @@ fn netmsg_test_5_a_receive_right_over_and_back_keeps_its_name() {
     differential(receive_right_over_and_back);
 }
 
+/// netmsg-test 5 with send-once rights behind: the client holds a send right
+/// and send-once rights to its port while the receive right goes to the
+/// server and comes back; one send-once right is used while the port is
+/// away, one as it comes back (its message crossing the move), one used and
+/// one destroyed once it is back. Each arrives once, through a send-once
+/// right, and the receive right joins the client's send right under its old
+/// name: the server's node lets go of the send-once rights it kept for the
+/// client's forwarder, whose tasks' rights are the port's own again.
+fn receive_right_over_and_back_with_send_once_rights(c: &mut Cluster) {
+    let x = pair(c);
+    let r = c.port(x.client);
+    c.k(x.client)
+        .port_insert_right(x.client.task, r, x.client.task, r, msg_type::MAKE_SEND)
+        .unwrap();
+    let once: Vec<Name> = (0..4)
+        .map(|_| {
+            c.k(x.client)
+                .port_extract_right(x.client.task, r, msg_type::MAKE_SEND_ONCE, x.client.task)
+                .unwrap()
+                .0
+        })
+        .collect();
+    let send_once = |c: &mut Cluster, i: usize| {
+        c.send(
+            x.client,
+            Message::simple(
+                once[i],
+                msg_type::MOVE_SEND_ONCE,
+                620 + i as i32,
+                vec![int(0)],
+            ),
+        );
+    };
+    move_receive(c, x.client, x.to_p, r);
+    c.settle();
+    let rr = observe_right(c, "server", x.server, x.p);
+    send_once(c, 0);
+    c.settle();
+    c.observe("server on the moved port", x.server, rr);
+    send_once(c, 1);
+    move_receive(c, x.server, x.to_inbox, rr);
+    c.settle();
+    let back = observe_right(c, "client", x.client, x.inbox);
+    note_name(c, "client's right back", x.client, back, r);
+    send_once(c, 2);
+    c.k(x.client)
+        .port_deallocate(x.client.task, once[3])
+        .unwrap();
+    c.settle();
+    for _ in 0..3 {
+        c.observe("client on its port", x.client, back);
+    }
+    c.observe("client, nothing more", x.client, back);
+    let status = c
+        .k(x.client)
+        .port_get_receive_status(x.client.task, back)
+        .unwrap();
+    c.note(format!("send-once rights left: {}", status.sorights));
+    last_sends_then_end(c, &x, back);
+}
+
+#[test]
+fn netmsg_test_5_with_send_once_rights_behind_keeps_one_name() {
+    differential(receive_right_over_and_back_with_send_once_rights);
+}
+
 /// netmsg-test 7: the receive right goes over, messages follow it, the new
 /// receiver sends a send right back: it arrives under the client's old
 /// name; messages through it, then its drop, and no-senders at the new

@@ -5,7 +5,7 @@ use netmsg::translate::ABOUT_SENDERS_EXPORT;
 use netmsg::wire::{
     fuzz_decode, fuzz_decode_one_shot, Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort,
     OneShotFrame, Origin, StreamFrame, WireError, WireItem, WireMessage, WireRef, WireRight,
-    MAX_EMBARGO_LANES,
+    MAX_EMBARGO_LANES, MAX_MOVED_SEND_ONCE,
 };
 use proptest::prelude::*;
 
@@ -331,12 +331,14 @@ fn embargo() -> impl Strategy<Value = Embargo> {
         any::<u64>(),
         any::<u64>(),
         any::<u64>(),
+        0..=MAX_MOVED_SEND_ONCE,
         proptest::collection::btree_map(proptest::option::of(origin()), any::<u64>(), 0..4),
     )
-        .prop_map(|(export, era, queued, lanes)| Embargo {
+        .prop_map(|(export, era, queued, send_once, lanes)| Embargo {
             export: export & !SEND_ONCE_ID_BIT,
             era,
             queued,
+            send_once,
             lanes: lanes.into_iter().collect(),
         })
 }
@@ -720,9 +722,15 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
         export: 4,
         era: 1,
         queued: 2,
+        send_once: MAX_MOVED_SEND_ONCE,
         lanes: vec![(None, 3), (lane(1), 1)],
     };
     assert!(StreamFrame::decode(&with(good.clone())).is_ok());
+    assert!(StreamFrame::decode(&with(Embargo {
+        send_once: MAX_MOVED_SEND_ONCE + 1,
+        ..good.clone()
+    }))
+    .is_err());
     assert!(StreamFrame::decode(&with(Embargo {
         export: 4 | SEND_ONCE_ID_BIT,
         ..good.clone()
