@@ -285,6 +285,9 @@ pub struct Translator {
     /// that did not shorten, see `dissolve_pool`): what tasks send through
     /// those comes back from the peer on `id`, in this node's lane.
     returning_pool: BTreeMap<(String, u64), Vec<Name>>,
+    /// Per forwarder: send-once notifications of pool rights netmsg let go
+    /// of, queued on it, to drop (see `dissolve_pool`).
+    swallow: BTreeMap<Name, Swallow>,
     /// Identities of this node's ports whose receive right moved away: a
     /// right to one is not dead for lack of an export here (bounded).
     moved_away: std::collections::BTreeSet<GlobalId>,
@@ -340,6 +343,14 @@ struct Embargoed {
     /// Calls of [`Translator::tick`] since a message last came on the moved
     /// port's stream.
     ticks: u32,
+}
+
+/// Send-once notifications to drop on a forwarder: after `skip` more of its
+/// messages, the next `drop` are netmsg's own (see `dissolve_pool`).
+#[derive(Debug)]
+struct Swallow {
+    skip: u32,
+    drop: usize,
 }
 
 /// An embargo that sees this many calls of [`Translator::tick`] with no
@@ -434,6 +445,7 @@ impl Translator {
             second_names: std::collections::BTreeSet::new(),
             send_once_pool: BTreeMap::new(),
             returning_pool: BTreeMap::new(),
+            swallow: BTreeMap::new(),
             moved_away: std::collections::BTreeSet::new(),
             moved_away_order: std::collections::VecDeque::new(),
             embargoes: BTreeMap::new(),
@@ -457,6 +469,7 @@ impl Translator {
             && self.staged.is_empty()
             && self.send_once_pool.is_empty()
             && self.returning_pool.is_empty()
+            && self.swallow.is_empty()
             && self.holds.held() == 0
             && self.blocked.is_empty()
             && self.embargoes.is_empty()
@@ -735,6 +748,9 @@ impl Translator {
             return Ok(());
         };
         if self.forwarders.contains_key(&on) {
+            if self.swallowed(k, &msg) {
+                return Ok(());
+            }
             // Everything a forwarder receives is the moved port's: messages
             // through send-once rights and notifications included.
             match self.peers[&peer].ledger.proxy_import_id(proxy.handle) {
@@ -866,6 +882,9 @@ impl Translator {
         self.draining.remove(&forwarder);
         let id = self.peers[&peer].ledger.proxy_import_id(proxy.handle);
         while let Ok(Some(m)) = k.receive(self.task, forwarder, opts) {
+            if self.swallowed(k, &m) {
+                continue;
+            }
             match id {
                 Some(id) => self.forward_local(k, &peer, id, m, out)?,
                 None => self.destroy_received(k, &m),
@@ -1207,15 +1226,13 @@ impl Translator {
         // (The `Moved` frame is the stream's first: positions count it.)
         *self.written.entry((peer.to_owned(), id)).or_insert(0) += 1;
         if let Some(mut embargo) = embargo {
-            // The queue goes now, right behind the frame, so that the peer
-            // knows where it ends in this node's lane.
-            for m in self.take_queue(k, name)? {
-                if let Err(e) = self.forward_local(k, peer, id, m, out) {
-                    self.reports.push(e);
-                }
-            }
-            embargo.queued = self.written[&(peer.to_owned(), id)] - 1;
-            self.dissolve_pool(k, peer, embargo.export, name, id, out)?;
+            // The queue goes on as the forwarder's, in the order messages
+            // reached this node's ports (not now: messages on other proxies
+            // may have come first), right behind the frame in this node's
+            // lane; the peer learns where it ends there. (Messages waiting
+            // for room come after.)
+            embargo.queued = u64::from(status.msgcount);
+            self.dissolve_pool(k, peer, embargo.export, name, status.msgcount);
             if let StreamFrame::Moved(m) = &mut out[moved_at].frame {
                 m.embargo = Some(embargo);
             }
@@ -1234,38 +1251,52 @@ impl Translator {
     /// with an embargo: the rights the peer's tasks hold to that forwarder
     /// stand for them (once the forwarder is the port, or, if the peer does
     /// not shorten, as rights it makes anew; messages sent through them come
-    /// back here in the peer's own lane). The notifications their
-    /// destruction queues on the port, which one kernel would not make, are
-    /// dropped; anything else goes on to the port (`id`, after its queue).
-    fn dissolve_pool(
-        &mut self,
-        k: &mut Kernel,
-        peer: &str,
-        export: u64,
-        name: Name,
-        id: u64,
-        out: &mut Vec<Out>,
-    ) -> Result<(), TranslateError> {
+    /// back here in the peer's own lane). Their destruction queues a
+    /// send-once notification each on the port, behind the `queued`
+    /// messages there; one kernel would make none, so the forwarder drops
+    /// them (see `swallowed`).
+    fn dissolve_pool(&mut self, k: &mut Kernel, peer: &str, export: u64, name: Name, queued: u32) {
         let pool = self
             .send_once_pool
             .remove(&(peer.to_owned(), export))
             .unwrap_or_default();
-        let mut left = pool.len();
-        if left == 0 {
-            return Ok(());
+        if pool.is_empty() {
+            return;
         }
+        self.swallow.insert(
+            name,
+            Swallow {
+                skip: queued,
+                drop: pool.len(),
+            },
+        );
         for right in pool {
             let _ = k.port_deallocate(self.task, right);
         }
-        for m in self.take_queue(k, name)? {
-            if left > 0 && kernel_sent(&m) && m.id == notify_id::SEND_ONCE {
-                left -= 1;
-                self.destroy_received(k, &m);
-            } else if let Err(e) = self.forward_local(k, peer, id, m, out) {
-                self.reports.push(e);
-            }
+    }
+
+    /// Whether `m`, taken from a forwarder, is one of the notifications
+    /// `dissolve_pool` queued on it: then it is destroyed here.
+    fn swallowed(&mut self, k: &mut Kernel, m: &Message) -> bool {
+        let Some(s) = self.swallow.get_mut(&m.local_port) else {
+            return false;
+        };
+        if s.skip > 0 {
+            s.skip -= 1;
+            return false;
         }
-        Ok(())
+        // (Queued right behind the messages counted: anything else means
+        // the count is off, and nothing is dropped.)
+        if !(kernel_sent(m) && m.id == notify_id::SEND_ONCE) {
+            self.swallow.remove(&m.local_port);
+            return false;
+        }
+        s.drop -= 1;
+        if s.drop == 0 {
+            self.swallow.remove(&m.local_port);
+        }
+        self.destroy_received(k, m);
+        true
     }
 
     /// What `peer` needs to take port `name`, whose receive right moves to
@@ -1396,6 +1427,9 @@ impl Translator {
             );
             // What reached the proxy and is not sent on yet is parked too.
             for m in self.take_queue(k, proxy)? {
+                if self.swallowed(k, &m) {
+                    continue;
+                }
                 if proxy_own_notification(&m, self.forwarders.contains_key(&proxy)) {
                     self.destroy_received(k, &m);
                 } else if let Some(e) = self.embargoes.get_mut(&(peer.to_owned(), id)) {
@@ -1551,12 +1585,16 @@ impl Translator {
         }
         let forwarder = self.forwarders.remove(&proxy);
         for m in self.take_queue(k, proxy)? {
+            if self.swallowed(k, &m) {
+                continue;
+            }
             if proxy_own_notification(&m, forwarder.is_some()) {
                 self.destroy_received(k, &m);
             } else {
                 e.parked.push(m);
             }
         }
+        self.swallow.remove(&proxy);
         let ledger = &mut self.peer(&peer).ledger;
         let detached = if ledger.retarget_export(id, u64::from(proxy)) {
             let detached = ledger.detach_proxy(handle);
@@ -3427,6 +3465,7 @@ impl Translator {
                         "destroy proxy",
                         k.port_mod_refs(self.task, name, PortRight::Receive as u32, -1),
                     )?;
+                    self.swallow.remove(&name);
                     if let Some(notify) = self.forwarders.remove(&name) {
                         // The name no longer stands for the port (which
                         // lives on elsewhere), also while netmsg holds it
