@@ -54,4 +54,7 @@ done
 for variant in "" NO_EMBARGO NO_PARK NO_CLAIM_WAIT NO_QUEUED; do
   check embargo.pml "$variant"
 done
+for variant in "" KEEP_POOL NO_RETURNING NO_FRESH; do
+  check pool.pml "$variant"
+done
 exit $status
