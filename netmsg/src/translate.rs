@@ -1472,7 +1472,6 @@ impl Translator {
         if upstream != peer
             || of.once
             || self.embargoed.contains_key(&proxy)
-            || self.kept.get(&proxy).is_some_and(|&n| n > 0)
             || self.congested.contains(&(peer.to_owned(), e.export))
             || self.peers[peer].ledger.proxy_import_id(of.handle) != Some(e.export)
         {
