@@ -1302,9 +1302,9 @@ impl Translator {
     /// What `peer` needs to take port `name`, whose receive right moves to
     /// it, under the name it has for the port through this node (its proxy
     /// of this node's export): where what it sent before stands. None when
-    /// it has no such proxy, or too many lanes to count. (Messages waiting
-    /// for room in the port's queue join it as the queue is forwarded:
-    /// `queued`, filled in then, counts them.)
+    /// it has no such proxy, too many lanes to count or send-once rights to
+    /// let go, or this node keeps returning rights for it. (`queued` is
+    /// filled in by the caller.)
     fn embargo_for(&self, peer: &str, name: Name) -> Option<Embargo> {
         let export = self.peers.get(peer)?.ledger.live_export(u64::from(name))?;
         // Send-once rights this node keeps for the peer's forwarder go with
