@@ -264,7 +264,6 @@ impl Cluster {
         true
     }
 
-    /// Runs netmsg until nothing moves.
     /// Time passes on every node (see [`Translator::tick`]); true if some
     /// node had an embargo waiting.
     pub fn tick(&mut self) -> bool {
@@ -282,6 +281,7 @@ impl Cluster {
         any
     }
 
+    /// Runs netmsg until nothing moves.
     pub fn settle(&mut self) {
         for _ in 0..1_000_000 {
             if !self.step() {
