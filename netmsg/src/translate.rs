@@ -1154,19 +1154,10 @@ impl Translator {
         out: &mut Vec<Out>,
     ) -> Result<WireRight, TranslateError> {
         let status = kr("receive status", k.port_get_receive_status(self.task, name))?;
-        let request = kr(
-            "take no-senders request",
-            k.port_request_notification(self.task, name, notify_id::NO_SENDERS, 0, NAME_NULL, 0),
-        )?;
-        let no_senders = if request == NAME_NULL {
-            None
-        } else if request == NAME_DEAD {
-            let _ = k.port_deallocate(self.task, request);
-            None
-        } else {
-            let r = self.export_right(k, peer, request, msg_type::PORT_SEND_ONCE, out)?;
-            Some(Box::new(r))
-        };
+        let no_senders = self.take_request(k, peer, name, notify_id::NO_SENDERS, out)?;
+        // (Left on the forwarder, it would hand the forwarder to the task
+        // that asked when netmsg lets it go.)
+        let port_destroyed = self.take_request(k, peer, name, notify_id::PORT_DESTROYED, out)?;
         let global = self.local_global(name);
         let embargo = self.embargo_for(peer, name);
         self.forget_adoption(name);
@@ -1239,11 +1230,41 @@ impl Translator {
         }
         Ok(WireRight {
             form: Form::Receive,
-            reference: WireRef::MovedReceive { id, no_senders },
+            reference: WireRef::MovedReceive {
+                id,
+                no_senders,
+                port_destroyed,
+            },
             watermark: 0,
             after: Vec::new(),
             home_stream: None,
         })
+    }
+
+    /// Port `name`'s notification request `which`, taken off it as its
+    /// receive right moves to `peer`: the request's send-once right,
+    /// exported, to arm there.
+    fn take_request(
+        &mut self,
+        k: &mut Kernel,
+        peer: &str,
+        name: Name,
+        which: i32,
+        out: &mut Vec<Out>,
+    ) -> Result<Option<Box<WireRight>>, TranslateError> {
+        let request = kr(
+            "take notification request",
+            k.port_request_notification(self.task, name, which, 0, NAME_NULL, 0),
+        )?;
+        if request == NAME_NULL {
+            return Ok(None);
+        }
+        if request == NAME_DEAD {
+            let _ = k.port_deallocate(self.task, request);
+            return Ok(None);
+        }
+        let r = self.export_right(k, peer, request, msg_type::PORT_SEND_ONCE, out)?;
+        Ok(Some(Box::new(r)))
     }
 
     /// The send-once rights this node keeps for `peer`'s forwarder of port
@@ -3028,7 +3049,11 @@ impl Translator {
                     Ok((proxy, disposition))
                 }
             }
-            WireRef::MovedReceive { id, no_senders } => {
+            WireRef::MovedReceive {
+                id,
+                no_senders,
+                port_destroyed,
+            } => {
                 let Some(port) = self.unclaimed.remove(&(peer.to_owned(), *id)) else {
                     return Err(TranslateError::Protocol {
                         peer: peer.to_owned(),
@@ -3036,7 +3061,11 @@ impl Translator {
                     });
                 };
                 self.unstage(k, port)?;
-                if let Some(request) = no_senders {
+                for (request, which) in [
+                    (no_senders, notify_id::NO_SENDERS),
+                    (port_destroyed, notify_id::PORT_DESTROYED),
+                ] {
+                    let Some(request) = request else { continue };
                     let (right, _) = match self.import_right(k, peer, request, out) {
                         Ok(placed) => placed,
                         Err(e) => {
@@ -3046,11 +3075,11 @@ impl Translator {
                     };
                     if right != NAME_NULL && right != NAME_DEAD {
                         let previous = kr(
-                            "moved no-senders request",
+                            "moved notification request",
                             k.port_request_notification(
                                 self.task,
                                 port,
-                                notify_id::NO_SENDERS,
+                                which,
                                 0,
                                 right,
                                 msg_type::MOVE_SEND_ONCE,
@@ -3712,16 +3741,19 @@ fn check_rights(m: &WireMessage) -> Result<(), String> {
         let once_id = |id: u64| id & crate::release::SEND_ONCE_ID_BIT != 0;
         if let WireRef::MovedReceive {
             id,
-            no_senders: Some(request),
+            no_senders,
+            port_destroyed,
         } = &r.reference
         {
-            if let WireRef::SenderExport { id: once, .. } = request.reference {
-                if !once_id(once) || once_ids.contains(&once) {
-                    return Err(format!(
-                        "no-senders request of moved port {id}: export {once}"
-                    ));
+            for request in no_senders.iter().chain(port_destroyed) {
+                if let WireRef::SenderExport { id: once, .. } = request.reference {
+                    if !once_id(once) || once_ids.contains(&once) {
+                        return Err(format!(
+                            "notification request of moved port {id}: export {once}"
+                        ));
+                    }
+                    once_ids.push(once);
                 }
-                once_ids.push(once);
             }
         }
         match r.reference {

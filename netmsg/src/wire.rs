@@ -118,12 +118,13 @@ pub enum WireRef {
     ReceiverExport { id: u64 },
     /// A receive right moving to the receiver: the port is the one the
     /// [`StreamFrame::Moved`] frame on stream `id` (an ID the sender chose,
-    /// with `MOVED_ID_BIT`) created there; `no_senders` is the port's
-    /// no-senders request (a send-once right the sender exports), which moves
-    /// with it.
+    /// with `MOVED_ID_BIT`) created there; `no_senders` and
+    /// `port_destroyed` are the port's no-senders and port-destroyed
+    /// requests (send-once rights the sender exports), which move with it.
     MovedReceive {
         id: u64,
         no_senders: Option<Box<WireRight>>,
+        port_destroyed: Option<Box<WireRight>>,
     },
 }
 
@@ -300,14 +301,20 @@ impl Writer {
                 self.u8(3);
                 self.u64(*id);
             }
-            WireRef::MovedReceive { id, no_senders } => {
+            WireRef::MovedReceive {
+                id,
+                no_senders,
+                port_destroyed,
+            } => {
                 self.u8(4);
                 self.u64(*id);
-                match no_senders {
-                    None => self.u8(0),
-                    Some(r) => {
-                        self.u8(1);
-                        self.right(r);
+                for request in [no_senders, port_destroyed] {
+                    match request {
+                        None => self.u8(0),
+                        Some(r) => {
+                            self.u8(1);
+                            self.right(r);
+                        }
                     }
                 }
             }
@@ -715,31 +722,19 @@ impl Reader<'_> {
                         value: id,
                     });
                 }
-                let ns_at = self.at;
-                let no_senders = match self.u8("no-senders request")? {
-                    0 => None,
-                    1 => {
-                        let r = self.right_in(true)?;
-                        if r.form != Form::SendOnce
-                            || !matches!(r.reference, WireRef::SenderExport { .. })
-                        {
-                            return Err(WireError::Invalid {
-                                at: ns_at,
-                                what: "no-senders request (not an exported send-once right)",
-                                value: r.form.msg_type() as u64,
-                            });
-                        }
-                        Some(Box::new(r))
-                    }
-                    v => {
-                        return Err(WireError::Invalid {
-                            at: ns_at,
-                            what: "no-senders request",
-                            value: u64::from(v),
-                        })
-                    }
-                };
-                WireRef::MovedReceive { id, no_senders }
+                let no_senders = self.request(
+                    "no-senders request",
+                    "no-senders request (not an exported send-once right)",
+                )?;
+                let port_destroyed = self.request(
+                    "port-destroyed request",
+                    "port-destroyed request (not an exported send-once right)",
+                )?;
+                WireRef::MovedReceive {
+                    id,
+                    no_senders,
+                    port_destroyed,
+                }
             }
             v => {
                 return Err(WireError::Invalid {
@@ -826,6 +821,36 @@ impl Reader<'_> {
             }),
         }
     }
+    /// A moved port's notification request: none, or a send-once right the
+    /// sender exports.
+    fn request(
+        &mut self,
+        what: &'static str,
+        not_exported: &'static str,
+    ) -> Result<Option<Box<WireRight>>, WireError> {
+        let at = self.at;
+        match self.u8(what)? {
+            0 => Ok(None),
+            1 => {
+                let r = self.right_in(true)?;
+                if r.form != Form::SendOnce || !matches!(r.reference, WireRef::SenderExport { .. })
+                {
+                    return Err(WireError::Invalid {
+                        at,
+                        what: not_exported,
+                        value: r.form.msg_type() as u64,
+                    });
+                }
+                Ok(Some(Box::new(r)))
+            }
+            v => Err(WireError::Invalid {
+                at,
+                what,
+                value: u64::from(v),
+            }),
+        }
+    }
+
     fn embargo(&mut self) -> Result<Option<Embargo>, WireError> {
         let at = self.at;
         match self.u8("embargo presence")? {

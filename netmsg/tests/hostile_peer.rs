@@ -45,26 +45,32 @@ fn right() -> impl Strategy<Value = WireRight> {
         }),
         id().prop_map(|id| WireRef::ReceiverExport { id }),
         // Receive rights of ports the peer moved here (or did not), with or
-        // without a no-senders request.
-        (moved_id(), prop::option::of(id())).prop_map(|(id, request)| WireRef::MovedReceive {
-            id,
-            no_senders: request.map(|once| {
-                Box::new(valid_right(
-                    Form::SendOnce,
-                    WireRef::SenderExport {
-                        id: once | SEND_ONCE_ID_BIT,
-                        global: GlobalId {
-                            home: "evil".into(),
-                            port: 1,
-                            incarnation: 0,
+        // without notification requests (their IDs may clash).
+        (moved_id(), prop::option::of(id()), prop::option::of(id())).prop_map(
+            |(id, no_senders, port_destroyed)| {
+                let request = |once: u64| {
+                    Box::new(valid_right(
+                        Form::SendOnce,
+                        WireRef::SenderExport {
+                            id: once | SEND_ONCE_ID_BIT,
+                            global: GlobalId {
+                                home: "evil".into(),
+                                port: 1,
+                                incarnation: 0,
+                            },
                         },
-                    },
-                    0,
-                    Vec::new(),
-                    None,
-                ))
-            }),
-        }),
+                        0,
+                        Vec::new(),
+                        None,
+                    ))
+                };
+                WireRef::MovedReceive {
+                    id,
+                    no_senders: no_senders.map(request),
+                    port_destroyed: port_destroyed.map(request),
+                }
+            },
+        ),
     ];
     (
         prop_oneof![Just(Form::Send), Just(Form::SendOnce), Just(Form::Receive)],
@@ -327,6 +333,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
         reference: WireRef::MovedReceive {
             id: moved,
             no_senders: None,
+            port_destroyed: None,
         },
         watermark: 0,
         after: Vec::new(),

@@ -1182,6 +1182,49 @@ fn no_senders_request_moves(c: &mut Cluster) {
     c.destroy_port(server, p);
 }
 
+/// A port-destroyed request on a receive right that moves goes with it:
+/// when the new receiver destroys the port, the receive right comes back
+/// to the task that asked, in the notification, with what was queued on it
+/// since; the port lives on there.
+fn port_destroyed_request_moves(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    let r = c.port(client);
+    let to_r = c.give_send(client, r, client);
+    let notify = c.port(client);
+    ask_notification(c, client, r, notify_id::PORT_DESTROYED, notify);
+    move_receive(c, client, to_p, r);
+    c.settle();
+    let rr = observe_right(c, "server", server, p);
+    send_int(c, client, to_r, 650, 0);
+    send_int(c, client, to_r, 651, 1);
+    c.settle();
+    c.observe("server on the moved port", server, rr);
+    c.destroy_port(server, rr);
+    c.settle();
+    let m = c
+        .observe("client port-destroyed", client, notify)
+        .expect("the port-destroyed notification");
+    let back = m.body[0].names_payload().unwrap()[0];
+    send_int(c, client, to_r, 652, 2);
+    c.settle();
+    for _ in 0..2 {
+        c.observe("client on the port back", client, back);
+    }
+    c.observe("client, nothing more", client, back);
+    c.k(client).port_deallocate(client.task, to_r).unwrap();
+    c.destroy_port(client, back);
+    c.destroy_port(client, notify);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.settle();
+    c.destroy_port(server, p);
+}
+
+#[test]
+fn a_port_destroyed_request_moving_matches_one_kernel() {
+    differential(port_destroyed_request_moves);
+}
+
 /// A receive right passed on twice (client on node 1 → server on node 0 →
 /// a third task on node 2): every message to it, from before, between and
 /// after the moves, arrives in order at the last holder.

@@ -39,36 +39,44 @@ fn reference() -> impl Strategy<Value = WireRef> {
             }
         ),
         any::<u64>().prop_map(|id| WireRef::ReceiverExport { id }),
-        (
-            any::<u64>(),
-            prop::option::of((
-                any::<u64>(),
-                node(),
-                any::<u64>(),
-                any::<u64>(),
-                any::<u64>()
-            ))
-        )
-            .prop_map(|(id, request)| WireRef::MovedReceive {
+        (any::<u64>(), request(), request()).prop_map(|(id, no_senders, port_destroyed)| {
+            WireRef::MovedReceive {
                 id: (id | MOVED_ID_BIT) & !SEND_ONCE_ID_BIT,
-                no_senders: request.map(|(once, home, port, incarnation, watermark)| {
-                    Box::new(valid_right(
-                        Form::SendOnce,
-                        WireRef::SenderExport {
-                            id: once | SEND_ONCE_ID_BIT,
-                            global: GlobalId {
-                                home,
-                                port,
-                                incarnation,
-                            },
-                        },
-                        watermark,
-                        Vec::new(),
-                        None,
-                    ))
-                }),
-            }),
+                no_senders,
+                port_destroyed,
+            }
+        }),
     ]
+}
+
+/// A moved port's notification request: none, or an exported send-once
+/// right.
+fn request() -> impl Strategy<Value = Option<Box<WireRight>>> {
+    prop::option::of((
+        any::<u64>(),
+        node(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+    ))
+    .prop_map(|request| {
+        request.map(|(once, home, port, incarnation, watermark)| {
+            Box::new(valid_right(
+                Form::SendOnce,
+                WireRef::SenderExport {
+                    id: once | SEND_ONCE_ID_BIT,
+                    global: GlobalId {
+                        home,
+                        port,
+                        incarnation,
+                    },
+                },
+                watermark,
+                Vec::new(),
+                None,
+            ))
+        })
+    })
 }
 
 fn right(form: Form) -> impl Strategy<Value = WireRight> {
@@ -619,6 +627,7 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
         reference: WireRef::MovedReceive {
             id,
             no_senders: no_senders.map(Box::new),
+            port_destroyed: None,
         },
         watermark: 0,
         after: Vec::new(),
@@ -645,7 +654,19 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
         },
         ..request.clone()
     };
-    assert!(decode(moved(MOVED_ID_BIT | 1, Some(send))).is_err());
+    assert!(decode(moved(MOVED_ID_BIT | 1, Some(send.clone()))).is_err());
+    // The same for a port-destroyed request.
+    let destroyed = |request: WireRight| WireRight {
+        reference: WireRef::MovedReceive {
+            id: MOVED_ID_BIT | 1,
+            no_senders: None,
+            port_destroyed: Some(Box::new(request)),
+        },
+        ..good.clone()
+    };
+    let both = destroyed(request.clone());
+    assert_eq!(decode(both.clone()).unwrap(), message(both));
+    assert!(decode(destroyed(send)).is_err());
     assert!(decode(moved(MOVED_ID_BIT | 1, Some(good.clone()))).is_err());
     // A watermark or positions on a receive right.
     assert!(decode(WireRight {

@@ -22,6 +22,7 @@ pub(crate) fn valid_right(
             WireRef::MovedReceive {
                 id: (id | MOVED_ID_BIT) & !SEND_ONCE_ID_BIT,
                 no_senders: None,
+                port_destroyed: None,
             }
         }
         WireRef::MovedReceive { .. } if form != Form::Receive => WireRef::Null,
