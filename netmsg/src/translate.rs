@@ -2699,9 +2699,16 @@ impl Translator {
         // goes through one of the moved port's (also when the port moved on:
         // through its queue, as the right left behind would).
         let pool_right = if !target.once && m.dest_form == Form::SendOnce {
-            self.own_send_once_back(k, peer, id, &m, target.port as Name)?
-                .or_else(|| self.take_returning_right(peer, id, &m))
-                .or_else(|| self.take_pool_right(peer, id))
+            // (This node's own message, back from the peer: see
+            // `dissolve_pool`.)
+            let own = m.origin.as_ref().is_some_and(|o| o.node == self.node);
+            let back = if own {
+                self.own_send_once_back(k, peer, id, target.port as Name)?
+                    .or_else(|| take_right(&mut self.returning_pool, (peer.to_owned(), id)))
+            } else {
+                None
+            };
+            back.or_else(|| self.take_pool_right(peer, id))
         } else {
             None
         };
@@ -2906,12 +2913,8 @@ impl Translator {
         k: &mut Kernel,
         peer: &str,
         id: u64,
-        m: &WireMessage,
         port: Name,
     ) -> Result<Option<Name>, TranslateError> {
-        if m.origin.as_ref().is_none_or(|o| o.node != self.node) {
-            return Ok(None);
-        }
         let Some(e) = self.embargoes.get_mut(&(peer.to_owned(), id)) else {
             return Ok(None);
         };
@@ -2954,15 +2957,6 @@ impl Translator {
             pool.push(right);
         }
         Ok(())
-    }
-
-    /// For a message this node sent through a send-once right to its proxy
-    /// of the port from `peer`, back on `id`: one of the rights made for it.
-    fn take_returning_right(&mut self, peer: &str, id: u64, m: &WireMessage) -> Option<Name> {
-        if m.origin.as_ref().is_none_or(|o| o.node != self.node) {
-            return None;
-        }
-        take_right(&mut self.returning_pool, (peer.to_owned(), id))
     }
 
     /// One of the send-once rights kept for the moved port of export `id`.
