@@ -61,6 +61,11 @@ pub enum Effect {
     /// Drop `count` send references netmsg kept on `proxy` for rights that
     /// went home (which may let its no-senders fire).
     DropProxyRefs { proxy: u64, count: u64 },
+    /// The same for a proxy that became the port itself before its rights
+    /// sent home were confirmed (see [`Ledger::detach_proxy`]): the
+    /// references are on the port now, or dead names if it died; `last`:
+    /// none are left.
+    DropDetachedRefs { proxy: u64, count: u64, last: bool },
     /// This side, the exporter of `id`, writes nothing more about it (after
     /// what it has written): FIN the stream it writes for that export.
     FinishExport { id: u64 },
@@ -159,7 +164,18 @@ pub struct Ledger {
     once_proxy_of: BTreeMap<u64, u64>,
     /// Live one-shot exports by the send-once right netmsg holds.
     once_export_of_right: BTreeMap<u64, u64>,
+    /// Imports whose proxy became the port itself while rights sent home
+    /// through it were unconfirmed, by export id: reported once they are.
+    detached: BTreeMap<u64, Detached>,
     next_proxy: u64,
+}
+
+/// An import detached from its proxy, waiting for `HomeArrived`.
+#[derive(Debug)]
+struct Detached {
+    proxy: u64,
+    received: u64,
+    home_pending: u64,
 }
 
 impl Ledger {
@@ -543,15 +559,17 @@ impl Ledger {
     }
 
     /// `proxy` stops being a proxy (it became the port itself): the rights
-    /// received on it are reported at once. None, changing nothing, while
-    /// rights sent home through it are unconfirmed (netmsg holds references
-    /// for them) or if it is not a live send proxy.
+    /// received on it are reported at once, or, while rights sent home
+    /// through it are unconfirmed (netmsg holds references for them, now on
+    /// the port), once they are: the exporter must still know the export
+    /// when they arrive. None, changing nothing, if it is not a live send
+    /// proxy.
     pub fn detach_proxy(&mut self, proxy: u64) -> Option<Vec<Effect>> {
         let &id = self.import_of_proxy.get(&proxy)?;
         let Some(Import {
             state: ImportState::Live { proxy: p, .. },
             received,
-            home_pending: 0,
+            home_pending,
         }) = self.imports.get(&id)
         else {
             return None;
@@ -559,14 +577,57 @@ impl Ledger {
         if *p != proxy {
             return None;
         }
-        let count = *received;
+        let (count, home_pending) = (*received, *home_pending);
         self.imports.remove(&id);
         self.import_of_proxy.remove(&proxy);
+        if home_pending > 0 {
+            self.detached.insert(
+                id,
+                Detached {
+                    proxy,
+                    received: count,
+                    home_pending,
+                },
+            );
+            return Some(Vec::new());
+        }
         Some(if count > 0 {
             vec![Effect::Send(Frame::Release { id, count })]
         } else {
             Vec::new()
         })
+    }
+
+    /// `count` of a detached import's rights sent home are confirmed (or,
+    /// `all`, need no confirmation any more: the export died): its
+    /// references go, and with the last its report.
+    fn confirm_detached(&mut self, id: u64, count: u64, all: bool) -> Vec<Effect> {
+        let Some(d) = self.detached.get_mut(&id) else {
+            return Vec::new();
+        };
+        let count = if all {
+            d.home_pending
+        } else {
+            count.min(d.home_pending)
+        };
+        d.home_pending -= count;
+        let last = d.home_pending == 0;
+        let mut effects = vec![Effect::DropDetachedRefs {
+            proxy: d.proxy,
+            count,
+            last,
+        }];
+        if last {
+            let received = d.received;
+            self.detached.remove(&id);
+            if received > 0 {
+                effects.push(Effect::Send(Frame::Release {
+                    id,
+                    count: received,
+                }));
+            }
+        }
+        effects
     }
 
     fn on_dead(&mut self, id: u64) -> Vec<Effect> {
@@ -585,7 +646,8 @@ impl Ledger {
                 Effect::FinishImport { id },
             ];
         }
-        let mut effects = Vec::new();
+        // (A detached import's kept references died with the port.)
+        let mut effects = self.confirm_detached(id, 0, true);
         let imp = self.imports.entry(id).or_insert(Import {
             state: ImportState::Tombstone,
             received: 0,
@@ -661,8 +723,24 @@ impl Ledger {
             state: ImportState::Live { proxy, .. },
             home_pending,
             ..
-        }) = self.imports.get_mut(&id)
+        }) = self
+            .imports
+            .get_mut(&id)
+            .filter(|i| i.home_pending > 0 || !self.detached.contains_key(&id))
         else {
+            // (Rights sent home through a proxy that became the port; which
+            // of two proxies of one export a confirmation is for does not
+            // matter: either keeps the export until both are confirmed.)
+            if let Some(d) = self.detached.get(&id) {
+                if count > d.home_pending {
+                    return Err(ReleaseError::OverHomeArrival {
+                        id,
+                        count,
+                        pending: d.home_pending,
+                    });
+                }
+                return Ok(self.confirm_detached(id, count, false));
+            }
             return Ok(Vec::new());
         };
         if count > *home_pending {
@@ -707,6 +785,11 @@ impl Ledger {
                 .keys()
                 .map(|&proxy| Effect::DestroyProxy { proxy }),
         );
+        effects.extend(self.detached.values().map(|d| Effect::DropDetachedRefs {
+            proxy: d.proxy,
+            count: d.home_pending,
+            last: true,
+        }));
         effects.extend(self.exports.values().filter_map(|e| match e.kind {
             ExportKind::Send { port, .. } => Some(Effect::ReleasePort { port }),
             ExportKind::Once { right } if !e.dead => Some(Effect::DestroySendOnce { right }),
@@ -722,7 +805,10 @@ impl Ledger {
 
     /// True when no export, import or tombstone remains.
     pub fn is_empty(&self) -> bool {
-        self.exports.is_empty() && self.imports.is_empty() && self.once_proxies.is_empty()
+        self.exports.is_empty()
+            && self.imports.is_empty()
+            && self.once_proxies.is_empty()
+            && self.detached.is_empty()
     }
 
     /// Live send exports (id, port, unreleased rights).
@@ -734,6 +820,12 @@ impl Ledger {
                 ExportKind::Once { .. } => None,
             })
             .collect()
+    }
+
+    /// Whether proxy `handle` became the port itself with rights sent home
+    /// through it unconfirmed (its name stays known until they are).
+    pub fn is_detached(&self, handle: u64) -> bool {
+        self.detached.values().any(|d| d.proxy == handle)
     }
 
     /// The export ID of a live send import's proxy `handle`.

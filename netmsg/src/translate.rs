@@ -1564,13 +1564,10 @@ impl Translator {
         };
         e.ticks = 0;
         let e = &*e;
-        // (Rights to the proxy sent home meanwhile are counted first: its
-        // import cannot be reported before.)
         let back = e
             .waits
             .iter()
-            .all(|(lane, n)| self.delivered.get(lane).copied().unwrap_or(0) >= *n)
-            && self.kept.get(&e.proxy).is_none_or(|&n| n == 0);
+            .all(|(lane, n)| self.delivered.get(lane).copied().unwrap_or(0) >= *n);
         if back {
             self.hand_over(k, key, out)?;
         }
@@ -1616,6 +1613,7 @@ impl Translator {
         }
         self.swallow.remove(&proxy);
         let ledger = &mut self.peer(&peer).ledger;
+        let import = ledger.proxy_import_id(handle);
         let detached = if ledger.retarget_export(id, u64::from(proxy)) {
             let detached = ledger.detach_proxy(handle);
             if detached.is_none() {
@@ -1634,6 +1632,24 @@ impl Translator {
             return self.abandon_embargo(k, key, Some(e), out);
         };
         self.apply(k, &peer, effects, out)?;
+        if let Some(import) = import.filter(|_| self.peers[&peer].ledger.is_detached(handle)) {
+            // Nothing more is forwarded on the import's stream, whose
+            // release waits: the lanes of other nodes' messages there end
+            // now (their positions, which third nodes may name, are final).
+            let lanes: Vec<Origin> = self
+                .forwarded
+                .keys()
+                .filter(|(up, i, _)| *up == peer && *i == import)
+                .map(|(_, _, origin)| origin.clone())
+                .collect();
+            for origin in lanes {
+                out.push(Out {
+                    peer: peer.clone(),
+                    id: import,
+                    frame: StreamFrame::LaneEnded { id: import, origin },
+                });
+            }
+        }
         if let Some(notify) = forwarder {
             self.forwarder_of_notify.remove(&notify);
             self.draining.remove(&proxy);
@@ -1644,7 +1660,12 @@ impl Translator {
             k.port_move_member(self.task, proxy, NAME_NULL),
         )?;
         self.proxies.remove(&proxy);
-        self.peer(&peer).proxy_name.remove(&handle);
+        // (Kept while rights sent home through it are unconfirmed: its
+        // references on the port go as they are.)
+        let p = self.peer(&peer);
+        if !p.ledger.is_detached(handle) {
+            p.proxy_name.remove(&handle);
+        }
         self.proxy_import.remove(&proxy);
         self.proxy_global.remove(&proxy);
         if self.canonical.get(&e.global) == Some(&proxy) {
@@ -2219,13 +2240,6 @@ impl Translator {
         let stuck = self.embargoes.iter().find_map(|(key, e)| {
             let unmet = unmet_of(e);
             let ready = port_ready(&key.0, key.1);
-            // Everything is back, but rights to the proxy sent home are not
-            // confirmed while the carrying message waits here: the peer may
-            // hold those rights' messages behind an embargo of its own that
-            // waits likewise on this node (a cycle across the two).
-            let unconfirmed = unmet.is_empty()
-                && self.kept.get(&e.proxy).is_some_and(|&n| n > 0)
-                && self.holds.waited_on(|s| *s == ready);
             // What the lanes wait for is on a stream not read while its
             // message waits for room in a full queue, whose receiver may be
             // in a message behind the carrying one.
@@ -2234,11 +2248,9 @@ impl Translator {
                     .values()
                     .any(|(peer, id, _)| *peer == s.node && *id == s.port)
             };
-            (unconfirmed
-                || self
-                    .holds
-                    .depends_on(&unmet, |s| *s == ready || blocked(s), behind))
-            .then(|| key.clone())
+            self.holds
+                .depends_on(&unmet, |s| *s == ready || blocked(s), behind)
+                .then(|| key.clone())
         });
         let Some(key) = stuck else {
             return Ok(false);
@@ -3509,6 +3521,22 @@ impl Translator {
                             PortRight::DeadName as u32,
                             -(kept as i32),
                         );
+                    }
+                    self.forget_if_freed(k, name);
+                }
+                Effect::DropDetachedRefs { proxy, count, last } => {
+                    let Some(&name) = self.peers[peer].proxy_name.get(&proxy) else {
+                        continue;
+                    };
+                    if last {
+                        self.peer(peer).proxy_name.remove(&proxy);
+                    }
+                    // (Send rights on the port, or dead names once it died.)
+                    let refs = -(count as i32);
+                    if k.port_mod_refs(self.task, name, PortRight::Send as u32, refs)
+                        .is_err()
+                    {
+                        let _ = k.port_mod_refs(self.task, name, PortRight::DeadName as u32, refs);
                     }
                     self.forget_if_freed(k, name);
                 }

@@ -426,6 +426,18 @@ fn a_stale_no_senders_is_ignored() {
     );
 }
 
+/// B, with one right to export `id` on its way home, is told two arrived.
+fn confirming_more_than_pending_is_an_error(b: &mut Ledger, id: u64) {
+    assert_eq!(
+        b.on_frame(Frame::HomeArrived { id, count: 2 }),
+        Err(netmsg::release::ReleaseError::OverHomeArrival {
+            id,
+            count: 2,
+            pending: 1
+        })
+    );
+}
+
 #[test]
 fn a_right_going_home_holds_the_release_until_it_arrives() {
     let mut a = Ledger::new();
@@ -441,14 +453,7 @@ fn a_right_going_home_holds_the_release_until_it_arrives() {
     let (port, effects) = a.home_arrived(id);
     assert_eq!(port, Some(4));
     assert_eq!(effects, [Effect::Send(Frame::HomeArrived { id, count: 1 })]);
-    assert_eq!(
-        b.on_frame(Frame::HomeArrived { id, count: 2 }),
-        Err(netmsg::release::ReleaseError::OverHomeArrival {
-            id,
-            count: 2,
-            pending: 1
-        })
-    );
+    confirming_more_than_pending_is_an_error(&mut b, id);
     assert_eq!(
         b.on_frame(Frame::HomeArrived { id, count: 1 }).unwrap(),
         [Effect::DropProxyRefs { proxy, count: 1 }]
@@ -460,4 +465,91 @@ fn a_right_going_home_holds_the_release_until_it_arrives() {
             Effect::DestroyProxy { proxy }
         ]
     );
+}
+
+/// B's proxy of A's export becomes the port itself (route shortening) while
+/// a right to it is on its way home: the import is reported only after that
+/// right arrived, so A still knows the export when it does.
+#[test]
+fn a_proxy_that_becomes_the_port_reports_after_its_rights_home_arrive() {
+    let mut a = Ledger::new();
+    let mut b = Ledger::new();
+    let id = a.export(4);
+    a.export(4);
+    let (Imported::Proxy(proxy), _) = b.import(id).unwrap() else {
+        panic!()
+    };
+    b.import(id).unwrap();
+    assert_eq!(b.send_home(proxy), Some(id));
+    assert_eq!(b.send_home(proxy), Some(id));
+    assert_eq!(b.detach_proxy(proxy), Some(vec![]));
+    assert!(b.is_detached(proxy) && !b.is_empty());
+    assert_eq!(b.proxy_import_id(proxy), None);
+    // The first right arrives home, as the port.
+    assert_eq!(a.home_arrived(id).0, Some(4));
+    assert_eq!(
+        b.on_frame(Frame::HomeArrived { id, count: 1 }).unwrap(),
+        [Effect::DropDetachedRefs {
+            proxy,
+            count: 1,
+            last: false
+        }]
+    );
+    confirming_more_than_pending_is_an_error(&mut b, id);
+    // The second, still delivered as the port: the export is alive.
+    assert_eq!(a.home_arrived(id).0, Some(4));
+    assert_eq!(
+        b.on_frame(Frame::HomeArrived { id, count: 1 }).unwrap(),
+        [
+            Effect::DropDetachedRefs {
+                proxy,
+                count: 1,
+                last: true
+            },
+            Effect::Send(Frame::Release { id, count: 2 })
+        ]
+    );
+    assert!(b.is_empty() && !b.is_detached(proxy));
+    assert!(a
+        .on_frame(Frame::Release { id, count: 2 })
+        .unwrap()
+        .contains(&Effect::ReleasePort { port: 4 }));
+    assert!(a.is_empty());
+}
+
+/// A detached import whose port dies, or whose link is lost, drops the
+/// references it kept at once (no confirmation will come).
+#[test]
+fn a_detached_import_ends_with_its_port_or_its_link() {
+    for link_lost in [false, true] {
+        let mut b = Ledger::new();
+        let (Imported::Proxy(proxy), _) = b.import(9).unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.send_home(proxy), Some(9));
+        assert_eq!(b.detach_proxy(proxy), Some(vec![]));
+        let drop = Effect::DropDetachedRefs {
+            proxy,
+            count: 1,
+            last: true,
+        };
+        if link_lost {
+            assert_eq!(b.link_lost(), [drop]);
+        } else {
+            assert_eq!(
+                b.on_frame(Frame::Dead { id: 9 }).unwrap(),
+                [drop, Effect::Send(Frame::Release { id: 9, count: 1 })]
+            );
+            // A late confirmation of the dead import is ignored.
+            assert_eq!(
+                b.on_frame(Frame::HomeArrived { id: 9, count: 1 }),
+                Ok(vec![])
+            );
+            assert_eq!(
+                b.on_frame(Frame::Ack { id: 9, left: 0 }).unwrap(),
+                [Effect::FinishImport { id: 9 }]
+            );
+        }
+        assert!(b.is_empty(), "link lost: {link_lost}");
+    }
 }

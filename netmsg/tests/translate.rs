@@ -12,7 +12,9 @@ use std::ops::{Deref, DerefMut};
 use mach::types::{msg_type, notify_id, port_type};
 use mach::{Item, Message, Name, Payload, PortRight};
 use mach::{NAME_DEAD, NAME_NULL};
+use netmsg::release::Frame;
 use netmsg::sim::{self, Task as T};
+use netmsg::wire::StreamFrame;
 
 /// The simulation cluster plus the trace of what tasks observed.
 struct Cluster {
@@ -1623,6 +1625,64 @@ fn right_to_a_port_that_moved_away_comes_back(c: &mut Cluster) {
 #[test]
 fn a_right_to_a_port_that_moved_away_coming_back_names_it() {
     differential(right_to_a_port_that_moved_away_comes_back);
+}
+
+/// The client sends its right to the server's port `r` home, and `r`'s
+/// receive right comes to it before the server's confirmation does: the
+/// client's proxy becomes the port at once (one name), the import's release
+/// waits for the confirmation, and the rights it kept for it go then.
+/// (The hand-over used to wait for the confirmation, and gave up the
+/// embargo, leaving a second name, when the carrying message waited on it.)
+#[test]
+fn a_proxy_becomes_the_port_before_its_right_sent_home_is_confirmed() {
+    let mut c = Cluster::new(2, 1);
+    let x = pair(&mut c);
+    let r = c.port(x.server);
+    let to_r = c.give_send(x.server, r, x.client);
+    c.settle();
+    send_right(&mut c, x.client, x.to_p, 900, msg_type::COPY_SEND, to_r);
+    frames_before_pump(&mut c, 1, 0);
+    let confirmations: Vec<_> =
+        c.c.streams
+            .iter_mut()
+            .filter(|((from, to, _), _)| (*from, *to) == (0, 1))
+            .flat_map(|(&key, q)| {
+                let held: Vec<_> = q
+                    .iter()
+                    .filter(|f| matches!(f, StreamFrame::Release(Frame::HomeArrived { .. })))
+                    .cloned()
+                    .collect();
+                q.retain(|f| !matches!(f, StreamFrame::Release(Frame::HomeArrived { .. })));
+                held.into_iter().map(move |f| (key, f))
+            })
+            .collect();
+    assert_eq!(confirmations.len(), 1, "one confirmation held back");
+    move_receive(&mut c, x.server, x.to_inbox, r);
+    c.settle();
+    let rr = c
+        .receive(x.client, x.inbox)
+        .expect("the receive right, before the confirmation")
+        .body[1]
+        .names_payload()
+        .unwrap()[0];
+    assert_eq!(rr, to_r, "the client's one name for the port");
+    let home = c.receive(x.server, x.p).expect("the right sent home").body[1]
+        .names_payload()
+        .unwrap()[0];
+    assert_eq!(home, r, "the right home names the server's forwarder");
+    send_int(&mut c, x.server, home, 901, 1);
+    c.settle();
+    assert_eq!(c.receive(x.client, rr).map(|m| m.id), Some(901));
+    for (key, frame) in confirmations {
+        c.c.streams.entry(key).or_default().push_back(frame);
+    }
+    c.settle();
+    drop_sends(&mut c, x.server, home);
+    c.settle();
+    drop_sends(&mut c, x.client, rr);
+    c.destroy_port(x.client, rr);
+    end_pair(&mut c, &x);
+    c.check_clean();
 }
 
 #[test]
