@@ -1498,6 +1498,15 @@ impl Translator {
         {
             return None;
         }
+        // Another proxy of the port toward the peer (a second name from an
+        // earlier move): what it sent comes back in this node's lane too,
+        // uncounted by the embargo.
+        let other_way = self.proxies.iter().any(|(&name, (up, of))| {
+            name != proxy && up == peer && !of.once && self.proxy_global.get(&name) == Some(g)
+        });
+        if other_way {
+            return None;
+        }
         let taken = |origin: &Option<Origin>| {
             e.lanes
                 .iter()
