@@ -101,6 +101,24 @@ const SPARE_NOTIFY_RIGHTS: usize = 64;
 /// next one-shot imports (each a receive right in its space).
 const SPARE_PROXIES: usize = 64;
 
+/// A forwarder's moved queue (the messages queued on its port when the
+/// receive right left), forwarded first: how many are left, and where
+/// `Translator::write_log` stood at the move. Their rights' positions do not
+/// count what was written since (the message carrying the receive right and
+/// messages sent after it: netmsg takes messages in the order they were
+/// sent, and the queue's were sent before), since the receiver holds the
+/// carrying message until the queue is back.
+#[derive(Debug)]
+struct QueueCut {
+    left: u32,
+    start: usize,
+}
+
+/// Writes logged while moved queues wait to be forwarded: past this many
+/// (a forwarder not read for long), positions count them again (safe; an
+/// embargo that then waits on its own carrying message is given up).
+const MAX_WRITE_LOG: usize = 4096;
+
 /// What became of a message from the wire.
 enum Placed {
     /// Delivered, or destroyed with its dead port.
@@ -235,6 +253,13 @@ pub struct Translator {
     closed: Vec<(String, u64)>,
     /// References netmsg keeps per proxy for rights gone home.
     kept: BTreeMap<Name, u64>,
+    /// Forwarders whose first messages are the queue their port had when
+    /// its receive right left (see [`QueueCut`]).
+    queue_cuts: BTreeMap<Name, QueueCut>,
+    /// The streams written on, in order, while `queue_cuts` is not empty.
+    write_log: Vec<(String, u64)>,
+    /// While a moved queue's message is encoded: its cut's start.
+    cut: Option<usize>,
     /// Messages from the wire waiting for room in a full queue, by the
     /// kernel's ticket: the (peer, export id) stream each came on. Such a
     /// stream is stalled: nothing more is read from it until its sends are
@@ -431,6 +456,9 @@ impl Translator {
             eras: BTreeMap::new(),
             pending: BTreeMap::new(),
             kept: BTreeMap::new(),
+            queue_cuts: BTreeMap::new(),
+            write_log: Vec::new(),
+            cut: None,
             closed: Vec::new(),
             blocked: BTreeMap::new(),
             congested: std::collections::BTreeSet::new(),
@@ -470,6 +498,7 @@ impl Translator {
             && self.send_once_pool.is_empty()
             && self.returning_pool.is_empty()
             && self.swallow.is_empty()
+            && self.queue_cuts.is_empty()
             && self.holds.held() == 0
             && self.blocked.is_empty()
             && self.embargoes.is_empty()
@@ -838,13 +867,23 @@ impl Translator {
         // in the hop's own lane, not in this node's.
         let via_pool =
             msg.local_type() == msg_type::PORT_SEND_ONCE && self.forwarders.contains_key(&on);
-        let mut wire = self.outgoing(k, peer, msg, out)?;
+        // A moved queue's message: its rights' positions stop at the move.
+        self.cut = self.queue_cuts.get_mut(&on).map(|cut| {
+            cut.left -= 1;
+            cut.start
+        });
+        let wire = self.outgoing(k, peer, msg, out);
+        self.cut = None;
+        if self.queue_cuts.get(&on).is_some_and(|cut| cut.left == 0) {
+            self.end_queue_cut(on);
+        }
+        let mut wire = wire?;
         // The first message on the stream after a right reached this proxy by
         // another path waits, at the home, for that path's earlier messages.
         if let Some(deps) = self.pending.remove(&on) {
             wire.dependencies.extend(deps);
         }
-        *self.written.entry((peer.to_owned(), id)).or_insert(0) += 1;
+        self.wrote(peer, id);
         if let Some(lane) = self.home_streams.get(&on).filter(|_| !via_pool) {
             *self
                 .through
@@ -1082,11 +1121,7 @@ impl Translator {
                         // netmsg keeps the reference until HomeArrived.
                         Some(id) => {
                             *self.kept.entry(name).or_insert(0) += 1;
-                            watermark = self
-                                .written
-                                .get(&(peer.to_owned(), id))
-                                .copied()
-                                .unwrap_or(0);
+                            watermark = self.written_before_cut(peer, id);
                             after.extend(self.pending.get(&name).into_iter().flatten().cloned());
                             WireRef::ReceiverExport { id }
                         }
@@ -1215,7 +1250,16 @@ impl Translator {
         });
         let moved_at = out.len() - 1;
         // (The `Moved` frame is the stream's first: positions count it.)
-        *self.written.entry((peer.to_owned(), id)).or_insert(0) += 1;
+        self.wrote(peer, id);
+        if status.msgcount > 0 {
+            self.queue_cuts.insert(
+                name,
+                QueueCut {
+                    left: status.msgcount,
+                    start: self.write_log.len(),
+                },
+            );
+        }
         if let Some(mut embargo) = embargo {
             // The queue goes on as the forwarder's, in the order messages
             // reached this node's ports (not now: messages on other proxies
@@ -1610,6 +1654,7 @@ impl Translator {
             let _ = k.port_deallocate(self.task, previous);
         }
         let forwarder = self.forwarders.remove(&proxy);
+        self.end_queue_cut(proxy);
         for m in self.take_queue(k, proxy)? {
             if self.swallowed(k, &m) {
                 continue;
@@ -1934,11 +1979,7 @@ impl Translator {
         proxy: Name,
         global: &GlobalId,
     ) -> Option<Dependency> {
-        let written = self
-            .written
-            .get(&(upstream.to_owned(), import))
-            .copied()
-            .filter(|&w| w > 0)?;
+        let written = Some(self.written_before_cut(upstream, import)).filter(|&w| w > 0)?;
         if self.leads_home(proxy, upstream, global) {
             return Some(Dependency {
                 via: self.node.clone(),
@@ -1963,6 +2004,40 @@ impl Translator {
             }),
             position: through,
         })
+    }
+
+    /// A frame is written on stream `id` to `peer`.
+    fn wrote(&mut self, peer: &str, id: u64) {
+        *self.written.entry((peer.to_owned(), id)).or_insert(0) += 1;
+        if !self.queue_cuts.is_empty() {
+            self.write_log.push((peer.to_owned(), id));
+            if self.write_log.len() > MAX_WRITE_LOG {
+                self.queue_cuts.clear();
+                self.write_log.clear();
+            }
+        }
+    }
+
+    /// Forwarder `name`'s moved queue is forwarded, or will not be.
+    fn end_queue_cut(&mut self, name: Name) {
+        if self.queue_cuts.remove(&name).is_some() && self.queue_cuts.is_empty() {
+            self.write_log.clear();
+        }
+    }
+
+    /// Messages written on stream `id` to `peer` (for a moved queue's
+    /// message being encoded, up to the move).
+    fn written_before_cut(&self, peer: &str, id: u64) -> u64 {
+        let written = self
+            .written
+            .get(&(peer.to_owned(), id))
+            .copied()
+            .unwrap_or(0);
+        let since = self.cut.map_or(0, |start| {
+            let log = self.write_log.get(start..).unwrap_or_default();
+            log.iter().filter(|(p, i)| p == peer && *i == id).count() as u64
+        });
+        written.saturating_sub(since)
     }
 
     /// Whether `proxy`'s upstream holds the port's receive right: it is the
@@ -3509,6 +3584,7 @@ impl Translator {
                         k.port_mod_refs(self.task, name, PortRight::Receive as u32, -1),
                     )?;
                     self.swallow.remove(&name);
+                    self.end_queue_cut(name);
                     if let Some(notify) = self.forwarders.remove(&name) {
                         // The name no longer stands for the port (which
                         // lives on elsewhere), also while netmsg holds it

@@ -1695,6 +1695,45 @@ fn netmsg_test_5_a_receive_right_over_and_back_keeps_its_name() {
     differential(receive_right_over_and_back);
 }
 
+/// A message queued on the client's port `r` carries a send right to the
+/// server's port `p`; `r`'s receive right then goes to the server in a
+/// message to `p`. The server, which names `r` already, takes it under that
+/// name: the queued message's right, coming home, does not wait for the
+/// message carrying the receive right (sent after it was queued), which
+/// waits for the queued message (it used to, and the embargo was given up
+/// as a cycle: a second name).
+fn queued_right_home_with_the_receive_right(c: &mut Cluster) {
+    let x = pair(c);
+    let r = c.port(x.client);
+    let to_r = c.give_send(x.client, r, x.server);
+    send_right(c, x.server, to_r, 840, msg_type::MAKE_SEND, x.p);
+    c.settle();
+    move_receive(c, x.client, x.to_p, r);
+    c.settle();
+    let rr = observe_right(c, "server", x.server, x.p);
+    note_name(c, "server's receive right", x.server, rr, to_r);
+    let home = observe_right(c, "server on the moved port", x.server, rr);
+    note_name(c, "the right in the queued message", x.server, home, x.p);
+    c.k(x.server)
+        .port_mod_refs(x.server.task, home, PortRight::Send as u32, -1)
+        .unwrap();
+    // (Under a second name the server's send right stays on `to_r`.)
+    for name in [rr, to_r] {
+        let ty = c.k(x.server).port_type(x.server.task, name).unwrap_or(0);
+        if ty & port_type::SEND != 0 {
+            drop_sends(c, x.server, name);
+        }
+    }
+    c.settle();
+    c.destroy_port(x.server, rr);
+    end_pair(c, &x);
+}
+
+#[test]
+fn a_queued_right_coming_home_with_its_receive_right_keeps_one_name() {
+    differential(queued_right_home_with_the_receive_right);
+}
+
 /// netmsg-test 5 with send-once rights behind: the client holds a send right
 /// and send-once rights to its port while the receive right goes to the
 /// server and comes back; one send-once right is used while the port is
