@@ -2321,17 +2321,32 @@ impl Translator {
                 .map(unmet_of)
                 .unwrap_or_default()
         };
+        // Streams stalled on a full queue whose receive right netmsg holds
+        // (staged, or in a message held here): a task holding it instead
+        // will make room. (One in a message in a kernel queue of a port
+        // netmsg holds is not seen: the embargo clock gives that up.)
+        let mut blocked = std::collections::BTreeSet::new();
+        for (peer, id, _) in self.blocked.values() {
+            let port = self
+                .peers
+                .get(peer)
+                .and_then(|p| p.ledger.export_target(*id))
+                .map(|t| t.port as Name);
+            let netmsgs = port.is_some_and(|port| {
+                k.port_type(self.task, port)
+                    .is_ok_and(|t| t & port_type::RECEIVE != 0)
+            });
+            if netmsgs {
+                blocked.insert((peer.as_str(), *id));
+            }
+        }
         let stuck = self.embargoes.iter().find_map(|(key, e)| {
             let unmet = unmet_of(e);
             let ready = port_ready(&key.0, key.1);
             // What the lanes wait for is on a stream not read while its
-            // message waits for room in a full queue, whose receiver may be
-            // in a message behind the carrying one.
-            let blocked = |s: &StreamKey| {
-                self.blocked
-                    .values()
-                    .any(|(peer, id, _)| *peer == s.node && *id == s.port)
-            };
+            // message waits for room in a full queue, whose receive right
+            // may be in a message behind the carrying one.
+            let blocked = |s: &StreamKey| blocked.contains(&(s.node.as_str(), s.port));
             self.holds
                 .depends_on(&unmet, |s| *s == ready || blocked(s), behind)
                 .then(|| key.clone())

@@ -946,6 +946,66 @@ fn a_full_queue_is_read_past_for_a_held_right() {
     }
 }
 
+/// The server moves its port `r` to the client (which names it) with a
+/// message queued on it that carries a right to the client's port `q`,
+/// whose queue is full of the server's messages: the queued message waits
+/// for them, and they for room. A task holds `q`'s receive right, so room
+/// will come: the embargo waits for it rather than giving up (as when the
+/// receive right is in a message behind the carrying one), and the client
+/// takes `r` under its one name once it has read `q`. (The embargo used to
+/// be given up: a second name.)
+#[test]
+fn an_embargo_waits_for_room_a_task_will_make() {
+    for seed in 1..=10 {
+        let mut c = Cluster::new(2, seed);
+        let x = pair(&mut c);
+        let q = c.port(x.client);
+        c.k(x.client).port_set_qlimit(x.client.task, q, 1).unwrap();
+        let to_q = c.give_send(x.client, q, x.server);
+        let r = c.port(x.server);
+        let to_r = c.give_send(x.server, r, x.client);
+        c.k(x.server)
+            .port_insert_right(x.server.task, r, x.server.task, r, msg_type::MAKE_SEND)
+            .unwrap();
+        c.settle();
+        for i in 0..3 {
+            send_int(&mut c, x.server, to_q, 920 + i, i);
+        }
+        send_right(&mut c, x.server, r, 930, msg_type::COPY_SEND, to_q);
+        move_receive(&mut c, x.server, x.to_inbox, r);
+        c.settle();
+        for i in 0..3 {
+            let m = c
+                .receive(x.client, q)
+                .expect("the server's messages, in order");
+            assert_eq!(m.id, 920 + i, "seed {seed}");
+            c.settle();
+        }
+        let rr = c
+            .receive(x.client, x.inbox)
+            .expect("the receive right")
+            .body[1]
+            .names_payload()
+            .unwrap()[0];
+        assert_eq!(rr, to_r, "seed {seed}: the client's one name for r");
+        let m = c.receive(x.client, rr).expect("the queued message");
+        assert_eq!(m.id, 930, "seed {seed}");
+        let right = m.body[1].names_payload().unwrap()[0];
+        assert_eq!(right, q, "seed {seed}: the right comes home as q");
+        c.k(x.client)
+            .port_mod_refs(x.client.task, q, PortRight::Send as u32, -1)
+            .unwrap();
+        c.k(x.server).port_deallocate(x.server.task, to_q).unwrap();
+        c.k(x.server).port_deallocate(x.server.task, r).unwrap();
+        drop_sends(&mut c, x.client, rr);
+        c.destroy_port(x.client, rr);
+        c.settle();
+        c.destroy_port(x.client, q);
+        end_pair(&mut c, &x);
+        c.check_clean();
+    }
+}
+
 /// Node `from`'s netmsg pumps; the frames it wrote to node `to` are handled
 /// there before `to`'s netmsg looks at its own queue.
 fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
