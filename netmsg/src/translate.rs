@@ -2303,6 +2303,9 @@ impl Translator {
         k: &mut Kernel,
         out: &mut Vec<Out>,
     ) -> Result<bool, TranslateError> {
+        if self.embargoes.is_empty() {
+            return Ok(false);
+        }
         let unmet_of = |e: &Embargoed| -> Vec<StreamKey> {
             e.waits
                 .iter()
@@ -3625,7 +3628,8 @@ impl Translator {
                     self.forget_if_freed(k, name);
                 }
                 Effect::DropDetachedRefs { proxy, count, last } => {
-                    let Some(&name) = self.peers[peer].proxy_name.get(&proxy) else {
+                    let name = self.peers.get(peer).and_then(|p| p.proxy_name.get(&proxy));
+                    let Some(&name) = name else {
                         continue;
                     };
                     if last {

@@ -981,12 +981,7 @@ fn an_embargo_waits_for_room_a_task_will_make() {
             assert_eq!(m.id, 920 + i, "seed {seed}");
             c.settle();
         }
-        let rr = c
-            .receive(x.client, x.inbox)
-            .expect("the receive right")
-            .body[1]
-            .names_payload()
-            .unwrap()[0];
+        let rr = right_in_next(&mut c, x.client, x.inbox, "the receive right");
         assert_eq!(rr, to_r, "seed {seed}: the client's one name for r");
         let m = c.receive(x.client, rr).expect("the queued message");
         assert_eq!(m.id, 930, "seed {seed}");
@@ -1581,6 +1576,13 @@ fn send_right(c: &mut Cluster, t: T, dest: Name, id: i32, disposition: u8, name:
     );
 }
 
+/// `t`'s next message on `name` (`what`, which must have come), which
+/// carries a right: its name.
+fn right_in_next(c: &mut Cluster, t: T, name: Name, what: &str) -> Name {
+    let m = c.receive(t, name).unwrap_or_else(|| panic!("{what}"));
+    m.body[1].names_payload().unwrap()[0]
+}
+
 /// `who` observes the next message on `name`, which carries a right: its name.
 fn observe_right(c: &mut Cluster, who: &str, t: T, name: Name) -> Name {
     let m = c.observe(who, t, name).expect("a message with a right");
@@ -1719,16 +1721,14 @@ fn a_proxy_becomes_the_port_before_its_right_sent_home_is_confirmed() {
     assert_eq!(confirmations.len(), 1, "one confirmation held back");
     move_receive(&mut c, x.server, x.to_inbox, r);
     c.settle();
-    let rr = c
-        .receive(x.client, x.inbox)
-        .expect("the receive right, before the confirmation")
-        .body[1]
-        .names_payload()
-        .unwrap()[0];
+    let rr = right_in_next(
+        &mut c,
+        x.client,
+        x.inbox,
+        "the receive right, before the confirmation",
+    );
     assert_eq!(rr, to_r, "the client's one name for the port");
-    let home = c.receive(x.server, x.p).expect("the right sent home").body[1]
-        .names_payload()
-        .unwrap()[0];
+    let home = right_in_next(&mut c, x.server, x.p, "the right sent home");
     assert_eq!(home, r, "the right home names the server's forwarder");
     send_int(&mut c, x.server, home, 901, 1);
     c.settle();
