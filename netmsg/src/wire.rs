@@ -623,6 +623,20 @@ impl Reader<'_> {
             self.take(4, what)?.try_into().expect("4"),
         ))
     }
+    /// A u32 of at most `max` (the error names where it started).
+    fn u32_at_most(&mut self, what: &'static str, max: u32) -> Result<u32, WireError> {
+        let at = self.at;
+        let v = self.u32(what)?;
+        if v > max {
+            return Err(WireError::Invalid {
+                at,
+                what,
+                value: u64::from(v),
+            });
+        }
+        Ok(v)
+    }
+
     fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
         Ok(u64::from_le_bytes(
             self.take(8, what)?.try_into().expect("8"),
@@ -875,15 +889,7 @@ impl Reader<'_> {
         }
         let era = self.u64("embargo era")?;
         let queued = self.u64("embargo queued")?;
-        let at = self.at;
-        let send_once = self.u32("embargo send-once rights")?;
-        if send_once > MAX_MOVED_SEND_ONCE {
-            return Err(WireError::Invalid {
-                at,
-                what: "embargo send-once rights",
-                value: u64::from(send_once),
-            });
-        }
+        let send_once = self.u32_at_most("embargo send-once rights", MAX_MOVED_SEND_ONCE)?;
         let at = self.at;
         let n = self.u16("embargo lane count")? as usize;
         if n > MAX_EMBARGO_LANES {
@@ -1100,24 +1106,8 @@ impl StreamFrame {
             let global = r.global()?;
             let mscount = r.u32("make-send count")?;
             let seqno = r.u32("sequence number")?;
-            let at = r.at;
-            let qlimit = r.u32("queue limit")?;
-            if qlimit > mach::types::QLIMIT_MAX {
-                return Err(WireError::Invalid {
-                    at,
-                    what: "queue limit",
-                    value: u64::from(qlimit),
-                });
-            }
-            let at = r.at;
-            let send_once = r.u32("send-once rights")?;
-            if send_once > MAX_MOVED_SEND_ONCE {
-                return Err(WireError::Invalid {
-                    at,
-                    what: "send-once rights",
-                    value: u64::from(send_once),
-                });
-            }
+            let qlimit = r.u32_at_most("queue limit", mach::types::QLIMIT_MAX)?;
+            let send_once = r.u32_at_most("send-once rights", MAX_MOVED_SEND_ONCE)?;
             let embargo = r.embargo()?;
             if r.at != frame.len() {
                 return Err(WireError::Trailing(frame.len() - r.at));
