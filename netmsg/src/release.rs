@@ -166,14 +166,15 @@ pub struct Ledger {
     once_export_of_right: BTreeMap<u64, u64>,
     /// Imports whose proxy became the port itself while rights sent home
     /// through it were unconfirmed, by export id: reported once they are.
-    detached: BTreeMap<u64, Detached>,
+    /// (Keyed by export id and proxy: a right of an export that comes
+    /// after its proxy detached makes a new proxy, which may detach too.)
+    detached: BTreeMap<(u64, u64), Detached>,
     next_proxy: u64,
 }
 
 /// An import detached from its proxy, waiting for `HomeArrived`.
 #[derive(Debug)]
 struct Detached {
-    proxy: u64,
     received: u64,
     home_pending: u64,
 }
@@ -582,9 +583,8 @@ impl Ledger {
         self.import_of_proxy.remove(&proxy);
         if home_pending > 0 {
             self.detached.insert(
-                id,
+                (id, proxy),
                 Detached {
-                    proxy,
                     received: count,
                     home_pending,
                 },
@@ -602,32 +602,53 @@ impl Ledger {
     /// `all`, need no confirmation any more: the export died): its
     /// references go, and with the last its report.
     fn confirm_detached(&mut self, id: u64, count: u64, all: bool) -> Vec<Effect> {
-        let Some(d) = self.detached.get_mut(&id) else {
-            return Vec::new();
-        };
-        let count = if all {
-            d.home_pending
-        } else {
-            count.min(d.home_pending)
-        };
-        d.home_pending -= count;
-        let last = d.home_pending == 0;
-        let mut effects = vec![Effect::DropDetachedRefs {
-            proxy: d.proxy,
-            count,
-            last,
-        }];
-        if last {
-            let received = d.received;
-            self.detached.remove(&id);
-            if received > 0 {
-                effects.push(Effect::Send(Frame::Release {
-                    id,
-                    count: received,
-                }));
+        let mut left = count;
+        let mut effects = Vec::new();
+        let keys: Vec<(u64, u64)> = self
+            .detached
+            .range((id, 0)..=(id, u64::MAX))
+            .map(|(&key, _)| key)
+            .collect();
+        for key in keys {
+            if !all && left == 0 {
+                break;
+            }
+            let Some(d) = self.detached.get_mut(&key) else {
+                continue;
+            };
+            let confirmed = if all {
+                d.home_pending
+            } else {
+                left.min(d.home_pending)
+            };
+            left -= confirmed.min(left);
+            d.home_pending -= confirmed;
+            let last = d.home_pending == 0;
+            effects.push(Effect::DropDetachedRefs {
+                proxy: key.1,
+                count: confirmed,
+                last,
+            });
+            if last {
+                let received = d.received;
+                self.detached.remove(&key);
+                if received > 0 {
+                    effects.push(Effect::Send(Frame::Release {
+                        id,
+                        count: received,
+                    }));
+                }
             }
         }
         effects
+    }
+
+    /// Rights sent home through proxies of import `id` that became the
+    /// port, still unconfirmed.
+    fn detached_pending(&self, id: u64) -> Option<u64> {
+        let mut records = self.detached.range((id, 0)..=(id, u64::MAX)).peekable();
+        records.peek()?;
+        Some(records.map(|(_, d)| d.home_pending).sum())
     }
 
     fn on_dead(&mut self, id: u64) -> Vec<Effect> {
@@ -719,6 +740,7 @@ impl Ledger {
 
     fn on_home_arrived(&mut self, id: u64, count: u64) -> Result<Vec<Effect>, ReleaseError> {
         // After a death notice the kept references died with the proxy.
+        let detached = self.detached_pending(id);
         let Some(Import {
             state: ImportState::Live { proxy, .. },
             home_pending,
@@ -726,18 +748,14 @@ impl Ledger {
         }) = self
             .imports
             .get_mut(&id)
-            .filter(|i| i.home_pending > 0 || !self.detached.contains_key(&id))
+            .filter(|i| i.home_pending > 0 || detached.is_none())
         else {
             // (Rights sent home through a proxy that became the port; which
             // of two proxies of one export a confirmation is for does not
             // matter: either keeps the export until both are confirmed.)
-            if let Some(d) = self.detached.get(&id) {
-                if count > d.home_pending {
-                    return Err(ReleaseError::OverHomeArrival {
-                        id,
-                        count,
-                        pending: d.home_pending,
-                    });
+            if let Some(pending) = detached {
+                if count > pending {
+                    return Err(ReleaseError::OverHomeArrival { id, count, pending });
                 }
                 return Ok(self.confirm_detached(id, count, false));
             }
@@ -785,11 +803,15 @@ impl Ledger {
                 .keys()
                 .map(|&proxy| Effect::DestroyProxy { proxy }),
         );
-        effects.extend(self.detached.values().map(|d| Effect::DropDetachedRefs {
-            proxy: d.proxy,
-            count: d.home_pending,
-            last: true,
-        }));
+        effects.extend(
+            self.detached
+                .iter()
+                .map(|(&(_, proxy), d)| Effect::DropDetachedRefs {
+                    proxy,
+                    count: d.home_pending,
+                    last: true,
+                }),
+        );
         effects.extend(self.exports.values().filter_map(|e| match e.kind {
             ExportKind::Send { port, .. } => Some(Effect::ReleasePort { port }),
             ExportKind::Once { right } if !e.dead => Some(Effect::DestroySendOnce { right }),
@@ -825,7 +847,7 @@ impl Ledger {
     /// Whether proxy `handle` became the port itself with rights sent home
     /// through it unconfirmed (its name stays known until they are).
     pub fn is_detached(&self, handle: u64) -> bool {
-        self.detached.values().any(|d| d.proxy == handle)
+        self.detached.keys().any(|&(_, proxy)| proxy == handle)
     }
 
     /// The export ID of a live send import's proxy `handle`.

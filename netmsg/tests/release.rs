@@ -517,6 +517,72 @@ fn a_proxy_that_becomes_the_port_reports_after_its_rights_home_arrive() {
     assert!(a.is_empty());
 }
 
+/// A right of an export arrives after the export's proxy became the port
+/// (through a third node, the exporter's proxy lives on): it makes a new
+/// proxy, which may become the port too while rights sent home through both
+/// are unconfirmed. Each keeps its own count and references, and the
+/// exporter hears of every right.
+#[test]
+fn two_proxies_of_one_export_that_become_the_port_each_report() {
+    let mut a = Ledger::new();
+    let mut b = Ledger::new();
+    let id = a.export(4);
+    let (Imported::Proxy(first), _) = b.import(id).unwrap() else {
+        panic!()
+    };
+    assert_eq!(b.send_home(first), Some(id));
+    assert_eq!(b.detach_proxy(first), Some(vec![]));
+    a.export(4);
+    let (Imported::Proxy(second), _) = b.import(id).unwrap() else {
+        panic!()
+    };
+    assert_ne!(second, first);
+    assert_eq!(b.send_home(second), Some(id));
+    assert_eq!(b.send_home(second), Some(id));
+    assert_eq!(b.detach_proxy(second), Some(vec![]));
+    assert!(b.is_detached(first) && b.is_detached(second));
+    // Three rights home, confirmed in two frames.
+    for _ in 0..3 {
+        assert_eq!(a.home_arrived(id).0, Some(4));
+    }
+    assert_eq!(
+        b.on_frame(Frame::HomeArrived { id, count: 2 }).unwrap(),
+        [
+            Effect::DropDetachedRefs {
+                proxy: first,
+                count: 1,
+                last: true
+            },
+            Effect::Send(Frame::Release { id, count: 1 }),
+            Effect::DropDetachedRefs {
+                proxy: second,
+                count: 1,
+                last: false
+            },
+        ]
+    );
+    assert!(!b.is_detached(first) && b.is_detached(second));
+    confirming_more_than_pending_is_an_error(&mut b, id);
+    assert_eq!(
+        b.on_frame(Frame::HomeArrived { id, count: 1 }).unwrap(),
+        [
+            Effect::DropDetachedRefs {
+                proxy: second,
+                count: 1,
+                last: true
+            },
+            Effect::Send(Frame::Release { id, count: 1 })
+        ]
+    );
+    assert!(b.is_empty());
+    a.on_frame(Frame::Release { id, count: 1 }).unwrap();
+    assert!(a
+        .on_frame(Frame::Release { id, count: 1 })
+        .unwrap()
+        .contains(&Effect::ReleasePort { port: 4 }));
+    assert!(a.is_empty());
+}
+
 /// A detached import whose port dies, or whose link is lost, drops the
 /// references it kept at once (no confirmation will come).
 #[test]
