@@ -57,4 +57,7 @@ done
 for variant in "" KEEP_POOL NO_RETURNING NO_FRESH; do
   check pool.pml "$variant"
 done
+for variant in "" NO_MARKER NO_BEHIND; do
+  check relayed.pml "$variant"
+done
 exit $status

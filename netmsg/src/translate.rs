@@ -42,7 +42,7 @@ use crate::causal::{Holds, StreamKey, Wait, WaitKind};
 use crate::release::{Effect, Frame, Imported, Ledger, ReleaseError};
 use crate::wire::{
     Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem,
-    WireMessage, WireRef, WireRight,
+    WireMessage, WireRef, WireRight, MARKER_ID, MARKER_LEN,
 };
 
 /// Release-protocol frames from exporter to importer travel on the transport
@@ -220,6 +220,7 @@ pub struct Translator {
     incarnations: BTreeMap<Name, u64>,
     identity_key: IdentityKey,
     next_incarnation: u64,
+    next_marker: u64,
     /// For proxies that lead to the port's home through a hop: the hop's
     /// import ID at the home (where the hop forwards this node's messages, in
     /// this node's own lane).
@@ -368,6 +369,30 @@ struct Embargoed {
     /// Calls of [`Translator::tick`] since a message last came on the moved
     /// port's stream.
     ticks: u32,
+    /// Flush markers sent on the proxy's stream to a third node and not back
+    /// yet: the proxy leads there, not to the sender.
+    markers: Vec<Marker>,
+}
+
+/// Where a node whose name for a moved port leads through a third node
+/// writes its flush markers: the proxy's stream, and the lanes it wrote
+/// there (None: its own).
+#[derive(Debug)]
+struct MarkerLanes {
+    upstream: String,
+    import: u64,
+    lanes: Vec<Option<Origin>>,
+}
+
+/// A flush marker on its way (see [`Embargoed`]).
+#[derive(Debug)]
+struct Marker {
+    number: u64,
+    /// The lane it was written in (None: this node's own).
+    lane: Option<Origin>,
+    /// Other peers' messages forwarded in that lane behind it: the hand-over
+    /// waits for them too, once it is back.
+    behind: u64,
 }
 
 /// Send-once notifications to drop on a forwarder: after `skip` more of its
@@ -445,6 +470,7 @@ impl Translator {
                 identity_secret,
             )),
             next_incarnation: 0,
+            next_marker: 0,
             home_streams: BTreeMap::new(),
             through: BTreeMap::new(),
             forwarded: BTreeMap::new(),
@@ -692,6 +718,7 @@ impl Translator {
         check_rights(&WireMessage {
             id: 0,
             other_bits: 0,
+            marker: false,
             dest_form: Form::Send,
             reply: Some(right.clone()),
             origin: None,
@@ -1065,6 +1092,7 @@ impl Translator {
         Ok(WireMessage {
             id,
             other_bits: bits & !(msgh_bits::PORTS_MASK | msgh_bits::COMPLEX),
+            marker: false,
             dest_form,
             reply,
             origin: None,
@@ -1267,7 +1295,9 @@ impl Translator {
             // lane; the peer learns where it ends there. (Messages waiting
             // for room come after.)
             embargo.queued = u64::from(status.msgcount);
-            self.dissolve_pool(k, peer, embargo.export, name, status.msgcount);
+            if embargo.export != 0 {
+                self.dissolve_pool(k, peer, embargo.export, name, status.msgcount);
+            }
             if let StreamFrame::Moved(m) = &mut out[moved_at].frame {
                 m.embargo = Some(embargo);
             }
@@ -1371,7 +1401,21 @@ impl Translator {
     /// let go, or this node keeps returning rights for it. (`queued` is
     /// filled in by the caller.)
     fn embargo_for(&self, peer: &str, name: Name) -> Option<Embargo> {
-        let export = self.peers.get(peer)?.ledger.live_export(u64::from(name))?;
+        let export = self
+            .peers
+            .get(peer)
+            .and_then(|p| p.ledger.live_export(u64::from(name)));
+        let Some(export) = export else {
+            // The peer may reach the port through a third node: it counts
+            // what comes back that way with markers; only the queue is ours.
+            return Some(Embargo {
+                export: 0,
+                era: 0,
+                queued: 0,
+                send_once: 0,
+                lanes: Vec::new(),
+            });
+        };
         // Send-once rights this node keeps for the peer's forwarder go with
         // the move (see `dissolve_pool`).
         let send_once = self
@@ -1428,6 +1472,7 @@ impl Translator {
         peer: &str,
         id: u64,
         m: MovedPort,
+        out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         if m.id != id {
             return Err(TranslateError::Protocol {
@@ -1468,11 +1513,25 @@ impl Translator {
         // A node that names the port through the sender takes it under that
         // name, once its messages on the way are back (the send-once pool
         // follows the port onto that name: see `hand_over`).
-        let embargo = m
-            .embargo
-            .as_ref()
-            .and_then(|e| self.embargo_waits(peer, id, &m.global, e));
-        if let Some((proxy, waits)) = embargo {
+        let embargo = m.embargo.as_ref().and_then(|e| {
+            if e.export == 0 {
+                // (Only the port's queue is counted: what this node sent
+                // the old way is back once its markers are.)
+                let queue = vec![(StreamKey::stream(peer, id), e.queued.saturating_add(1))];
+                self.marker_lanes(peer, &m.global)
+                    .map(|(proxy, lanes)| (proxy, queue, Some(lanes)))
+            } else {
+                self.embargo_waits(peer, id, &m.global, e)
+                    .map(|(proxy, waits)| (proxy, waits, None))
+            }
+        });
+        if let Some((proxy, waits, relayed)) = embargo {
+            // Through a third node: a marker in each lane this node wrote
+            // there comes back behind what it sent before.
+            let markers = match relayed {
+                Some(lanes) => self.send_markers(proxy, lanes, out),
+                None => Vec::new(),
+            };
             self.embargoed.insert(proxy, (peer.to_owned(), id));
             self.embargoes.insert(
                 (peer.to_owned(), id),
@@ -1488,6 +1547,7 @@ impl Translator {
                     send_once: m.embargo.as_ref().map_or(0, |e| e.send_once),
                     own_send_once: 0,
                     ticks: 0,
+                    markers,
                 },
             );
             // What reached the proxy and is not sent on yet is parked too.
@@ -1599,6 +1659,157 @@ impl Translator {
         Some((proxy, waits))
     }
 
+    /// Whether this node's name for moved port `g` (whose receive right
+    /// comes from `peer`, which counted none of this node's messages) is a
+    /// send proxy leading through a third node, and if so that proxy and
+    /// where flush markers go: everything this node sent that way is back
+    /// once they are.
+    fn marker_lanes(&self, peer: &str, g: &GlobalId) -> Option<(Name, MarkerLanes)> {
+        let &proxy = self.canonical.get(g)?;
+        // (Not one-shot: it has a live import.)
+        let (upstream, import) = self.relay_of_port(proxy)?;
+        if upstream == peer
+            || self.forwarders.contains_key(&proxy)
+            || self.embargoed.contains_key(&proxy)
+            || self.congested.contains(&(upstream.clone(), import))
+        {
+            return None;
+        }
+        // A second name for the port: what it sent comes back unmarked.
+        let other = self.proxies.iter().any(|(&name, (_, of))| {
+            name != proxy && !of.once && self.proxy_global.get(&name) == Some(g)
+        });
+        if other {
+            return None;
+        }
+        let mut lanes = vec![None];
+        for (up, i, origin) in self.forwarded.keys() {
+            if *up == upstream && *i == import {
+                lanes.push(Some(origin.clone()));
+            }
+        }
+        if lanes.len() > crate::wire::MAX_EMBARGO_LANES {
+            return None;
+        }
+        Some((
+            proxy,
+            MarkerLanes {
+                upstream,
+                import,
+                lanes,
+            },
+        ))
+    }
+
+    /// Writes a flush marker in each lane of `proxy`'s stream `to` names,
+    /// counted there like the messages it follows.
+    fn send_markers(&mut self, proxy: Name, to: MarkerLanes, out: &mut Vec<Out>) -> Vec<Marker> {
+        let MarkerLanes {
+            upstream,
+            import,
+            lanes,
+        } = to;
+        let mut markers = Vec::with_capacity(lanes.len());
+        for lane in lanes {
+            self.next_marker += 1;
+            let number = self.next_marker;
+            let mut bytes = Vec::with_capacity(MARKER_LEN);
+            bytes.extend_from_slice(&number.to_le_bytes());
+            bytes.extend_from_slice(&self.marker_mac(number));
+            match &lane {
+                None => {
+                    self.wrote(&upstream, import);
+                    if let Some(home) = self.home_streams.get(&proxy) {
+                        *self
+                            .through
+                            .entry((upstream.clone(), home.home.clone(), home.stream))
+                            .or_insert(0) += 1;
+                    }
+                }
+                Some(origin) => {
+                    *self
+                        .forwarded
+                        .entry((upstream.clone(), import, origin.clone()))
+                        .or_insert(0) += 1;
+                }
+            }
+            out.push(Out {
+                peer: upstream.clone(),
+                id: import,
+                frame: StreamFrame::Message(WireMessage {
+                    id: MARKER_ID,
+                    other_bits: 0,
+                    marker: true,
+                    dest_form: Form::Send,
+                    reply: None,
+                    origin: lane.clone(),
+                    dependencies: Vec::new(),
+                    items: vec![WireItem::Data {
+                        type_name: msg_type::BYTE,
+                        size: 8,
+                        number: MARKER_LEN as u32,
+                        inline: true,
+                        longform: false,
+                        deallocate: false,
+                        bytes,
+                    }],
+                }),
+            });
+            markers.push(Marker {
+                number,
+                lane,
+                behind: 0,
+            });
+        }
+        markers
+    }
+
+    fn marker_mac(&self, number: u64) -> [u8; 8] {
+        let mut input = *b"flush marker\0\0\0\0\0\0\0\0";
+        input[12..].copy_from_slice(&number.to_le_bytes());
+        let tag = ring::hmac::sign(&self.identity_key.0, &input);
+        tag.as_ref()[..8].try_into().expect("8 bytes")
+    }
+
+    /// The number of `m` if it is a flush marker this node made.
+    fn own_marker(&self, m: &WireMessage) -> Option<u64> {
+        if !m.marker || m.id != MARKER_ID || m.reply.is_some() || m.items.len() != 1 {
+            return None;
+        }
+        let WireItem::Data { bytes, .. } = &m.items[0] else {
+            return None;
+        };
+        if bytes.len() != MARKER_LEN {
+            return None;
+        }
+        let number = u64::from_le_bytes(bytes[..8].try_into().ok()?);
+        (bytes[8..] == self.marker_mac(number)).then_some(number)
+    }
+
+    /// Flush marker `number` came back, delivered as the `position`-th of
+    /// `lane`: the embargo that sent it may be over. (One whose embargo is
+    /// gone is dropped all the same.)
+    fn marker_back(
+        &mut self,
+        k: &mut Kernel,
+        number: u64,
+        lane: Option<(StreamKey, u64)>,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        let found = self.embargoes.iter_mut().find_map(|(key, e)| {
+            let i = e.markers.iter().position(|m| m.number == number)?;
+            let marker = e.markers.swap_remove(i);
+            if let Some((lane, position)) = lane.clone().filter(|_| marker.behind > 0) {
+                e.waits.push((lane, position.saturating_add(marker.behind)));
+            }
+            Some(key.clone())
+        });
+        match found {
+            Some((peer, id)) => self.end_embargo_if_back(k, &peer, id, out),
+            None => Ok(()),
+        }
+    }
+
     /// After a frame on `peer`'s stream `id`: if that is a moved port's
     /// stream under an embargo, and everything is back, the hand-over.
     fn end_embargo_if_back(
@@ -1617,10 +1828,10 @@ impl Translator {
         };
         e.ticks = 0;
         let e = &*e;
-        let back = e
-            .waits
-            .iter()
-            .all(|(lane, n)| self.delivered.get(lane).copied().unwrap_or(0) >= *n);
+        let back = e.markers.is_empty()
+            && e.waits
+                .iter()
+                .all(|(lane, n)| self.delivered.get(lane).copied().unwrap_or(0) >= *n);
         if back {
             self.hand_over(k, key, out)?;
         }
@@ -1640,8 +1851,9 @@ impl Translator {
         self.embargoed.remove(&e.proxy);
         let (peer, id) = key.clone();
         let proxy = e.proxy;
-        let handle = match self.proxies.get(&proxy) {
-            Some((p, of)) if *p == peer && !of.once => of.handle,
+        // (The proxy leads to the sender, or, with markers, to a third node.)
+        let (upstream, handle) = match self.proxies.get(&proxy) {
+            Some((p, of)) if !of.once => (p.clone(), of.handle),
             _ => return self.abandon_embargo(k, key, Some(e), out),
         };
         // The proxy's last messages and its own no-senders request go (a
@@ -1666,12 +1878,17 @@ impl Translator {
             }
         }
         self.swallow.remove(&proxy);
-        let ledger = &mut self.peer(&peer).ledger;
-        let import = ledger.proxy_import_id(handle);
-        let detached = if ledger.retarget_export(id, u64::from(proxy)) {
-            let detached = ledger.detach_proxy(handle);
+        let import = self.peer(&upstream).ledger.proxy_import_id(handle);
+        let detached = if self
+            .peer(&peer)
+            .ledger
+            .retarget_export(id, u64::from(proxy))
+        {
+            let detached = self.peer(&upstream).ledger.detach_proxy(handle);
             if detached.is_none() {
-                ledger.retarget_export(id, u64::from(e.staging));
+                self.peer(&peer)
+                    .ledger
+                    .retarget_export(id, u64::from(e.staging));
             }
             detached
         } else {
@@ -1682,23 +1899,23 @@ impl Translator {
             if let Some(notify) = forwarder {
                 self.forwarders.insert(proxy, notify);
             }
-            self.arm_no_senders(k, &peer, handle)?;
+            self.arm_no_senders(k, &upstream, handle)?;
             return self.abandon_embargo(k, key, Some(e), out);
         };
-        self.apply(k, &peer, effects, out)?;
-        if let Some(import) = import.filter(|_| self.peers[&peer].ledger.is_detached(handle)) {
+        self.apply(k, &upstream, effects, out)?;
+        if let Some(import) = import.filter(|_| self.peers[&upstream].ledger.is_detached(handle)) {
             // Nothing more is forwarded on the import's stream, whose
             // release waits: the lanes of other nodes' messages there end
             // now (their positions, which third nodes may name, are final).
             let lanes: Vec<Origin> = self
                 .forwarded
                 .keys()
-                .filter(|(up, i, _)| *up == peer && *i == import)
+                .filter(|(up, i, _)| *up == upstream && *i == import)
                 .map(|(_, _, origin)| origin.clone())
                 .collect();
             for origin in lanes {
                 out.push(Out {
-                    peer: peer.clone(),
+                    peer: upstream.clone(),
                     id: import,
                     frame: StreamFrame::LaneEnded { id: import, origin },
                 });
@@ -1716,7 +1933,7 @@ impl Translator {
         self.proxies.remove(&proxy);
         // (Kept while rights sent home through it are unconfirmed: its
         // references on the port go as they are.)
-        let p = self.peer(&peer);
+        let p = self.peer(&upstream);
         if !p.ledger.is_detached(handle) {
             p.proxy_name.remove(&handle);
         }
@@ -1821,15 +2038,19 @@ impl Translator {
             )?;
         }
 
+        // (The proxy leads to the sender, or, with markers, to a third node.)
         let import = self
             .proxies
             .get(&e.proxy)
-            .filter(|(p, of)| *p == peer && !of.once)
-            .and_then(|(_, of)| self.peers[&peer].ledger.proxy_import_id(of.handle));
+            .filter(|(_, of)| !of.once)
+            .and_then(|(up, of)| {
+                let import = self.peers[up].ledger.proxy_import_id(of.handle)?;
+                Some((up.clone(), import))
+            });
         for m in e.parked {
-            match import {
-                Some(import) => {
-                    if let Err(err) = self.forward_local(k, &peer, import, m, out) {
+            match &import {
+                Some((upstream, import)) => {
+                    if let Err(err) = self.forward_local(k, upstream, *import, m, out) {
                         self.reports.push(err);
                     }
                 }
@@ -2548,7 +2769,12 @@ impl Translator {
                     port: id,
                     origin: m.origin.clone(),
                 });
-                self.deliver(k, peer, id, m, out)?;
+                // A flush marker of this node's goes no further (no task
+                // sees it), wherever it arrives.
+                let marker = self.own_marker(&m);
+                if marker.is_none() {
+                    self.deliver(k, peer, id, m, out)?;
+                }
                 let position = lane.map(|lane| {
                     let n = match self.delivered.get_mut(&lane) {
                         Some(n) => {
@@ -2562,6 +2788,9 @@ impl Translator {
                     };
                     (lane, n)
                 });
+                if let Some(number) = marker {
+                    self.marker_back(k, number, position.clone(), out)?;
+                }
                 // (Moved ports waiting for their receiver are rare: no key
                 // is made for each message otherwise.)
                 let unclaimed = if self.unclaimed.is_empty() {
@@ -2583,7 +2812,7 @@ impl Translator {
             // (Handled in lane order by `run_ready`.)
             StreamFrame::LaneEnded { .. } => {}
             StreamFrame::Moved(m) => {
-                self.on_moved(k, peer, id, m)?;
+                self.on_moved(k, peer, id, m, out)?;
                 let lane = StreamKey::stream(peer, id);
                 let n = self.delivered.entry(lane.clone()).or_insert(0);
                 *n += 1;
@@ -2830,6 +3059,11 @@ impl Translator {
             Some(_) => None,
             None => self.relay_of(&target),
         };
+        if m.marker && relay.is_none() {
+            // A flush marker that reaches a port here is not this node's:
+            // its maker gave its embargo up (and the port moved on).
+            return Ok(Placed::Done);
+        }
         // Positions the rights carry, for a message forwarded.
         let afters: Vec<Vec<Dependency>> = match relay {
             Some(_) => rights_of(&m)
@@ -2899,6 +3133,7 @@ impl Translator {
             received.bits |= m.other_bits;
             held.clear();
             let mut wire = self.outgoing(k, &upstream, received, out)?;
+            wire.marker = m.marker;
             // The rights keep the positions of their way here only: what
             // this node itself sent to those ports is not before them.
             for (sent, after) in rights_of_mut(&mut wire).zip(afters) {
@@ -2936,9 +3171,16 @@ impl Translator {
                 };
                 let arrived = self.delivered.get(&lane).copied().unwrap_or(0);
                 if let Some(e) = self.embargoes.get_mut(key) {
-                    match e.waits.iter_mut().find(|(l, _)| *l == lane) {
-                        Some((_, n)) => *n += 1,
-                        None => e.waits.push((lane, arrived + 1)),
+                    // (Behind a marker still on its way, it is counted from
+                    // where the marker arrives.)
+                    let marked = e
+                        .markers
+                        .iter_mut()
+                        .find(|m| m.lane.as_ref() == Some(&origin));
+                    match (marked, e.waits.iter_mut().find(|(l, _)| *l == lane)) {
+                        (Some(marker), _) => marker.behind += 1,
+                        (None, Some((_, n))) => *n += 1,
+                        (None, None) => e.waits.push((lane, arrived + 1)),
                     }
                 }
             }

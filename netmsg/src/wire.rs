@@ -251,6 +251,10 @@ pub struct WireMessage {
     pub id: i32,
     /// `msgh_bits` other than the port types and `COMPLEX` (kept for fidelity).
     pub other_bits: u32,
+    /// A flush marker (see [`MARKER_ID`]), not a task's message: on the wire,
+    /// `COMPLEX`'s bit of the header bits, which a task's message never
+    /// carries there.
+    pub marker: bool,
     /// The form of the destination right the sender used (send or send-once).
     pub dest_form: Form,
     pub reply: Option<WireRight>,
@@ -387,7 +391,12 @@ impl WireMessage {
         w.u8(FRAME_MESSAGE);
         w.u8(VERSION);
         w.u32(self.id as u32);
-        w.u32(self.other_bits);
+        let marker = if self.marker {
+            mach::types::msgh_bits::COMPLEX
+        } else {
+            0
+        };
+        w.u32(self.other_bits | marker);
         w.form(self.dest_form);
         match &self.reply {
             None => w.u8(0),
@@ -457,9 +466,10 @@ impl WireMessage {
             });
         }
         let id = r.u32("message id")? as i32;
-        let other_bits = r.u32("header bits")?;
-        if other_bits & (mach::types::msgh_bits::PORTS_MASK | mach::types::msgh_bits::COMPLEX) != 0
-        {
+        let bits = r.u32("header bits")?;
+        let marker = bits & mach::types::msgh_bits::COMPLEX != 0;
+        let other_bits = bits & !mach::types::msgh_bits::COMPLEX;
+        if other_bits & mach::types::msgh_bits::PORTS_MASK != 0 {
             return Err(WireError::Invalid {
                 at: 6,
                 what: "header bits",
@@ -574,9 +584,19 @@ impl WireMessage {
         if r.at != frame.len() {
             return Err(WireError::Trailing(frame.len() - r.at));
         }
+        // (A marker is dropped, not delivered: a right in one would be lost.)
+        let rights = items.iter().any(|i| matches!(i, WireItem::Rights { .. }));
+        if marker && (reply.is_some() || rights) {
+            return Err(WireError::Invalid {
+                at: 6,
+                what: "flush marker with rights",
+                value: u64::from(bits),
+            });
+        }
         Ok(WireMessage {
             id,
             other_bits,
+            marker,
             dest_form,
             reply,
             origin,
@@ -970,9 +990,10 @@ pub struct MovedPort {
     /// [`MAX_MOVED_SEND_ONCE`]): each ends in one message forwarded here
     /// through a send-once right (used, or its notification).
     pub send_once: u32,
-    /// Set when the receiver already reaches the port through this sender
-    /// (`export`): what it needs to take the port under the name it has
-    /// once its earlier messages are back (protocol.md, "Route shortening").
+    /// What the receiver needs to take the port under the name it may have
+    /// once its earlier messages are back (protocol.md, "Route shortening"):
+    /// through this sender (`export` set), or through a third node (`export`
+    /// 0, only `queued` counted).
     pub embargo: Option<Embargo>,
 }
 
@@ -980,7 +1001,10 @@ pub struct MovedPort {
 /// move, lane by lane of the receiver's stream of `export`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Embargo {
-    /// The sender's export of the port to the receiver.
+    /// The sender's export of the port to the receiver; 0 when the receiver
+    /// imports none from the sender (it may reach the port through a third
+    /// node: then it sends flush markers that way, and every other field
+    /// but `queued` is 0 or empty).
     pub export: u64,
     /// The receiver's era in what the sender forwards: the receiver's own
     /// messages come back in lane (receiver, era) of this stream.
@@ -996,6 +1020,19 @@ pub struct Embargo {
     /// messages the sender had taken in; later ones come back in their lane.
     pub lanes: Vec<(Option<Origin>, u64)>,
 }
+
+/// `msgh_id` of a flush marker ([`WireMessage::marker`]): a message a node
+/// sends toward a port through a third node, in each lane it wrote there,
+/// and that comes back to it behind everything it sent that way
+/// (protocol.md, "Route shortening"). One data item, the marker's number and
+/// a MAC only its maker can check. Nodes relay it like a message; its maker
+/// takes it out when it comes back, and any other node drops it where it
+/// would reach a port: no task sees it.
+pub const MARKER_ID: i32 = 0x6e6d_4d4b;
+
+/// The bytes of a flush marker's one data item: its number, then the first
+/// eight bytes of its MAC.
+pub const MARKER_LEN: usize = 16;
 
 /// The most send-once rights a `Moved` frame announces.
 pub const MAX_MOVED_SEND_ONCE: u32 = 4096;

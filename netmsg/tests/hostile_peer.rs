@@ -135,6 +135,7 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
             StreamFrame::Message(WireMessage {
                 id: 7,
                 other_bits: 0,
+                marker: false,
                 dest_form,
                 reply,
                 origin,
@@ -268,6 +269,7 @@ fn plain(id: i32) -> StreamFrame {
     StreamFrame::Message(WireMessage {
         id,
         other_bits: 0,
+        marker: false,
         dest_form: Form::Send,
         reply: None,
         origin: None,

@@ -1794,6 +1794,70 @@ fn a_queued_right_coming_home_with_its_receive_right_keeps_one_name() {
     differential(queued_right_home_with_the_receive_right);
 }
 
+/// The client's name for the server's port `r` came from a third node (on
+/// three nodes it leads through that node). The client sends on it, the
+/// third node too, and the server moves `r`'s receive right to the client
+/// with some of the client's messages still on their way: the client takes it
+/// under the name it has once everything it sent that way is back (flush
+/// markers, on three nodes), and its earlier messages come before its later
+/// ones.
+fn receive_right_to_a_name_through_a_third_node(c: &mut Cluster) {
+    let server = c.task(0);
+    let third = c.task(1);
+    let client = c.task(2);
+    let r = c.port(server);
+    let inbox = c.port(client);
+    let server_to_inbox = c.give_send(client, inbox, server);
+    let third_to_inbox = c.give_send(client, inbox, third);
+    let third_to_r = c.give_send(server, r, third);
+    send_right(
+        c,
+        third,
+        third_to_inbox,
+        740,
+        msg_type::COPY_SEND,
+        third_to_r,
+    );
+    c.settle();
+    let via = observe_right(c, "client", client, inbox);
+    send_int(c, client, via, 741, 1);
+    c.settle();
+    send_int(c, third, third_to_r, 750, 0);
+    c.settle();
+    send_int(c, client, via, 742, 2);
+    move_receive(c, server, server_to_inbox, r);
+    send_int(c, client, via, 743, 3);
+    c.settle();
+    let rr = observe_right(c, "client", client, inbox);
+    note_name(c, "client's receive right", client, rr, via);
+    send_int(c, client, rr, 744, 4);
+    c.settle();
+    for _ in 0..5 {
+        c.observe("client on the moved port", client, rr);
+    }
+    c.k(third).port_deallocate(third.task, third_to_r).unwrap();
+    c.k(third)
+        .port_deallocate(third.task, third_to_inbox)
+        .unwrap();
+    c.k(server)
+        .port_deallocate(server.task, server_to_inbox)
+        .unwrap();
+    for name in [rr, via] {
+        let ty = c.k(client).port_type(client.task, name).unwrap_or(0);
+        if ty & port_type::SEND != 0 {
+            drop_sends(c, client, name);
+        }
+    }
+    c.settle();
+    c.destroy_port(client, rr);
+    c.destroy_port(client, inbox);
+}
+
+#[test]
+fn a_receive_right_to_a_name_through_a_third_node_keeps_that_name() {
+    differential(receive_right_to_a_name_through_a_third_node);
+}
+
 /// netmsg-test 5 with send-once rights behind: the client holds a send right
 /// and send-once rights to its port while the receive right goes to the
 /// server and comes back; one send-once right is used while the port is

@@ -161,17 +161,24 @@ fn message() -> impl Strategy<Value = WireMessage> {
             prop::option::of(origin()),
             prop::collection::vec(dependency(), 0..3),
         ),
-        prop::collection::vec(item(), 0..6),
+        (prop::collection::vec(item(), 0..6), any::<bool>()),
     )
         .prop_map(
-            |(id, other_bits, dest_form, reply, (origin, dependencies), items)| WireMessage {
-                id,
-                other_bits,
-                dest_form,
-                reply,
-                origin,
-                dependencies,
-                items,
+            |(id, other_bits, dest_form, reply, (origin, dependencies), (items, marker))| {
+                // (A flush marker carries no rights.)
+                let marker = marker
+                    && reply.is_none()
+                    && !items.iter().any(|i| matches!(i, WireItem::Rights { .. }));
+                WireMessage {
+                    id,
+                    other_bits,
+                    marker,
+                    dest_form,
+                    reply,
+                    origin,
+                    dependencies,
+                    items,
+                }
             },
         )
 }
@@ -196,6 +203,7 @@ fn malformed_frames_are_rejected_with_the_reason() {
     let m = WireMessage {
         id: 2203,
         other_bits: 0,
+        marker: false,
         dest_form: Form::Send,
         reply: Some(WireRight {
             form: Form::SendOnce,
@@ -492,6 +500,7 @@ fn positions_the_protocol_never_sends_are_rejected() {
     let message = |reply| WireMessage {
         id: 1,
         other_bits: 0,
+        marker: false,
         dest_form: Form::Send,
         reply: Some(reply),
         origin: Some(Origin {
@@ -552,6 +561,17 @@ fn positions_the_protocol_never_sends_are_rejected() {
         err(zero),
         WireError::Invalid {
             what: "dependency position",
+            ..
+        }
+    ));
+    let marker_with_right = WireMessage {
+        marker: true,
+        ..good.clone()
+    };
+    assert!(matches!(
+        err(marker_with_right),
+        WireError::Invalid {
+            what: "flush marker with rights",
             ..
         }
     ));

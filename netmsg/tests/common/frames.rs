@@ -7,6 +7,7 @@ pub(crate) fn message_with_right(right: WireRight) -> WireMessage {
     WireMessage {
         id: 1,
         other_bits: 0,
+        marker: false,
         dest_form: Form::Send,
         reply: None,
         origin: None,
