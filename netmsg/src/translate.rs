@@ -1514,20 +1514,28 @@ impl Translator {
         // name, once its messages on the way are back (the send-once pool
         // follows the port onto that name: see `hand_over`).
         let embargo = m.embargo.as_ref().and_then(|e| {
-            if e.export == 0 {
-                // (Only the port's queue is counted: what this node sent
-                // the old way is back once its markers are.)
-                let queue = vec![(StreamKey::stream(peer, id), e.queued.saturating_add(1))];
-                self.marker_lanes(peer, &m.global)
-                    .map(|(proxy, lanes)| (proxy, queue, Some(lanes)))
-            } else {
-                self.embargo_waits(peer, id, &m.global, e)
-                    .map(|(proxy, waits)| (proxy, waits, None))
+            if e.export != 0 {
+                if let Some((proxy, waits)) = self.embargo_waits(peer, id, &m.global, e) {
+                    return Some((proxy, waits, None));
+                }
+                // The sender counted an export this node's name does not
+                // lead through: with nothing of this node's from it still on
+                // its way, markers flush the way the name leads.
+                if !self.all_taken(peer, e) {
+                    return None;
+                }
             }
+            // (Only the port's queue is counted: what this node sent the way
+            // its name leads is back once its markers are.)
+            let counted = (e.export != 0).then_some(e.export);
+            let (proxy, lanes) = self.marker_lanes(peer, &m.global, counted)?;
+            let queue = vec![(StreamKey::stream(peer, id), e.queued.saturating_add(1))];
+            Some((proxy, queue, Some(lanes)))
         });
         if let Some((proxy, waits, relayed)) = embargo {
-            // Through a third node: a marker in each lane this node wrote
-            // there comes back behind what it sent before.
+            // The way the name leads (through a third node, or another
+            // export): a marker in each lane this node wrote there comes
+            // back behind what it sent before.
             let markers = match relayed {
                 Some(lanes) => self.send_markers(proxy, lanes, out),
                 None => Vec::new(),
@@ -1660,15 +1668,24 @@ impl Translator {
     }
 
     /// Whether this node's name for moved port `g` (whose receive right
-    /// comes from `peer`, which counted none of this node's messages) is a
-    /// send proxy leading through a third node, and if so that proxy and
-    /// where flush markers go: everything this node sent that way is back
-    /// once they are.
-    fn marker_lanes(&self, peer: &str, g: &GlobalId) -> Option<(Name, MarkerLanes)> {
+    /// comes from `peer`, which counted none of this node's messages, or
+    /// all it had sent on export `counted` of the port) is a send proxy
+    /// leading another way (through a third node, or another export of the
+    /// sender's), and if so that proxy and where flush markers go:
+    /// everything this node sent that way is back once they are.
+    fn marker_lanes(
+        &self,
+        peer: &str,
+        g: &GlobalId,
+        counted: Option<u64>,
+    ) -> Option<(Name, MarkerLanes)> {
         let &proxy = self.canonical.get(g)?;
         // (Not one-shot: it has a live import.)
         let (upstream, import) = self.relay_of_port(proxy)?;
-        if upstream == peer
+        // (The sender counted what came on its export `counted`: through
+        // that, or through the sender with nothing counted, there is no
+        // third way to flush.)
+        if (upstream == peer && counted.is_none_or(|e| e == import))
             || self.forwarders.contains_key(&proxy)
             || self.embargoed.contains_key(&proxy)
             || self.congested.contains(&(upstream.clone(), import))
@@ -1699,6 +1716,34 @@ impl Translator {
                 lanes,
             },
         ))
+    }
+
+    /// Whether the sender of embargo `e` took in every message this node
+    /// wrote on its export `e.export`, in every lane, and let go of no
+    /// send-once rights kept for this node (nothing of this node's from
+    /// that export is still on its way back).
+    fn all_taken(&self, peer: &str, e: &Embargo) -> bool {
+        let taken = |origin: &Option<Origin>| {
+            e.lanes
+                .iter()
+                .find(|(o, _)| o == origin)
+                .map_or(0, |&(_, n)| n)
+        };
+        let own = self
+            .written
+            .get(&(peer.to_owned(), e.export))
+            .copied()
+            .unwrap_or(0);
+        let forwarded = self
+            .forwarded
+            .iter()
+            .filter(|((up, i, _), _)| up == peer && *i == e.export);
+        for ((_, _, origin), &n) in forwarded {
+            if taken(&Some(origin.clone())) != n {
+                return false;
+            }
+        }
+        e.send_once == 0 && own == taken(&None)
     }
 
     /// Writes a flush marker in each lane of `proxy`'s stream `to` names,
