@@ -899,6 +899,7 @@ impl Reader<'_> {
             }
         }
         let at = self.at;
+        let export_at = at;
         let export = self.u64("embargo export")?;
         if export & SEND_ONCE_ID_BIT != 0 {
             return Err(WireError::Invalid {
@@ -933,6 +934,14 @@ impl Reader<'_> {
                 });
             }
             lanes.push((origin, self.u64("embargo lane count")?));
+        }
+        // (Export 0: the sender counted none of the receiver's messages.)
+        if export == 0 && (era != 0 || send_once != 0 || !lanes.is_empty()) {
+            return Err(WireError::Invalid {
+                at: export_at,
+                what: "counts in an embargo of no export",
+                value: era.max(u64::from(send_once)).max(lanes.len() as u64),
+            });
         }
         Ok(Some(Embargo {
             export,

@@ -350,12 +350,21 @@ fn embargo() -> impl Strategy<Value = Embargo> {
         0..=MAX_MOVED_SEND_ONCE,
         proptest::collection::btree_map(proptest::option::of(origin()), any::<u64>(), 0..4),
     )
-        .prop_map(|(export, era, queued, send_once, lanes)| Embargo {
-            export: export & !SEND_ONCE_ID_BIT,
-            era,
-            queued,
-            send_once,
-            lanes: lanes.into_iter().collect(),
+        .prop_map(|(export, era, queued, send_once, lanes)| {
+            let export = export & !SEND_ONCE_ID_BIT;
+            // (Export 0 counts only the queue.)
+            let counted = export != 0;
+            Embargo {
+                export,
+                era: if counted { era } else { 0 },
+                queued,
+                send_once: if counted { send_once } else { 0 },
+                lanes: if counted {
+                    lanes.into_iter().collect()
+                } else {
+                    Vec::new()
+                },
+            }
         })
 }
 
@@ -751,7 +760,8 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
         StreamFrame::decode(&trailing).unwrap_err(),
         WireError::Trailing(1)
     );
-    // Embargoes: a one-shot export, too many lanes, a lane counted twice.
+    // Embargoes: a one-shot export, too many lanes, a lane counted twice,
+    // counts with no export (which counts only the queue).
     let with = |embargo: Embargo| moved(MOVED_ID_BIT | 2, 5, 0, Some(embargo));
     let lane = |n: u64| {
         Some(Origin {
@@ -786,9 +796,39 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
     .is_err());
     assert!(StreamFrame::decode(&with(Embargo {
         lanes: vec![(None, 3), (None, 1)],
-        ..good
+        ..good.clone()
     }))
     .is_err());
+    let queue_only = Embargo {
+        export: 0,
+        era: 0,
+        queued: 2,
+        send_once: 0,
+        lanes: vec![],
+    };
+    assert!(StreamFrame::decode(&with(queue_only.clone())).is_ok());
+    for counts in [
+        Embargo {
+            era: 1,
+            ..queue_only.clone()
+        },
+        Embargo {
+            send_once: 1,
+            ..queue_only.clone()
+        },
+        Embargo {
+            lanes: vec![(None, 1)],
+            ..queue_only
+        },
+    ] {
+        assert!(matches!(
+            StreamFrame::decode(&with(counts)),
+            Err(WireError::Invalid {
+                what: "counts in an embargo of no export",
+                ..
+            })
+        ));
+    }
 }
 
 /// A one-shot port stream ID: `SEND_ONCE_ID_BIT`, maybe the about-sender
