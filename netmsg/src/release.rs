@@ -621,7 +621,9 @@ impl Ledger {
             } else {
                 left.min(d.home_pending)
             };
-            left -= confirmed.min(left);
+            if !all {
+                left -= confirmed;
+            }
             d.home_pending -= confirmed;
             let last = d.home_pending == 0;
             effects.push(Effect::DropDetachedRefs {

@@ -369,14 +369,15 @@ struct Embargoed {
     /// Calls of [`Translator::tick`] since a message last came on the moved
     /// port's stream.
     ticks: u32,
-    /// Flush markers sent on the proxy's stream to a third node and not back
-    /// yet: the proxy leads there, not to the sender.
+    /// Flush markers sent on the proxy's stream and not back yet: the proxy
+    /// leads another way than the sender counted (through a third node, or
+    /// another export of the sender's).
     markers: Vec<Marker>,
 }
 
-/// Where a node whose name for a moved port leads through a third node
-/// writes its flush markers: the proxy's stream, and the lanes it wrote
-/// there (None: its own).
+/// Where a node whose name for a moved port leads another way than the
+/// sender counted writes its flush markers: the proxy's stream, and the
+/// lanes it wrote there (None: its own).
 #[derive(Debug)]
 struct MarkerLanes {
     upstream: String,
@@ -1896,7 +1897,7 @@ impl Translator {
         self.embargoed.remove(&e.proxy);
         let (peer, id) = key.clone();
         let proxy = e.proxy;
-        // (The proxy leads to the sender, or, with markers, to a third node.)
+        // (The proxy leads to the sender, or, with markers, another way.)
         let (upstream, handle) = match self.proxies.get(&proxy) {
             Some((p, of)) if !of.once => (p.clone(), of.handle),
             _ => return self.abandon_embargo(k, key, Some(e), out),
@@ -2083,7 +2084,7 @@ impl Translator {
             )?;
         }
 
-        // (The proxy leads to the sender, or, with markers, to a third node.)
+        // (The proxy leads to the sender, or, with markers, another way.)
         let import = self
             .proxies
             .get(&e.proxy)
