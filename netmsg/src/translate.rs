@@ -912,11 +912,8 @@ impl Translator {
             wire.dependencies.extend(deps);
         }
         self.wrote(peer, id);
-        if let Some(lane) = self.home_streams.get(&on).filter(|_| !via_pool) {
-            *self
-                .through
-                .entry((peer.to_owned(), lane.home.clone(), lane.stream))
-                .or_insert(0) += 1;
+        if !via_pool {
+            self.went_through(peer, on);
         }
         let frame = StreamFrame::Message(wire);
         out.push(Out {
@@ -1765,12 +1762,7 @@ impl Translator {
             match &lane {
                 None => {
                     self.wrote(&upstream, import);
-                    if let Some(home) = self.home_streams.get(&proxy) {
-                        *self
-                            .through
-                            .entry((upstream.clone(), home.home.clone(), home.stream))
-                            .or_insert(0) += 1;
-                    }
+                    self.went_through(&upstream, proxy);
                 }
                 Some(origin) => {
                     *self
@@ -2271,6 +2263,18 @@ impl Translator {
             }),
             position: through,
         })
+    }
+
+    /// This node's own message through `proxy` left for `peer`: when the
+    /// proxy leads to the port's home through that hop, one more in this
+    /// node's lane there.
+    fn went_through(&mut self, peer: &str, proxy: Name) {
+        if let Some(lane) = self.home_streams.get(&proxy) {
+            *self
+                .through
+                .entry((peer.to_owned(), lane.home.clone(), lane.stream))
+                .or_insert(0) += 1;
+        }
     }
 
     /// A frame is written on stream `id` to `peer`.
