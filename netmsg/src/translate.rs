@@ -74,7 +74,7 @@ struct ForwardRun {
     first: u64,
     position: u64,
     count: u64,
-    upstream: String,
+    upstream: PeerId,
     import: u64,
 }
 
@@ -130,7 +130,7 @@ enum Placed {
     Forwarded {
         own: bool,
         position: u64,
-        upstream: String,
+        upstream: PeerId,
         import: u64,
     },
 }
@@ -179,13 +179,20 @@ fn kr<T>(what: &'static str, r: Result<T, KernReturn>) -> Result<T, TranslateErr
     r.map_err(|code| TranslateError::Kernel { what, code })
 }
 
+/// A peer (a node this node has had a link with), by the order it came:
+/// tables are keyed by it, not by name, so a name is looked up once per
+/// frame or event (`Translator::peer_id`). Never reused; a node's names stay
+/// as its links do, a few bytes each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct PeerId(u32);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ProxyOf {
     handle: u64,
     once: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Peer {
     ledger: Ledger,
     /// Ledger proxy handle → proxy port name in netmsg's space.
@@ -200,12 +207,15 @@ pub struct Translator {
     set: Name,
     /// Dead-name notifications for exported rights arrive here.
     notify: Name,
-    peers: BTreeMap<String, Peer>,
+    peers: BTreeMap<PeerId, Peer>,
+    /// Names of the peers by `PeerId`, and back.
+    peer_names: Vec<String>,
+    peer_ids: BTreeMap<String, PeerId>,
     /// Proxy port name → (peer, handle).
-    proxies: BTreeMap<Name, (String, ProxyOf)>,
+    proxies: BTreeMap<Name, (PeerId, ProxyOf)>,
     /// Messages written per (peer, export id) stream: the watermark a right
     /// going home carries.
-    written: BTreeMap<(String, u64), u64>,
+    written: BTreeMap<(PeerId, u64), u64>,
     /// Messages delivered per lane.
     delivered: BTreeMap<StreamKey, u64>,
     /// Frames held for their dependencies, in lanes: per peer stream, and
@@ -227,7 +237,7 @@ pub struct Translator {
     home_streams: BTreeMap<Name, HomeLane>,
     /// Messages this node sent through a hop, per (hop, home, the hop's stream at
     /// the home): its position in its lane there.
-    through: BTreeMap<(String, String, u64), u64>,
+    through: BTreeMap<(PeerId, String, u64), u64>,
     /// Import ID per proxy name.
     proxy_import: BTreeMap<Name, u64>,
     /// Positions of destroyed proxies' messages, per port, for the next
@@ -237,7 +247,7 @@ pub struct Translator {
     retired_order: std::collections::VecDeque<(u64, GlobalId)>,
     retired_generation: u64,
     /// Messages this node forwarded per (upstream, import id, lane).
-    forwarded: BTreeMap<(String, u64, Origin), u64>,
+    forwarded: BTreeMap<(PeerId, u64, Origin), u64>,
     /// Where each of a peer's own messages on the stream of export `id`
     /// went in its lane upstream, by (peer, id): runs of (k, position, count)
     /// — the peer's k-th message there was forwarded as its lane's
@@ -245,20 +255,20 @@ pub struct Translator {
     /// with watermark w then waits upstream for the position of the w-th,
     /// not for whatever was forwarded by the time the right was handled
     /// (which may include messages the peer sent after the right left).
-    forwarded_at: BTreeMap<(String, u64), std::collections::VecDeque<ForwardRun>>,
+    forwarded_at: BTreeMap<(PeerId, u64), std::collections::VecDeque<ForwardRun>>,
     /// The era of each peer's lanes in what this node forwards: one per link.
-    eras: BTreeMap<String, u64>,
+    eras: BTreeMap<PeerId, u64>,
     /// Dependencies the next frame written on a proxy's stream carries.
     pending: BTreeMap<Name, Vec<Dependency>>,
     /// Streams whose export just ended, for their waits to be voided.
-    closed: Vec<(String, u64)>,
+    closed: Vec<(PeerId, u64)>,
     /// References netmsg keeps per proxy for rights gone home.
     kept: BTreeMap<Name, u64>,
     /// Forwarders whose first messages are the queue their port had when
     /// its receive right left (see [`QueueCut`]).
     queue_cuts: BTreeMap<Name, QueueCut>,
     /// The streams written on, in order, while `queue_cuts` is not empty.
-    write_log: Vec<(String, u64)>,
+    write_log: Vec<(PeerId, u64)>,
     /// While a moved queue's message is encoded: its cut's start.
     cut: Option<usize>,
     /// Messages from the wire waiting for room in a full queue, by the
@@ -266,16 +276,16 @@ pub struct Translator {
     /// stream is stalled: nothing more is read from it until its sends are
     /// done, so the link's flow control holds the peer back.
     /// (With about the bytes of each message.)
-    blocked: BTreeMap<SendTicket, (String, u64, usize)>,
+    blocked: BTreeMap<SendTicket, (PeerId, u64, usize)>,
     /// Streams (peer, import id) this node writes faster than the link takes
     /// them (the driver says so): their proxies are out of the port set, so
     /// messages wait in the proxy's queue and its senders block at its limit,
     /// and streams whose messages are forwarded onto them are stalled.
-    congested: std::collections::BTreeSet<(String, u64)>,
+    congested: std::collections::BTreeSet<(PeerId, u64)>,
     /// Streams (peer, transport stream) this node writes nothing more on,
     /// after the frames it has made: the driver FINs them
     /// ([`Translator::take_finished`]).
-    finished: Vec<(String, u64)>,
+    finished: Vec<(PeerId, u64)>,
     /// Ports whose receive right moved to a peer and that stay here as
     /// proxies of the peer's export (forwarders), with the port netmsg's
     /// no-senders requests on each arrive at: not the forwarder itself,
@@ -295,7 +305,7 @@ pub struct Translator {
     second_names: std::collections::BTreeSet<Name>,
     /// Ports made by a peer's `Moved` frame (peer, id) whose receive right
     /// no message has taken yet.
-    unclaimed: BTreeMap<(String, u64), Name>,
+    unclaimed: BTreeMap<(PeerId, u64), Name>,
     /// What came for an unclaimed port, taken out of its queue as it came
     /// (it has no receiver yet; a full queue would stall its stream, and
     /// the message that claims it may wait on that stream), with the
@@ -304,13 +314,13 @@ pub struct Translator {
     /// Per moved port's export (peer, id): send-once rights netmsg made on
     /// it, one for each the peer's forwarder may still send through, so
     /// those messages arrive as through a send-once right.
-    send_once_pool: BTreeMap<(String, u64), Vec<Name>>,
+    send_once_pool: BTreeMap<(PeerId, u64), Vec<Name>>,
     /// Per moved port's export (peer, id): send-once rights netmsg made on
     /// it, one for each right this node's tasks hold to its proxy of the
     /// port from that peer whose stand-in the peer let go (at a move here
     /// that did not shorten, see `dissolve_pool`): what tasks send through
     /// those comes back from the peer on `id`, in this node's lane.
-    returning_pool: BTreeMap<(String, u64), Vec<Name>>,
+    returning_pool: BTreeMap<(PeerId, u64), Vec<Name>>,
     /// Per forwarder: send-once notifications of pool rights netmsg let go
     /// of, queued on it, to drop (see `dissolve_pool`).
     swallow: BTreeMap<Name, Swallow>,
@@ -321,8 +331,8 @@ pub struct Translator {
     /// Moved ports (by the peer's `Moved` stream) that a proxy of this node
     /// becomes once this node's earlier messages to it are back, and the
     /// proxies waiting so.
-    embargoes: BTreeMap<(String, u64), Embargoed>,
-    embargoed: BTreeMap<Name, (String, u64)>,
+    embargoes: BTreeMap<(PeerId, u64), Embargoed>,
+    embargoed: BTreeMap<Name, (PeerId, u64)>,
     /// netmsg's sends into a handed-over port still waiting for room.
     handover_sends: Vec<SendTicket>,
     /// Send-once rights to `notify` given back by cancelled dead-name
@@ -380,7 +390,7 @@ struct Embargoed {
 /// lanes it wrote there (None: its own).
 #[derive(Debug)]
 struct MarkerLanes {
-    upstream: String,
+    upstream: PeerId,
     import: u64,
     lanes: Vec<Option<Origin>>,
 }
@@ -459,6 +469,8 @@ impl Translator {
             set,
             notify,
             peers: BTreeMap::new(),
+            peer_names: Vec::new(),
+            peer_ids: BTreeMap::new(),
             proxies: BTreeMap::new(),
             written: BTreeMap::new(),
             delivered: BTreeMap::new(),
@@ -557,7 +569,7 @@ impl Translator {
         for (key, e) in &mut self.embargoes {
             e.ticks += 1;
             if e.ticks >= EMBARGO_TICKS {
-                stale.push(key.clone());
+                stale.push(*key);
             }
         }
         if stale.is_empty() {
@@ -574,7 +586,11 @@ impl Translator {
     /// node is done writing on since the last call, after every frame made so
     /// far: the driver FINs them (`docs/protocol.md`, "Port streams").
     pub fn take_finished(&mut self) -> Vec<(String, u64)> {
-        std::mem::take(&mut self.finished)
+        let finished = std::mem::take(&mut self.finished);
+        finished
+            .into_iter()
+            .map(|(peer, id)| (self.peer_name(peer).to_owned(), id))
+            .collect()
     }
 
     /// Why the driver must not read more from stream `id` of `peer` now, if
@@ -582,10 +598,12 @@ impl Translator {
     /// messages are forwarded onto a congested stream.
     pub fn stalled(&mut self, k: &mut Kernel, peer: &str, id: u64) -> Option<Stall> {
         self.reap_sends(k);
+        let name = peer;
+        let peer = self.known_peer(name)?;
         let mut blocked = self
             .blocked
             .iter()
-            .filter(|(_, (p, i, _))| p == peer && *i == id)
+            .filter(|(_, (p, i, _))| *p == peer && *i == id)
             .map(|(&ticket, &(_, _, bytes))| (ticket, bytes));
         if let Some((ticket, bytes)) = blocked.next() {
             // Unless a held frame waits for a later message of the stream:
@@ -594,7 +612,7 @@ impl Translator {
             // drains the full queue. Read on then (each message read is
             // another blocked send, admitted in order) up to a bound, as
             // the waits are the peers' word.
-            let waited = self.holds.waited_on(|s| s.node == peer && s.port == id);
+            let waited = self.holds.waited_on(|s| s.node == name && s.port == id);
             if waited {
                 let (count, bytes) =
                     blocked.fold((1, bytes), |(n, b), (_, more)| (n + 1, b + more));
@@ -609,7 +627,7 @@ impl Translator {
         if self.congested.is_empty() {
             return None;
         }
-        let target = self.peers.get(peer)?.ledger.export_target(id)?;
+        let target = self.peers.get(&peer)?.ledger.export_target(id)?;
         let upstream = self.relay_of(&target)?;
         self.congested
             .contains(&upstream)
@@ -626,7 +644,8 @@ impl Translator {
         id: u64,
         on: bool,
     ) -> Result<(), TranslateError> {
-        let key = (peer.to_owned(), id);
+        let peer = self.peer_id(peer);
+        let key = (peer, id);
         let changed = if on {
             self.congested.insert(key)
         } else {
@@ -639,7 +658,7 @@ impl Translator {
             .proxy_import
             .iter()
             .find(|&(name, &import)| {
-                import == id && self.proxies.get(name).is_some_and(|(p, _)| p == peer)
+                import == id && self.proxies.get(name).is_some_and(|(p, _)| *p == peer)
             })
             .map(|(&name, _)| name);
         if let Some(name) = proxy {
@@ -663,16 +682,32 @@ impl Translator {
         }
     }
 
-    fn peer(&mut self, peer: &str) -> &mut Peer {
-        // (Looked up first: an entry would take an owned name every time.)
-        if !self.peers.contains_key(peer) {
-            let new = Peer {
-                ledger: Ledger::new(),
-                proxy_name: BTreeMap::new(),
-            };
-            self.peers.insert(peer.to_owned(), new);
+    fn peer(&mut self, peer: PeerId) -> &mut Peer {
+        self.peers.entry(peer).or_insert_with(|| Peer {
+            ledger: Ledger::new(),
+            proxy_name: BTreeMap::new(),
+        })
+    }
+
+    /// The handle of the peer named `name` (a link's node), made the first
+    /// time. Names from inside frames are looked up with
+    /// [`Translator::known_peer`] instead: only links add names.
+    fn peer_id(&mut self, name: &str) -> PeerId {
+        if let Some(&id) = self.peer_ids.get(name) {
+            return id;
         }
-        self.peers.get_mut(peer).expect("inserted above")
+        let id = PeerId(u32::try_from(self.peer_names.len()).expect("fewer than 2^32 peers"));
+        self.peer_names.push(name.to_owned());
+        self.peer_ids.insert(name.to_owned(), id);
+        id
+    }
+
+    fn known_peer(&self, name: &str) -> Option<PeerId> {
+        self.peer_ids.get(name).copied()
+    }
+
+    fn peer_name(&self, peer: PeerId) -> &str {
+        &self.peer_names[peer.0 as usize]
     }
 
     /// Bootstrap: a send right from `task`'s `name` (`disposition` COPY_SEND
@@ -686,6 +721,7 @@ impl Translator {
         name: Name,
         disposition: u8,
     ) -> Result<(u64, GlobalId), TranslateError> {
+        let peer = self.peer_id(peer);
         let (mine, _) = kr(
             "bootstrap right",
             k.port_extract_right(task, name, disposition, self.task),
@@ -708,6 +744,7 @@ impl Translator {
         global: GlobalId,
         task: TaskId,
     ) -> Result<(Name, Vec<Out>), TranslateError> {
+        let peer = self.peer_id(peer);
         let mut out = Vec::new();
         let right = WireRight {
             form: Form::Send,
@@ -727,7 +764,7 @@ impl Translator {
             items: Vec::new(),
         })
         .map_err(|reason| TranslateError::Protocol {
-            peer: peer.to_owned(),
+            peer: self.peer_name(peer).to_owned(),
             reason,
         })?;
         let (mine, disposition) = self.import_right(k, peer, &right, &mut out)?;
@@ -811,7 +848,7 @@ impl Translator {
             // Everything a forwarder receives is the moved port's: messages
             // through send-once rights and notifications included.
             match self.peers[&peer].ledger.proxy_import_id(proxy.handle) {
-                Some(id) => self.forward_local(k, &peer, id, msg, out)?,
+                Some(id) => self.forward_local(k, peer, id, msg, out)?,
                 None => self.destroy_received(k, &msg),
             }
             if self.draining.contains(&on) {
@@ -833,21 +870,21 @@ impl Translator {
         if !proxy.once && kernel_sent && msg.id == notify_id::NO_SENDERS {
             let mscount = first_u32(&msg).unwrap_or(0);
             let effects = self
-                .peer(&peer)
+                .peer(peer)
                 .ledger
                 .no_senders(proxy.handle, u64::from(mscount));
             if effects.is_empty() {
                 // Stale: rights were made since; ask again.
-                return self.arm_no_senders(k, &peer, proxy.handle);
+                return self.arm_no_senders(k, peer, proxy.handle);
             }
-            return self.apply(k, &peer, effects, out);
+            return self.apply(k, peer, effects, out);
         }
         if proxy.once && kernel_sent && msg.id == notify_id::SEND_ONCE && msg.body.is_empty() {
-            let effects = self.peer(&peer).ledger.once_destroyed(proxy.handle);
-            return self.apply(k, &peer, effects, out);
+            let effects = self.peer(peer).ledger.once_destroyed(proxy.handle);
+            return self.apply(k, peer, effects, out);
         }
         let (id, effects) = if proxy.once {
-            self.peer(&peer)
+            self.peer(peer)
                 .ledger
                 .once_used(proxy.handle)
                 .unwrap_or_default()
@@ -863,20 +900,20 @@ impl Translator {
             // A message netmsg cannot carry is destroyed, and with it the
             // send-once right it was sent with: the home side must notify.
             let destroyed = Out {
-                peer: peer.clone(),
+                peer: self.peer_name(peer).to_owned(),
                 id,
                 frame: StreamFrame::Release(Frame::SendOnceDestroyed { id }),
             };
-            let (frame, result) = match self.outgoing(k, &peer, msg, out) {
+            let (frame, result) = match self.outgoing(k, peer, msg, out) {
                 Ok(w) => (StreamFrame::Message(w), Ok(())),
                 Err(e) => (destroyed.frame.clone(), Err(e)),
             };
             // (The stream's only frame: no count is kept for it.)
             out.push(Out { frame, ..destroyed });
-            self.apply(k, &peer, effects, out)?;
+            self.apply(k, peer, effects, out)?;
             return result;
         }
-        self.forward_local(k, &peer, id, msg, out)
+        self.forward_local(k, peer, id, msg, out)
     }
 
     /// A message that reached send proxy (or forwarder) `msg.local_port`,
@@ -884,7 +921,7 @@ impl Translator {
     fn forward_local(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         msg: Message,
         out: &mut Vec<Out>,
@@ -917,7 +954,7 @@ impl Translator {
         }
         let frame = StreamFrame::Message(wire);
         out.push(Out {
-            peer: peer.to_owned(),
+            peer: self.peer_name(peer).to_owned(),
             id,
             frame,
         });
@@ -950,7 +987,7 @@ impl Translator {
                 continue;
             }
             match id {
-                Some(id) => self.forward_local(k, &peer, id, m, out)?,
+                Some(id) => self.forward_local(k, peer, id, m, out)?,
                 None => self.destroy_received(k, &m),
             }
         }
@@ -968,13 +1005,13 @@ impl Translator {
         }
         let mscount = mscount.unwrap_or(status.mscount);
         let effects = self
-            .peer(&peer)
+            .peer(peer)
             .ledger
             .no_senders(proxy.handle, u64::from(mscount));
         if effects.is_empty() {
-            return self.arm_no_senders(k, &peer, proxy.handle);
+            return self.arm_no_senders(k, peer, proxy.handle);
         }
-        self.apply(k, &peer, effects, out)
+        self.apply(k, peer, effects, out)
     }
 
     fn on_notify(
@@ -992,9 +1029,9 @@ impl Translator {
         };
         // The notification's own reference on the dead name.
         let _ = k.port_mod_refs(self.task, name, PortRight::DeadName as u32, -1);
-        let peers: Vec<String> = self.peers.keys().cloned().collect();
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
-            let ledger = &mut self.peer(&peer).ledger;
+            let ledger = &mut self.peer(peer).ledger;
             let once_dead = ledger.once_export_of(u64::from(name)).is_some();
             let effects = ledger.port_died(u64::from(name));
             if once_dead {
@@ -1011,10 +1048,11 @@ impl Translator {
                     _ => None,
                 })
                 .collect();
-            self.apply(k, &peer, effects, out)?;
+            self.apply(k, peer, effects, out)?;
             if !dead.is_empty() {
+                let node = &self.peer_names[peer.0 as usize];
                 self.holds
-                    .port_died(|l| l.node == peer && dead.contains(&l.port));
+                    .port_died(|l| l.node == *node && dead.contains(&l.port));
             }
         }
         self.forget_if_freed(k, name);
@@ -1027,7 +1065,7 @@ impl Translator {
     fn outgoing(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         msg: Message,
         out: &mut Vec<Out>,
     ) -> Result<WireMessage, TranslateError> {
@@ -1106,7 +1144,7 @@ impl Translator {
     fn export_right(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         name: Name,
         t: u8,
         out: &mut Vec<Out>,
@@ -1160,10 +1198,10 @@ impl Translator {
                     after.extend(self.pending.get(&name).into_iter().flatten().cloned());
                     let import = self.peers[&upstream].ledger.proxy_import_id(proxy.handle);
                     if let Some(import) = import {
-                        after.extend(self.position_through(&upstream, import, name, &global));
-                        if self.leads_home(name, &upstream, &global) {
+                        after.extend(self.position_through(upstream, import, name, &global));
+                        if self.leads_home(name, upstream, &global) {
                             home_stream = Some(HomeLane {
-                                home: upstream.clone(),
+                                home: self.peer_name(upstream).to_owned(),
                                 stream: import,
                                 era: self.era(peer),
                             });
@@ -1210,7 +1248,7 @@ impl Translator {
     fn export_receive(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         name: Name,
         out: &mut Vec<Out>,
     ) -> Result<WireRight, TranslateError> {
@@ -1258,7 +1296,7 @@ impl Translator {
         self.canonical.entry(global.clone()).or_insert(name);
         self.arm_no_senders(k, peer, handle)?;
         out.push(Out {
-            peer: peer.to_owned(),
+            peer: self.peer_name(peer).to_owned(),
             id,
             frame: StreamFrame::Moved(MovedPort {
                 id,
@@ -1319,7 +1357,7 @@ impl Translator {
     fn take_request(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         name: Name,
         which: i32,
         out: &mut Vec<Out>,
@@ -1348,10 +1386,17 @@ impl Translator {
     /// send-once notification each on the port, behind the `queued`
     /// messages there; one kernel would make none, so the forwarder drops
     /// them (see `swallowed`).
-    fn dissolve_pool(&mut self, k: &mut Kernel, peer: &str, export: u64, name: Name, queued: u32) {
+    fn dissolve_pool(
+        &mut self,
+        k: &mut Kernel,
+        peer: PeerId,
+        export: u64,
+        name: Name,
+        queued: u32,
+    ) {
         let pool = self
             .send_once_pool
-            .remove(&(peer.to_owned(), export))
+            .remove(&(peer, export))
             .unwrap_or_default();
         if pool.is_empty() {
             return;
@@ -1398,10 +1443,10 @@ impl Translator {
     /// it has no such proxy, too many lanes to count or send-once rights to
     /// let go, or this node keeps returning rights for it. (`queued` is
     /// filled in by the caller.)
-    fn embargo_for(&self, peer: &str, name: Name) -> Option<Embargo> {
+    fn embargo_for(&self, peer: PeerId, name: Name) -> Option<Embargo> {
         let export = self
             .peers
-            .get(peer)
+            .get(&peer)
             .and_then(|p| p.ledger.live_export(u64::from(name)));
         let Some(export) = export else {
             // The peer may reach the port through a third node: it counts
@@ -1416,14 +1461,11 @@ impl Translator {
         };
         // Send-once rights this node keeps for the peer's forwarder go with
         // the move (see `dissolve_pool`).
-        let send_once = self
-            .send_once_pool
-            .get(&(peer.to_owned(), export))
-            .map_or(0, Vec::len);
+        let send_once = self.send_once_pool.get(&(peer, export)).map_or(0, Vec::len);
         let send_once = u32::try_from(send_once)
             .ok()
             .filter(|&n| n <= crate::wire::MAX_MOVED_SEND_ONCE)?;
-        if self.returning_pool.contains_key(&(peer.to_owned(), export)) {
+        if self.returning_pool.contains_key(&(peer, export)) {
             // Messages through rights of this node's own proxy come back
             // through these: were the peer to shorten onto that proxy, they
             // would reach the port there instead (no stand-in for them).
@@ -1432,7 +1474,7 @@ impl Translator {
         let lanes: Vec<(Option<Origin>, u64)> = self
             .delivered
             .iter()
-            .filter(|(lane, _)| lane.node == peer && lane.port == export)
+            .filter(|(lane, _)| lane.node == self.peer_name(peer) && lane.port == export)
             .map(|(lane, &n)| (lane.origin.clone(), n))
             .collect();
         if lanes.len() > crate::wire::MAX_EMBARGO_LANES {
@@ -1467,21 +1509,21 @@ impl Translator {
     fn on_moved(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         m: MovedPort,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         if m.id != id {
             return Err(TranslateError::Protocol {
-                peer: peer.to_owned(),
+                peer: self.peer_name(peer).to_owned(),
                 reason: format!("port state of {} on the stream of {id}", m.id),
             });
         }
         let port = kr("moved port", k.port_allocate(self.task, PortRight::Receive))?;
         if let Err(e) = self.peer(peer).ledger.export_moved(id, u64::from(port)) {
             let _ = k.port_mod_refs(self.task, port, PortRight::Receive as u32, -1);
-            return Err(protocol(peer, e));
+            return Err(protocol(self.peer_name(peer), e));
         }
         kr(
             "moved port's send right",
@@ -1505,9 +1547,9 @@ impl Translator {
             },
         );
         self.request_dead_name(k, port)?;
-        self.grow_pool(k, (peer.to_owned(), id), port, m.send_once, false)?;
+        self.grow_pool(k, (peer, id), port, m.send_once, false)?;
         self.adopted.insert(port, m.global.clone());
-        self.unclaimed.insert((peer.to_owned(), id), port);
+        self.unclaimed.insert((peer, id), port);
         // A node that names the port through the sender takes it under that
         // name, once its messages on the way are back (the send-once pool
         // follows the port onto that name: see `hand_over`).
@@ -1527,7 +1569,10 @@ impl Translator {
             // its name leads is back once its markers are.)
             let counted = (e.export != 0).then_some(e.export);
             let (proxy, lanes) = self.marker_lanes(peer, &m.global, counted)?;
-            let queue = vec![(StreamKey::stream(peer, id), e.queued.saturating_add(1))];
+            let queue = vec![(
+                StreamKey::stream(self.peer_name(peer), id),
+                e.queued.saturating_add(1),
+            )];
             Some((proxy, queue, Some(lanes)))
         });
         if let Some((proxy, waits, relayed)) = embargo {
@@ -1538,9 +1583,9 @@ impl Translator {
                 Some(lanes) => self.send_markers(proxy, lanes, out),
                 None => Vec::new(),
             };
-            self.embargoed.insert(proxy, (peer.to_owned(), id));
+            self.embargoed.insert(proxy, (peer, id));
             self.embargoes.insert(
-                (peer.to_owned(), id),
+                (peer, id),
                 Embargoed {
                     proxy,
                     staging: port,
@@ -1563,7 +1608,7 @@ impl Translator {
                 }
                 if proxy_own_notification(&m, self.forwarders.contains_key(&proxy)) {
                     self.destroy_received(k, &m);
-                } else if let Some(e) = self.embargoes.get_mut(&(peer.to_owned(), id)) {
+                } else if let Some(e) = self.embargoes.get_mut(&(peer, id)) {
                     e.parked.push(m);
                 }
             }
@@ -1573,7 +1618,7 @@ impl Translator {
         // forwarder and let go are made here: what tasks send through their
         // rights to the forwarder comes back to this port through them.
         if let Some(e) = &m.embargo {
-            self.grow_pool(k, (peer.to_owned(), id), port, e.send_once, true)?;
+            self.grow_pool(k, (peer, id), port, e.send_once, true)?;
         }
         // Otherwise a node that already has a name for the port keeps that
         // one for rights arriving later (the port gets a second name).
@@ -1593,18 +1638,18 @@ impl Translator {
     /// port's queue in the peer's own lane, after the frame.
     fn embargo_waits(
         &self,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         g: &GlobalId,
         e: &Embargo,
     ) -> Option<(Name, Vec<(StreamKey, u64)>)> {
         let &proxy = self.canonical.get(g)?;
-        let (upstream, of) = self.proxies.get(&proxy)?;
+        let &(upstream, of) = self.proxies.get(&proxy)?;
         if upstream != peer
             || of.once
             || self.embargoed.contains_key(&proxy)
-            || self.congested.contains(&(peer.to_owned(), e.export))
-            || self.peers[peer].ledger.proxy_import_id(of.handle) != Some(e.export)
+            || self.congested.contains(&(peer, e.export))
+            || self.peers[&peer].ledger.proxy_import_id(of.handle) != Some(e.export)
         {
             return None;
         }
@@ -1612,7 +1657,7 @@ impl Translator {
         // earlier move): what it sent comes back in this node's lane too,
         // uncounted by the embargo.
         let other_way = self.proxies.iter().any(|(&name, (up, of))| {
-            name != proxy && up == peer && !of.once && self.proxy_global.get(&name) == Some(g)
+            name != proxy && *up == peer && !of.once && self.proxy_global.get(&name) == Some(g)
         });
         if other_way {
             return None;
@@ -1625,13 +1670,16 @@ impl Translator {
         };
         // (A peer's count is not trusted to fit: saturating, a lie only
         // holds its own port.)
-        let mut waits = vec![(StreamKey::stream(peer, id), e.queued.saturating_add(1))];
+        let mut waits = vec![(
+            StreamKey::stream(self.peer_name(peer), id),
+            e.queued.saturating_add(1),
+        )];
         let mut lane = |origin: Origin, sent: u64, taken: u64| {
             // (More taken in than sent: the counts do not match; no shortening.)
             let back = sent.checked_sub(taken)?;
             if back > 0 {
                 let lane = StreamKey {
-                    node: peer.to_owned(),
+                    node: self.peer_name(peer).to_owned(),
                     port: id,
                     origin: Some(origin),
                 };
@@ -1644,11 +1692,7 @@ impl Translator {
             }
             Some(())
         };
-        let own = self
-            .written
-            .get(&(peer.to_owned(), e.export))
-            .copied()
-            .unwrap_or(0);
+        let own = self.written.get(&(peer, e.export)).copied().unwrap_or(0);
         lane(
             Origin {
                 node: self.node.clone(),
@@ -1658,7 +1702,7 @@ impl Translator {
             taken(&None),
         )?;
         for ((up, import, origin), &n) in &self.forwarded {
-            if up == peer && *import == e.export {
+            if *up == peer && *import == e.export {
                 lane(origin.clone(), n, taken(&Some(origin.clone())))?;
             }
         }
@@ -1673,7 +1717,7 @@ impl Translator {
     /// everything this node sent that way is back once they are.
     fn marker_lanes(
         &self,
-        peer: &str,
+        peer: PeerId,
         g: &GlobalId,
         counted: Option<u64>,
     ) -> Option<(Name, MarkerLanes)> {
@@ -1686,7 +1730,7 @@ impl Translator {
         if (upstream == peer && counted.is_none_or(|e| e == import))
             || self.forwarders.contains_key(&proxy)
             || self.embargoed.contains_key(&proxy)
-            || self.congested.contains(&(upstream.clone(), import))
+            || self.congested.contains(&(upstream, import))
         {
             return None;
         }
@@ -1720,22 +1764,18 @@ impl Translator {
     /// wrote on its export `e.export`, in every lane, and let go of no
     /// send-once rights kept for this node (nothing of this node's from
     /// that export is still on its way back).
-    fn all_taken(&self, peer: &str, e: &Embargo) -> bool {
+    fn all_taken(&self, peer: PeerId, e: &Embargo) -> bool {
         let taken = |origin: &Option<Origin>| {
             e.lanes
                 .iter()
                 .find(|(o, _)| o == origin)
                 .map_or(0, |&(_, n)| n)
         };
-        let own = self
-            .written
-            .get(&(peer.to_owned(), e.export))
-            .copied()
-            .unwrap_or(0);
+        let own = self.written.get(&(peer, e.export)).copied().unwrap_or(0);
         let forwarded = self
             .forwarded
             .iter()
-            .filter(|((up, i, _), _)| up == peer && *i == e.export);
+            .filter(|((up, i, _), _)| *up == peer && *i == e.export);
         for ((_, _, origin), &n) in forwarded {
             if taken(&Some(origin.clone())) != n {
                 return false;
@@ -1761,18 +1801,18 @@ impl Translator {
             bytes.extend_from_slice(&self.marker_mac(number));
             match &lane {
                 None => {
-                    self.wrote(&upstream, import);
-                    self.went_through(&upstream, proxy);
+                    self.wrote(upstream, import);
+                    self.went_through(upstream, proxy);
                 }
                 Some(origin) => {
                     *self
                         .forwarded
-                        .entry((upstream.clone(), import, origin.clone()))
+                        .entry((upstream, import, origin.clone()))
                         .or_insert(0) += 1;
                 }
             }
             out.push(Out {
-                peer: upstream.clone(),
+                peer: self.peer_name(upstream).to_owned(),
                 id: import,
                 frame: StreamFrame::Message(WireMessage {
                     id: MARKER_ID,
@@ -1840,10 +1880,10 @@ impl Translator {
             if let Some((lane, position)) = lane.clone().filter(|_| marker.behind > 0) {
                 e.waits.push((lane, position.saturating_add(marker.behind)));
             }
-            Some(key.clone())
+            Some(*key)
         });
         match found {
-            Some((peer, id)) => self.end_embargo_if_back(k, &peer, id, out),
+            Some((peer, id)) => self.end_embargo_if_back(k, peer, id, out),
             None => Ok(()),
         }
     }
@@ -1853,14 +1893,14 @@ impl Translator {
     fn end_embargo_if_back(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         if self.embargoes.is_empty() {
             return Ok(());
         }
-        let key = (peer.to_owned(), id);
+        let key = (peer, id);
         let Some(e) = self.embargoes.get_mut(&key) else {
             return Ok(());
         };
@@ -1880,18 +1920,18 @@ impl Translator {
     fn hand_over(
         &mut self,
         k: &mut Kernel,
-        key: (String, u64),
+        key: (PeerId, u64),
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         let Some(mut e) = self.embargoes.remove(&key) else {
             return Ok(());
         };
         self.embargoed.remove(&e.proxy);
-        let (peer, id) = key.clone();
+        let (peer, id) = key;
         let proxy = e.proxy;
         // (The proxy leads to the sender, or, with markers, another way.)
         let (upstream, handle) = match self.proxies.get(&proxy) {
-            Some((p, of)) if !of.once => (p.clone(), of.handle),
+            Some((p, of)) if !of.once => (*p, of.handle),
             _ => return self.abandon_embargo(k, key, Some(e), out),
         };
         // The proxy's last messages and its own no-senders request go (a
@@ -1916,15 +1956,11 @@ impl Translator {
             }
         }
         self.swallow.remove(&proxy);
-        let import = self.peer(&upstream).ledger.proxy_import_id(handle);
-        let detached = if self
-            .peer(&peer)
-            .ledger
-            .retarget_export(id, u64::from(proxy))
-        {
-            let detached = self.peer(&upstream).ledger.detach_proxy(handle);
+        let import = self.peer(upstream).ledger.proxy_import_id(handle);
+        let detached = if self.peer(peer).ledger.retarget_export(id, u64::from(proxy)) {
+            let detached = self.peer(upstream).ledger.detach_proxy(handle);
             if detached.is_none() {
-                self.peer(&peer)
+                self.peer(peer)
                     .ledger
                     .retarget_export(id, u64::from(e.staging));
             }
@@ -1937,10 +1973,10 @@ impl Translator {
             if let Some(notify) = forwarder {
                 self.forwarders.insert(proxy, notify);
             }
-            self.arm_no_senders(k, &upstream, handle)?;
+            self.arm_no_senders(k, upstream, handle)?;
             return self.abandon_embargo(k, key, Some(e), out);
         };
-        self.apply(k, &upstream, effects, out)?;
+        self.apply(k, upstream, effects, out)?;
         if let Some(import) = import.filter(|_| self.peers[&upstream].ledger.is_detached(handle)) {
             // Nothing more is forwarded on the import's stream, whose
             // release waits: the lanes of other nodes' messages there end
@@ -1953,7 +1989,7 @@ impl Translator {
                 .collect();
             for origin in lanes {
                 out.push(Out {
-                    peer: upstream.clone(),
+                    peer: self.peer_name(upstream).to_owned(),
                     id: import,
                     frame: StreamFrame::LaneEnded { id: import, origin },
                 });
@@ -1971,7 +2007,7 @@ impl Translator {
         self.proxies.remove(&proxy);
         // (Kept while rights sent home through it are unconfirmed: its
         // references on the port go as they are.)
-        let p = self.peer(&upstream);
+        let p = self.peer(upstream);
         if !p.ledger.is_detached(handle) {
             p.proxy_name.remove(&handle);
         }
@@ -2024,7 +2060,7 @@ impl Translator {
         )?;
         self.request_dead_name(k, proxy)?;
         let pool = self.send_once_pool.remove(&key).unwrap_or_default();
-        self.grow_pool(k, key.clone(), proxy, pool.len() as u32, false)?;
+        self.grow_pool(k, key, proxy, pool.len() as u32, false)?;
         let _ = k.port_mod_refs(self.task, staging, PortRight::Receive as u32, -1);
         for right in pool {
             let _ = k.port_deallocate(self.task, right);
@@ -2042,7 +2078,7 @@ impl Translator {
         self.adopted.insert(proxy, e.global.clone());
         self.adopted_port.insert(e.global, proxy);
         self.unclaimed.insert(key, proxy);
-        self.holds.advanced(port_ready(&peer, id), 1);
+        self.holds.advanced(port_ready(self.peer_name(peer), id), 1);
         Ok(())
     }
 
@@ -2053,7 +2089,7 @@ impl Translator {
     fn abandon_embargo(
         &mut self,
         k: &mut Kernel,
-        key: (String, u64),
+        key: (PeerId, u64),
         e: Option<Embargoed>,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
@@ -2069,7 +2105,7 @@ impl Translator {
         {
             self.grow_pool(
                 k,
-                (peer.clone(), id),
+                (peer, id),
                 e.staging,
                 e.send_once.saturating_sub(e.own_send_once),
                 true,
@@ -2083,12 +2119,12 @@ impl Translator {
             .filter(|(_, of)| !of.once)
             .and_then(|(up, of)| {
                 let import = self.peers[up].ledger.proxy_import_id(of.handle)?;
-                Some((up.clone(), import))
+                Some((*up, import))
             });
         for m in e.parked {
             match &import {
                 Some((upstream, import)) => {
-                    if let Err(err) = self.forward_local(k, upstream, *import, m, out) {
+                    if let Err(err) = self.forward_local(k, *upstream, *import, m, out) {
                         self.reports.push(err);
                     }
                 }
@@ -2100,7 +2136,7 @@ impl Translator {
         } else {
             self.adopted_port.insert(e.global, e.staging);
         }
-        self.holds.advanced(port_ready(&peer, id), 1);
+        self.holds.advanced(port_ready(self.peer_name(peer), id), 1);
         Ok(())
     }
 
@@ -2233,7 +2269,7 @@ impl Translator {
     /// proxy leads through more than one hop.)
     fn position_through(
         &self,
-        upstream: &str,
+        upstream: PeerId,
         import: u64,
         proxy: Name,
         global: &GlobalId,
@@ -2242,7 +2278,7 @@ impl Translator {
         if self.leads_home(proxy, upstream, global) {
             return Some(Dependency {
                 via: self.node.clone(),
-                home: upstream.to_owned(),
+                home: self.peer_name(upstream).to_owned(),
                 port: import,
                 origin: None,
                 position: written,
@@ -2251,10 +2287,10 @@ impl Translator {
         let lane = self.home_streams.get(&proxy)?;
         let through = self
             .through
-            .get(&(upstream.to_owned(), lane.home.clone(), lane.stream))
+            .get(&(upstream, lane.home.clone(), lane.stream))
             .copied()?;
         Some(Dependency {
-            via: upstream.to_owned(),
+            via: self.peer_name(upstream).to_owned(),
             home: lane.home.clone(),
             port: lane.stream,
             origin: Some(Origin {
@@ -2268,20 +2304,20 @@ impl Translator {
     /// This node's own message through `proxy` left for `peer`: when the
     /// proxy leads to the port's home through that hop, one more in this
     /// node's lane there.
-    fn went_through(&mut self, peer: &str, proxy: Name) {
+    fn went_through(&mut self, peer: PeerId, proxy: Name) {
         if let Some(lane) = self.home_streams.get(&proxy) {
             *self
                 .through
-                .entry((peer.to_owned(), lane.home.clone(), lane.stream))
+                .entry((peer, lane.home.clone(), lane.stream))
                 .or_insert(0) += 1;
         }
     }
 
     /// A frame is written on stream `id` to `peer`.
-    fn wrote(&mut self, peer: &str, id: u64) {
-        *self.written.entry((peer.to_owned(), id)).or_insert(0) += 1;
+    fn wrote(&mut self, peer: PeerId, id: u64) {
+        *self.written.entry((peer, id)).or_insert(0) += 1;
         if !self.queue_cuts.is_empty() {
-            self.write_log.push((peer.to_owned(), id));
+            self.write_log.push((peer, id));
             if self.write_log.len() > MAX_WRITE_LOG {
                 self.queue_cuts.clear();
                 self.write_log.clear();
@@ -2298,15 +2334,11 @@ impl Translator {
 
     /// Messages written on stream `id` to `peer` (for a moved queue's
     /// message being encoded, up to the move).
-    fn written_before_cut(&self, peer: &str, id: u64) -> u64 {
-        let written = self
-            .written
-            .get(&(peer.to_owned(), id))
-            .copied()
-            .unwrap_or(0);
+    fn written_before_cut(&self, peer: PeerId, id: u64) -> u64 {
+        let written = self.written.get(&(peer, id)).copied().unwrap_or(0);
         let since = self.cut.map_or(0, |start| {
             let log = self.write_log.get(start..).unwrap_or_default();
-            log.iter().filter(|(p, i)| p == peer && *i == id).count() as u64
+            log.iter().filter(|(p, i)| *p == peer && *i == id).count() as u64
         });
         written.saturating_sub(since)
     }
@@ -2315,13 +2347,13 @@ impl Translator {
     /// port's first home, or the node this forwarder's receive right moved
     /// to (which may have moved it on since: then positions through it are
     /// not checked at the new home, see protocol.md).
-    fn leads_home(&self, proxy: Name, upstream: &str, global: &GlobalId) -> bool {
-        global.home == upstream || self.forwarders.contains_key(&proxy)
+    fn leads_home(&self, proxy: Name, upstream: PeerId, global: &GlobalId) -> bool {
+        global.home == self.peer_name(upstream) || self.forwarders.contains_key(&proxy)
     }
 
     /// The era of `peer`'s lanes in what this node forwards.
-    fn era(&self, peer: &str) -> u64 {
-        self.eras.get(peer).copied().unwrap_or(0)
+    fn era(&self, peer: PeerId) -> u64 {
+        self.eras.get(&peer).copied().unwrap_or(0)
     }
 
     /// The identity of a port whose receive right is on this node (or was,
@@ -2370,7 +2402,7 @@ impl Translator {
     fn export_send(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         name: Name,
     ) -> Result<u64, TranslateError> {
         let existed = self
@@ -2446,21 +2478,21 @@ impl Translator {
     /// their lanes' counts) by design, other streams nothing.
     pub(crate) fn stray_stream_records(&self) -> Vec<String> {
         let moved = |port: u64| port & crate::release::MOVED_ID_BIT != 0;
-        let live_import = |peer: &str, id: u64| {
+        let live_import = |peer: PeerId, id: u64| {
             self.peers
-                .get(peer)
+                .get(&peer)
                 .is_some_and(|p| p.ledger.proxy_of(id).is_some())
         };
         let live_export = |peer: &str, id: u64| {
-            self.peers
-                .get(peer)
+            self.known_peer(peer)
+                .and_then(|peer| self.peers.get(&peer))
                 .is_some_and(|p| p.ledger.export_target(id).is_some())
         };
         let written = self
             .written
             .keys()
-            .filter(|(peer, id)| !live_import(peer, *id))
-            .map(|(peer, id)| format!("written to {peer} on {id}"));
+            .filter(|&&(peer, id)| !live_import(peer, id))
+            .map(|&(peer, id)| format!("written to {} on {id}", self.peer_name(peer)));
         let delivered = self
             .delivered
             .keys()
@@ -2509,6 +2541,7 @@ impl Translator {
         id: u64,
         frame: StreamFrame,
     ) -> Result<Vec<Out>, TranslateError> {
+        let peer = self.peer_id(peer);
         let mut out = Vec::new();
         let to_my_export = match &frame {
             StreamFrame::Message(_) | StreamFrame::LaneEnded { .. } | StreamFrame::Moved(_) => true,
@@ -2543,7 +2576,8 @@ impl Translator {
             // The export ends after every message before it on the stream,
             // forwarded ones in their lanes included (which hold messages
             // only; the peer's own lane keeps its order anyway).
-            let forwarded = |l: &StreamKey| l.node == peer && l.port == id && l.origin.is_some();
+            let name = self.peer_name(peer);
+            let forwarded = |l: &StreamKey| l.node == name && l.port == id && l.origin.is_some();
             let message = |f: &StreamFrame| matches!(f, StreamFrame::Message(_));
             for (lane, queued) in self.holds.holding(forwarded, message) {
                 let position = self.delivered.get(&lane).copied().unwrap_or(0) + queued as u64;
@@ -2555,7 +2589,7 @@ impl Translator {
             }
         }
         let lane = StreamKey {
-            node: peer.to_owned(),
+            node: self.peer_name(peer).to_owned(),
             port: id,
             origin,
         };
@@ -2590,8 +2624,11 @@ impl Translator {
             if *s != port_ready(&s.node, s.port) {
                 return Vec::new();
             }
+            let Some(peer) = self.known_peer(&s.node) else {
+                return Vec::new();
+            };
             self.embargoes
-                .get(&(s.node.clone(), s.port))
+                .get(&(peer, s.port))
                 .map(unmet_of)
                 .unwrap_or_default()
         };
@@ -2611,19 +2648,19 @@ impl Translator {
                     .is_ok_and(|t| t & port_type::RECEIVE != 0)
             });
             if netmsgs {
-                blocked.insert((peer.as_str(), *id));
+                blocked.insert((self.peer_name(*peer), *id));
             }
         }
         let stuck = self.embargoes.iter().find_map(|(key, e)| {
             let unmet = unmet_of(e);
-            let ready = port_ready(&key.0, key.1);
+            let ready = port_ready(self.peer_name(key.0), key.1);
             // What the lanes wait for is on a stream not read while its
             // message waits for room in a full queue, whose receive right
             // may be in a message behind the carrying one.
             let blocked = |s: &StreamKey| blocked.contains(&(s.node.as_str(), s.port));
             self.holds
                 .depends_on(&unmet, |s| *s == ready || blocked(s), behind)
-                .then(|| key.clone())
+                .then_some(*key)
         });
         let Some(key) = stuck else {
             return Ok(false);
@@ -2646,7 +2683,7 @@ impl Translator {
     fn run_ready(&mut self, k: &mut Kernel, out: &mut Vec<Out>) -> Result<(), TranslateError> {
         while let Some((
             StreamKey {
-                node: peer,
+                node: name,
                 port: id,
                 ..
             },
@@ -2656,18 +2693,20 @@ impl Translator {
             if let StreamFrame::LaneEnded { id: ended, origin } = frame {
                 if ended != id {
                     return Err(TranslateError::Protocol {
-                        peer,
+                        peer: name,
                         reason: format!("lane end for export {ended} on the stream of {id}"),
                     });
                 }
                 self.holds.lane_ended(StreamKey {
-                    node: peer,
+                    node: name,
                     port: id,
                     origin: Some(origin),
                 });
                 continue;
             }
-            self.handle_ready(k, &peer, id, frame, out)?;
+            // (Every held frame came on a link: its peer has a handle.)
+            let peer = self.peer_id(&name);
+            self.handle_ready(k, peer, id, frame, out)?;
         }
         Ok(())
     }
@@ -2677,7 +2716,7 @@ impl Translator {
     fn handle_ready(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         frame: StreamFrame,
         out: &mut Vec<Out>,
@@ -2685,19 +2724,20 @@ impl Translator {
         if let Some((sequence, position)) = self.on_stream_frame(k, peer, id, frame, out)? {
             self.holds.advanced(sequence, position);
         }
-        for (node, port) in std::mem::take(&mut self.closed) {
-            self.forwarded_at.remove(&(node.clone(), port));
+        for (peer, port) in std::mem::take(&mut self.closed) {
+            self.forwarded_at.remove(&(peer, port));
+            let node = &self.peer_names[peer.0 as usize];
             // No wait is made on a send export's stream once the export is
             // gone (`arrival_waits` targets live exports), so it leaves no
             // record; a moved port's stream keeps a tombstone, as a right
             // coming home to it waits for its `Moved` frame.
             let tombstone = port & crate::release::MOVED_ID_BIT != 0;
             if !tombstone {
-                for lane in crate::causal::stream_lanes(&self.delivered, &node, port) {
+                for lane in crate::causal::stream_lanes(&self.delivered, node, port) {
                     self.delivered.remove(&lane);
                 }
             }
-            self.holds.stream_closed(&node, port, tombstone);
+            self.holds.stream_closed(node, port, tombstone);
         }
         Ok(())
     }
@@ -2706,13 +2746,13 @@ impl Translator {
     /// for the messages written before they left (their watermark), and with
     /// rights reaching their home by another path, for where the messages sent
     /// along their way stand; at the port's home, the message's dependencies.
-    fn arrival_waits(&self, peer: &str, id: u64, frame: &StreamFrame) -> Vec<Wait> {
+    fn arrival_waits(&self, peer: PeerId, id: u64, frame: &StreamFrame) -> Vec<Wait> {
         let StreamFrame::Message(m) = frame else {
             return Vec::new();
         };
-        let target = |peer: &str, id: u64| {
+        let target = |peer: PeerId, id: u64| {
             self.peers
-                .get(peer)
+                .get(&peer)
                 .and_then(|p| p.ledger.export_target(id))
                 .filter(|t| !t.dead && !t.once && !self.proxies.contains_key(&(t.port as Name)))
                 .map(|t| t.port as Name)
@@ -2721,15 +2761,18 @@ impl Translator {
         // this node of an export of that port (others are not this node's
         // to check, and are dropped).
         let wait = |port: Name, d: &Dependency| {
-            (d.home == self.node && target(&d.via, d.port) == Some(port)).then(|| Wait {
-                stream: StreamKey {
-                    node: d.via.clone(),
-                    port: d.port,
-                    origin: d.origin.clone(),
+            let via = self.known_peer(&d.via);
+            (d.home == self.node && via.and_then(|via| target(via, d.port)) == Some(port)).then(
+                || Wait {
+                    stream: StreamKey {
+                        node: d.via.clone(),
+                        port: d.port,
+                        origin: d.origin.clone(),
+                    },
+                    position: d.position,
+                    kind: WaitKind::Order,
                 },
-                position: d.position,
-                kind: WaitKind::Order,
-            })
+            )
         };
         let mut waits: Vec<Wait> = match target(peer, id) {
             Some(port) => m
@@ -2745,11 +2788,11 @@ impl Translator {
             id & crate::release::MOVED_ID_BIT == 0
                 && self
                     .peers
-                    .get(peer)
+                    .get(&peer)
                     .is_none_or(|p| p.ledger.export_target(id).is_none())
         };
         waits.extend(
-            home_waits(peer, m)
+            home_waits(self.peer_name(peer), m)
                 .into_iter()
                 .filter(|w| !gone(w.stream.port)),
         );
@@ -2761,13 +2804,13 @@ impl Translator {
             // was here before: rights coming home meanwhile name that).
             match r.reference {
                 WireRef::MovedReceive { id, .. } => waits.push(Wait {
-                    stream: port_ready(peer, id),
+                    stream: port_ready(self.peer_name(peer), id),
                     position: 1,
                     kind: WaitKind::Needs,
                 }),
                 WireRef::ReceiverExport { id } if id & crate::release::MOVED_ID_BIT != 0 => waits
                     .push(Wait {
-                        stream: StreamKey::stream(peer, id),
+                        stream: StreamKey::stream(self.peer_name(peer), id),
                         position: 1,
                         kind: WaitKind::Needs,
                     }),
@@ -2790,7 +2833,7 @@ impl Translator {
         // `Holds::port_died`).
         let dead = self
             .peers
-            .get(peer)
+            .get(&peer)
             .and_then(|p| p.ledger.export_target(id))
             .is_some_and(|t| t.dead);
         if dead {
@@ -2804,7 +2847,7 @@ impl Translator {
     fn on_stream_frame(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         frame: StreamFrame,
         out: &mut Vec<Out>,
@@ -2815,7 +2858,7 @@ impl Translator {
                 // waited on (`arrival_waits` targets send exports): no
                 // position is kept for it.
                 let lane = (id & crate::release::SEND_ONCE_ID_BIT == 0).then(|| StreamKey {
-                    node: peer.to_owned(),
+                    node: self.peer_name(peer).to_owned(),
                     port: id,
                     origin: m.origin.clone(),
                 });
@@ -2846,7 +2889,7 @@ impl Translator {
                 let unclaimed = if self.unclaimed.is_empty() {
                     None
                 } else {
-                    self.unclaimed.get(&(peer.to_owned(), id)).copied()
+                    self.unclaimed.get(&(peer, id)).copied()
                 };
                 if let Some(port) = unclaimed {
                     if self.staged.contains_key(&port) {
@@ -2863,22 +2906,22 @@ impl Translator {
             StreamFrame::LaneEnded { .. } => {}
             StreamFrame::Moved(m) => {
                 self.on_moved(k, peer, id, m, out)?;
-                let lane = StreamKey::stream(peer, id);
+                let lane = StreamKey::stream(self.peer_name(peer), id);
                 let n = self.delivered.entry(lane.clone()).or_insert(0);
                 *n += 1;
                 let n = *n;
-                if self.embargoes.contains_key(&(peer.to_owned(), id)) {
+                if self.embargoes.contains_key(&(peer, id)) {
                     self.end_embargo_if_back(k, peer, id, out)?;
                 } else {
                     // The port is ready: its receive right waits for this.
-                    self.holds.advanced(port_ready(peer, id), 1);
+                    self.holds.advanced(port_ready(self.peer_name(peer), id), 1);
                 }
                 return Ok(Some((lane, n)));
             }
             StreamFrame::Release(f) => {
                 if frame_id(&f) != id {
                     return Err(TranslateError::Protocol {
-                        peer: peer.to_owned(),
+                        peer: self.peer_name(peer).to_owned(),
                         reason: format!("frame for export {} on the stream of {id}", frame_id(&f)),
                     });
                 }
@@ -2887,10 +2930,10 @@ impl Translator {
                     .peer(peer)
                     .ledger
                     .on_frame(f)
-                    .map_err(|e| protocol(peer, e))?;
+                    .map_err(|e| protocol(self.peer_name(peer), e))?;
                 self.apply(k, peer, effects, out)?;
-                if release && self.peers[peer].ledger.export_target(id).is_none() {
-                    self.closed.push((peer.to_owned(), id));
+                if release && self.peers[&peer].ledger.export_target(id).is_none() {
+                    self.closed.push((peer, id));
                     self.drop_pool(k, peer, id);
                 }
             }
@@ -2901,19 +2944,19 @@ impl Translator {
     fn deliver(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         m: WireMessage,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         let Some(target) = self.peer(peer).ledger.export_target(id) else {
             return Err(TranslateError::Protocol {
-                peer: peer.to_owned(),
+                peer: self.peer_name(peer).to_owned(),
                 reason: format!("message for unknown export {id}"),
             });
         };
         check_rights(&m).map_err(|reason| TranslateError::Protocol {
-            peer: peer.to_owned(),
+            peer: self.peer_name(peer).to_owned(),
             reason,
         })?;
         if target.once {
@@ -2921,7 +2964,7 @@ impl Translator {
                 .peer(peer)
                 .ledger
                 .send_once_used(id)
-                .map_err(|e| protocol(peer, e))?;
+                .map_err(|e| protocol(self.peer_name(peer), e))?;
             self.apply(k, peer, effects, out)?;
         }
         let mut held: Vec<(Name, u8)> = Vec::new();
@@ -2929,7 +2972,7 @@ impl Translator {
         let result = self.place_and_send(k, peer, id, target, m, out, &mut held);
         match result {
             Ok(Placed::Blocked(ticket)) => {
-                self.blocked.insert(ticket, (peer.to_owned(), id, bytes));
+                self.blocked.insert(ticket, (peer, id, bytes));
             }
             Ok(Placed::Forwarded {
                 own: true,
@@ -2939,11 +2982,11 @@ impl Translator {
             }) => {
                 let nth = self
                     .delivered
-                    .get(&StreamKey::stream(peer, id))
+                    .get(&StreamKey::stream(self.peer_name(peer), id))
                     .copied()
                     .unwrap_or(0)
                     + 1;
-                self.record_forwarded(peer, id, nth, position, upstream.clone(), import);
+                self.record_forwarded(peer, id, nth, position, *upstream, import);
             }
             _ => {}
         }
@@ -2959,7 +3002,7 @@ impl Translator {
 
     /// The positions a right in a message this node forwards keeps: those it
     /// came with, and [`Translator::forwarded_position`].
-    fn forwarded_after(&self, peer: &str, r: &WireRight) -> Vec<Dependency> {
+    fn forwarded_after(&self, peer: PeerId, r: &WireRight) -> Vec<Dependency> {
         let mut after = r.after.clone();
         after.extend(self.forwarded_position(peer, r));
         after
@@ -2970,26 +3013,26 @@ impl Translator {
     /// left (its watermark) went on, the peer's lane in this node's stream to
     /// the port's home. (The right was held until those were handled, so they
     /// have all been forwarded by now.)
-    fn forwarded_position(&self, peer: &str, r: &WireRight) -> Option<Dependency> {
+    fn forwarded_position(&self, peer: PeerId, r: &WireRight) -> Option<Dependency> {
         let WireRef::ReceiverExport { id } = r.reference else {
             return None;
         };
-        let target = self.peers.get(peer)?.ledger.export_target(id)?;
+        let target = self.peers.get(&peer)?.ledger.export_target(id)?;
         let (upstream, import) = self.relay_of(&target)?;
         let direct = self
             .proxy_global
             .get(&(target.port as Name))
-            .is_some_and(|g| self.leads_home(target.port as Name, &upstream, g));
+            .is_some_and(|g| self.leads_home(target.port as Name, upstream, g));
         if r.watermark == 0 || !direct {
             return None;
         }
-        let position = self.forwarded_position_of(peer, id, r.watermark, &upstream, import)?;
+        let position = self.forwarded_position_of(peer, id, r.watermark, upstream, import)?;
         Some(Dependency {
             via: self.node.clone(),
-            home: upstream.clone(),
+            home: self.peer_name(upstream).to_owned(),
             port: import,
             origin: Some(Origin {
-                node: peer.to_owned(),
+                node: self.peer_name(peer).to_owned(),
                 era: self.era(peer),
             }),
             position,
@@ -3000,14 +3043,14 @@ impl Translator {
     /// was forwarded as its lane's `position`-th.
     fn record_forwarded(
         &mut self,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         nth: u64,
         position: u64,
-        upstream: String,
+        upstream: PeerId,
         import: u64,
     ) {
-        let runs = self.forwarded_at.entry((peer.to_owned(), id)).or_default();
+        let runs = self.forwarded_at.entry((peer, id)).or_default();
         match runs.back_mut() {
             Some(r)
                 if r.first + r.count == nth
@@ -3043,13 +3086,13 @@ impl Translator {
     /// current stream's messages anyway.
     fn forwarded_position_of(
         &self,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         watermark: u64,
-        upstream: &str,
+        upstream: PeerId,
         import: u64,
     ) -> Option<u64> {
-        let runs = self.forwarded_at.get(&(peer.to_owned(), id))?;
+        let runs = self.forwarded_at.get(&(peer, id))?;
         let r = runs.iter().rev().find(|r| r.first <= watermark)?;
         (r.upstream == upstream && r.import == import)
             .then(|| r.position + (watermark - r.first).min(r.count - 1))
@@ -3057,14 +3100,14 @@ impl Translator {
 
     /// Where a message to export `target` is forwarded, when its port is one
     /// of netmsg's live send proxies: the proxy's upstream and import ID.
-    fn relay_of(&self, target: &crate::release::ExportTarget) -> Option<(String, u64)> {
+    fn relay_of(&self, target: &crate::release::ExportTarget) -> Option<(PeerId, u64)> {
         if target.once || target.dead {
             return None;
         }
         self.relay_of_port(target.port as Name)
     }
 
-    fn relay_of_port(&self, port: Name) -> Option<(String, u64)> {
+    fn relay_of_port(&self, port: Name) -> Option<(PeerId, u64)> {
         let (upstream, proxy) = self.proxies.get(&port)?;
         if proxy.once {
             return None;
@@ -3074,14 +3117,14 @@ impl Translator {
             .get(upstream)?
             .ledger
             .proxy_import_id(proxy.handle)?;
-        Some((upstream.clone(), import))
+        Some((*upstream, import))
     }
 
     #[allow(clippy::too_many_arguments)]
     fn place_and_send(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         target: crate::release::ExportTarget,
         m: WireMessage,
@@ -3097,7 +3140,7 @@ impl Translator {
             let own = m.origin.as_ref().is_some_and(|o| o.node == self.node);
             let back = if own {
                 self.own_send_once_back(k, peer, id, target.port as Name)?
-                    .or_else(|| take_right(&mut self.returning_pool, (peer.to_owned(), id)))
+                    .or_else(|| take_right(&mut self.returning_pool, (peer, id)))
             } else {
                 None
             };
@@ -3182,7 +3225,7 @@ impl Translator {
             );
             received.bits |= m.other_bits;
             held.clear();
-            let mut wire = self.outgoing(k, &upstream, received, out)?;
+            let mut wire = self.outgoing(k, upstream, received, out)?;
             wire.marker = m.marker;
             // The rights keep the positions of their way here only: what
             // this node itself sent to those ports is not before them.
@@ -3196,18 +3239,18 @@ impl Translator {
             wire.dependencies.extend(m.dependencies);
             let own = m.origin.is_none();
             let origin = m.origin.unwrap_or_else(|| Origin {
-                node: peer.to_owned(),
+                node: self.peer_name(peer).to_owned(),
                 era: self.era(peer),
             });
             // Back to the node that sent it through a send-once right to its
             // forwarder, whose pool here went with the port (`dissolve_pool`):
             // it arrives there through a send-once right again.
-            if m.dest_form == Form::SendOnce && origin.node == upstream {
+            if m.dest_form == Form::SendOnce && origin.node == self.peer_name(upstream) {
                 wire.dest_form = Form::SendOnce;
             }
             let position = self
                 .forwarded
-                .entry((upstream.clone(), import, origin.clone()))
+                .entry((upstream, import, origin.clone()))
                 .or_insert(0);
             *position += 1;
             // Under an embargo another peer's messages still go the old way,
@@ -3215,7 +3258,7 @@ impl Translator {
             // waits for them to come back too.
             if let Some(key) = self.embargoed.get(&(target.port as Name)) {
                 let lane = StreamKey {
-                    node: key.0.clone(),
+                    node: self.peer_names[key.0 .0 as usize].clone(),
                     port: key.1,
                     origin: Some(origin.clone()),
                 };
@@ -3237,12 +3280,12 @@ impl Translator {
             let placed = Placed::Forwarded {
                 own,
                 position: *position,
-                upstream: upstream.clone(),
+                upstream,
                 import,
             };
             wire.origin = Some(origin);
             out.push(Out {
-                peer: upstream,
+                peer: self.peer_name(upstream).to_owned(),
                 id: import,
                 frame: StreamFrame::Message(wire),
             });
@@ -3317,11 +3360,11 @@ impl Translator {
     fn own_send_once_back(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         port: Name,
     ) -> Result<Option<Name>, TranslateError> {
-        let Some(e) = self.embargoes.get_mut(&(peer.to_owned(), id)) else {
+        let Some(e) = self.embargoes.get_mut(&(peer, id)) else {
             return Ok(None);
         };
         if e.staging != port || e.own_send_once >= e.send_once {
@@ -3340,7 +3383,7 @@ impl Translator {
     fn grow_pool(
         &mut self,
         k: &mut Kernel,
-        key: (String, u64),
+        key: (PeerId, u64),
         port: Name,
         n: u32,
         returning: bool,
@@ -3366,15 +3409,15 @@ impl Translator {
     }
 
     /// One of the send-once rights kept for the moved port of export `id`.
-    fn take_pool_right(&mut self, peer: &str, id: u64) -> Option<Name> {
-        take_right(&mut self.send_once_pool, (peer.to_owned(), id))
+    fn take_pool_right(&mut self, peer: PeerId, id: u64) -> Option<Name> {
+        take_right(&mut self.send_once_pool, (peer, id))
     }
 
     /// Destroys what is left of the send-once rights kept for the moved
     /// port of export `id` (its receiver gets their notifications, as for
     /// any send-once right the peer held when its way ends).
-    fn drop_pool(&mut self, k: &mut Kernel, peer: &str, id: u64) {
-        let key = (peer.to_owned(), id);
+    fn drop_pool(&mut self, k: &mut Kernel, peer: PeerId, id: u64) {
+        let key = (peer, id);
         let forwarder = self.send_once_pool.remove(&key).unwrap_or_default();
         let returning = self.returning_pool.remove(&key).unwrap_or_default();
         for right in forwarder.into_iter().chain(returning) {
@@ -3387,7 +3430,7 @@ impl Translator {
     fn import_right(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         r: &WireRight,
         out: &mut Vec<Out>,
     ) -> Result<(Name, u8), TranslateError> {
@@ -3408,12 +3451,12 @@ impl Translator {
                 } else {
                     ledger.import(*id)
                 }
-                .map_err(|e| protocol(peer, e))?;
+                .map_err(|e| protocol(self.peer_name(peer), e))?;
                 self.apply(k, peer, effects, out)?;
                 let Imported::Proxy(handle) = imported else {
                     return Ok((NAME_DEAD, disposition));
                 };
-                let proxy = self.peers[peer].proxy_name[&handle];
+                let proxy = self.peers[&peer].proxy_name[&handle];
                 if once {
                     let (name, _) = kr(
                         "make send-once",
@@ -3436,7 +3479,11 @@ impl Translator {
                         .entry(proxy)
                         .or_insert_with(|| global.clone());
                     self.canonical.entry(global.clone()).or_insert(proxy);
-                    if let Some(lane) = r.home_stream.clone().filter(|l| l.home != peer) {
+                    if let Some(lane) = r
+                        .home_stream
+                        .clone()
+                        .filter(|l| l.home != self.peer_name(peer))
+                    {
                         self.home_streams.entry(proxy).or_insert(lane);
                     }
                     // What this node sends through the proxy is forwarded in
@@ -3454,9 +3501,9 @@ impl Translator {
                 no_senders,
                 port_destroyed,
             } => {
-                let Some(port) = self.unclaimed.remove(&(peer.to_owned(), *id)) else {
+                let Some(port) = self.unclaimed.remove(&(peer, *id)) else {
                     return Err(TranslateError::Protocol {
-                        peer: peer.to_owned(),
+                        peer: self.peer_name(peer).to_owned(),
                         reason: format!("receive right of moved port {id}, unknown or taken"),
                     });
                 };
@@ -3495,13 +3542,13 @@ impl Translator {
             WireRef::ReceiverExport { id } => {
                 if r.form != Form::Send {
                     return Err(TranslateError::Protocol {
-                        peer: peer.to_owned(),
+                        peer: self.peer_name(peer).to_owned(),
                         reason: format!("send-once right coming home to export {id}"),
                     });
                 }
                 let target = self
                     .peers
-                    .get(peer)
+                    .get(&peer)
                     .and_then(|p| p.ledger.export_target(*id));
                 let dead = target.as_ref().is_none_or(|t| t.dead);
                 // Home to a proxy of this node: what the peer sent through it
@@ -3576,7 +3623,7 @@ impl Translator {
     fn by_another_path(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         g: &GlobalId,
         r: &WireRight,
@@ -3612,7 +3659,7 @@ impl Translator {
         let Some(&canonical) = self.canonical.get(g) else {
             return Ok(None);
         };
-        let (upstream, proxy) = self.proxies[&canonical].clone();
+        let (upstream, proxy) = self.proxies[&canonical];
         let ledger = &self.peers[&upstream].ledger;
         if upstream == peer && ledger.proxy_import_id(proxy.handle) == Some(id) {
             return Ok(None);
@@ -3631,8 +3678,8 @@ impl Translator {
         canonical: Name,
         after: Vec<Dependency>,
     ) -> Result<Name, TranslateError> {
-        let (upstream, proxy) = self.proxies[&canonical].clone();
-        self.peer(&upstream).ledger.made_extra(proxy.handle);
+        let (upstream, proxy) = self.proxies[&canonical];
+        self.peer(upstream).ledger.made_extra(proxy.handle);
         kr(
             "make send",
             k.port_insert_right(
@@ -3643,7 +3690,7 @@ impl Translator {
                 msg_type::MAKE_SEND,
             ),
         )?;
-        self.arm_no_senders(k, &upstream, proxy.handle)?;
+        self.arm_no_senders(k, upstream, proxy.handle)?;
         self.add_pending(canonical, after);
         Ok(canonical)
     }
@@ -3652,7 +3699,7 @@ impl Translator {
     fn drop_import(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
@@ -3660,7 +3707,7 @@ impl Translator {
             .peer(peer)
             .ledger
             .import_dropped(id)
-            .map_err(|e| protocol(peer, e))?;
+            .map_err(|e| protocol(self.peer_name(peer), e))?;
         self.apply(k, peer, effects, out)
     }
 
@@ -3784,11 +3831,11 @@ impl Translator {
     fn arm_no_senders(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         handle: u64,
     ) -> Result<(), TranslateError> {
-        let proxy = self.peers[peer].proxy_name[&handle];
-        let made = self.peers[peer].ledger.made_on(handle).unwrap_or(0);
+        let proxy = self.peers[&peer].proxy_name[&handle];
+        let made = self.peers[&peer].ledger.made_on(handle).unwrap_or(0);
         // A proxy's notification queues behind its messages; a forwarder's
         // goes to its own notify port (`forwarder_unused` drains it first).
         let notify = self.forwarders.get(&proxy).copied().unwrap_or(proxy);
@@ -3814,7 +3861,7 @@ impl Translator {
     fn apply(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         effects: Vec<Effect>,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
@@ -3822,7 +3869,7 @@ impl Translator {
             match effect {
                 Effect::Send(frame) => {
                     let o = Out {
-                        peer: peer.to_owned(),
+                        peer: self.peer_name(peer).to_owned(),
                         id: frame_id(&frame),
                         frame: StreamFrame::Release(frame),
                     };
@@ -3920,7 +3967,7 @@ impl Translator {
                     self.forget_if_freed(k, name);
                 }
                 Effect::DropDetachedRefs { proxy, count, last } => {
-                    let name = self.peers.get(peer).and_then(|p| p.proxy_name.get(&proxy));
+                    let name = self.peers.get(&peer).and_then(|p| p.proxy_name.get(&proxy));
                     let Some(&name) = name else {
                         continue;
                     };
@@ -3937,7 +3984,7 @@ impl Translator {
                     self.forget_if_freed(k, name);
                 }
                 Effect::DropProxyRefs { proxy, count } => {
-                    let name = self.peers[peer].proxy_name[&proxy];
+                    let name = self.peers[&peer].proxy_name[&proxy];
                     if let Some(kept) = self.kept.get_mut(&name) {
                         *kept -= count.min(*kept);
                     }
@@ -3947,7 +3994,7 @@ impl Translator {
                     )?;
                     self.forget_if_freed(k, name);
                     if let Some((p, id)) = self.embargoed.get(&name).cloned() {
-                        self.end_embargo_if_back(k, &p, id, out)?;
+                        self.end_embargo_if_back(k, p, id, out)?;
                     }
                 }
                 Effect::ReleasePort { port } => {
@@ -3958,16 +4005,16 @@ impl Translator {
                     let _ = k.port_deallocate(self.task, right as Name);
                     self.forget_if_freed(k, right as Name);
                 }
-                Effect::FinishExport { id } => self
-                    .finished
-                    .push((peer.to_owned(), id ^ ABOUT_SENDERS_EXPORT)),
+                Effect::FinishExport { id } => {
+                    self.finished.push((peer, id ^ ABOUT_SENDERS_EXPORT))
+                }
                 Effect::FinishImport { id } => {
                     // Nothing more is written on the stream, and its count
                     // is read only through its live proxy.
                     if id & crate::release::SEND_ONCE_ID_BIT == 0 {
-                        self.written.remove(&(peer.to_owned(), id));
+                        self.written.remove(&(peer, id));
                     }
-                    self.finished.push((peer.to_owned(), id))
+                    self.finished.push((peer, id))
                 }
             }
         }
@@ -3978,22 +4025,24 @@ impl Translator {
     /// Frames for other peers: the ends of the lanes this node forwarded for
     /// `peer`, whose messages on the way are lost.
     pub fn link_lost(&mut self, k: &mut Kernel, peer: &str) -> Result<Vec<Out>, TranslateError> {
+        let peer = self.peer_id(peer);
         // The peer's lane ends on every stream it could reach through this
         // node: where something of it was forwarded, and where its exports
         // of proxies lead (its messages there may all have been lost on the
         // way, and a dependency may name that lane all the same).
         let era = self.era(peer);
-        let mut ended: Vec<(String, u64, Origin)> = self
+        let name = self.peer_name(peer).to_owned();
+        let mut ended: Vec<(PeerId, u64, Origin)> = self
             .forwarded
             .keys()
-            .filter(|(upstream, _, origin)| origin.node == peer && upstream != peer)
+            .filter(|(upstream, _, origin)| origin.node == name && *upstream != peer)
             .cloned()
             .collect();
-        let exports = self.peers.get(peer).map(|p| p.ledger.exports());
+        let exports = self.peers.get(&peer).map(|p| p.ledger.exports());
         for (_, port, _) in exports.unwrap_or_default() {
             if let Some((upstream, import)) = self.relay_of_port(port as Name) {
                 let lane = Origin {
-                    node: peer.to_owned(),
+                    node: name.clone(),
                     era,
                 };
                 if upstream != peer {
@@ -4010,15 +4059,15 @@ impl Translator {
         let unclaimed: Vec<Name> = self
             .unclaimed
             .iter()
-            .filter(|((p, _), _)| p == peer)
+            .filter(|((p, _), _)| *p == peer)
             .map(|(_, &port)| port)
             .collect();
-        self.unclaimed.retain(|(p, _), _| p != peer);
+        self.unclaimed.retain(|(p, _), _| *p != peer);
         let pools: Vec<u64> = self
             .send_once_pool
             .keys()
             .chain(self.returning_pool.keys())
-            .filter(|(p, _)| p == peer)
+            .filter(|(p, _)| *p == peer)
             .map(|&(_, id)| id)
             .collect();
         for id in pools {
@@ -4036,7 +4085,7 @@ impl Translator {
             let _ = k.port_mod_refs(self.task, port, PortRight::Receive as u32, -1);
             self.forget_if_freed(k, port);
         }
-        out.retain(|o| o.peer != peer);
+        out.retain(|o| o.peer != name);
         for (upstream, import, origin) in ended {
             let live = self
                 .peers
@@ -4044,44 +4093,44 @@ impl Translator {
                 .is_some_and(|p| p.ledger.proxy_of(import).is_some());
             if live {
                 out.push(Out {
-                    peer: upstream,
+                    peer: self.peer_name(upstream).to_owned(),
                     id: import,
                     frame: StreamFrame::LaneEnded { id: import, origin },
                 });
             }
         }
         self.forwarded
-            .retain(|(u, _, o), _| o.node != peer && u != peer);
-        self.forwarded_at.retain(|(p, _), _| p != peer);
+            .retain(|(u, _, o), _| o.node != name && *u != peer);
+        self.forwarded_at.retain(|(p, _), _| *p != peer);
         // The peer's next lanes (after a new link) are new ones.
         *self.eras.entry(peer.to_owned()).or_insert(0) += 1;
         // Positions through the peer start again with the next link.
         self.through
-            .retain(|(hop, home, _), _| hop != peer && home != peer);
+            .retain(|(hop, home, _), _| *hop != peer && *home != name);
         // The reset ledger keeps counting IDs: a new link never reuses one,
         // so positions on the old link's streams can name nothing new.
-        if let Some(p) = self.peers.get_mut(peer) {
+        if let Some(p) = self.peers.get_mut(&peer) {
             p.proxy_name.clear();
         }
         // Frames held from the peer belonged to the lost link's ledger.
-        self.holds.drop_lanes(|lane| lane.node == peer);
-        self.holds.link_lost(peer);
-        self.holds.link_up(peer);
-        self.written.retain(|(p, _), _| p != peer);
-        self.delivered.retain(|lane, _| lane.node != peer);
-        self.congested.retain(|(p, _)| p != peer);
+        self.holds.drop_lanes(|lane| lane.node == name);
+        self.holds.link_lost(&name);
+        self.holds.link_up(&name);
+        self.written.retain(|(p, _), _| *p != peer);
+        self.delivered.retain(|lane, _| lane.node != name);
+        self.congested.retain(|(p, _)| *p != peer);
         // Frames from other peers that waited on the lost streams go now.
         self.handle_freed(k, &mut out)?;
         // Nothing for the lost link's streams goes on a later link.
-        out.retain(|o| o.peer != peer);
-        self.finished.retain(|(p, _)| p != peer);
+        out.retain(|o| o.peer != name);
+        self.finished.retain(|(p, _)| *p != peer);
         Ok(out)
     }
 }
 
 /// One of the send-once rights of `pools` kept under `key` (no entry is
 /// left empty).
-fn take_right(pools: &mut BTreeMap<(String, u64), Vec<Name>>, key: (String, u64)) -> Option<Name> {
+fn take_right(pools: &mut BTreeMap<(PeerId, u64), Vec<Name>>, key: (PeerId, u64)) -> Option<Name> {
     let pool = pools.get_mut(&key)?;
     let right = pool.pop();
     if pool.is_empty() {
