@@ -197,7 +197,7 @@ async fn rpc_and_release_over_quic() {
 /// new port's send right, which the echo sends home again, so its export
 /// ends (the importer's `Release`, the exporter's `Ack`) and both port
 /// streams are FINed. With 16 stream credits, 100 such RPCs (200 streams)
-/// never wait for credit.
+/// go through with hardly an open that finds the credit used up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_ports_give_their_stream_credit_back() {
     let options = TransportOptions {
@@ -247,9 +247,13 @@ async fn short_lived_ports_give_their_stream_credit_back() {
     let stats = tokio::time::timeout(Duration::from_secs(5), settled)
         .await
         .expect("every export released");
+    // Were credit not given back, every open after the 16th would find it
+    // used up: 84 of each side's 100. A peer's MAX_STREAMS comes a round
+    // trip or so after the FIN, so on a loaded machine an open may come
+    // before it now and then (that open goes on the overflow stream).
     for s in stats {
-        assert_eq!(s.opens_blocked_on_credit, 0, "{s:?}");
-        assert_eq!(s.ports_on_overflow, 0, "{s:?}");
+        assert!(s.opens_blocked_on_credit < 16, "{s:?}");
+        assert_eq!(s.opens_blocked_on_credit, s.ports_on_overflow, "{s:?}");
     }
 }
 
