@@ -75,7 +75,7 @@ enum Event {
     /// to the driver (`sender` is `None` once it was FINed), with frames
     /// queued meanwhile still in `backlog`.
     WriterIdle {
-        peer: String,
+        peer: Arc<str>,
         stream: u64,
         sender: Option<transport::PortSender>,
         backlog: mpsc::UnboundedReceiver<Item>,
@@ -223,7 +223,7 @@ struct Shared {
 /// the translator.
 struct Batch {
     out: Vec<Out>,
-    finished: Vec<(String, u64)>,
+    finished: Vec<(Arc<str>, u64)>,
 }
 
 /// What a stream's writer has to do next.
@@ -332,7 +332,7 @@ impl Shared {
     /// A writer task handed its stream back (see [`Writers::writer_idle`]).
     fn writer_idle(
         &self,
-        key: (String, u64),
+        key: (Arc<str>, u64),
         sender: Option<transport::PortSender>,
         rx: mpsc::UnboundedReceiver<Item>,
     ) {
@@ -351,7 +351,7 @@ struct Turn<'a> {
 }
 
 impl Turn<'_> {
-    fn set_congested(&mut self, key: &(String, u64), on: bool) {
+    fn set_congested(&mut self, key: &(Arc<str>, u64), on: bool) {
         let translator = &mut *self.translator;
         if let Err(e) = self
             .host
@@ -380,7 +380,7 @@ struct Driver {
 struct Writers {
     /// The current links, as the driver has them.
     links: BTreeMap<String, Link>,
-    streams: FxHashMap<(String, u64), Stream>,
+    streams: FxHashMap<(Arc<str>, u64), Stream>,
     /// Where a writer task hands its stream back.
     events: mpsc::UnboundedSender<Event>,
 }
@@ -529,7 +529,7 @@ impl Driver {
             let _translator = self.shared.translator.lock().expect("translator lock");
             let mut writers = self.shared.writers.lock().expect("writers lock");
             writers.links.remove(peer);
-            writers.streams.retain(|(p, _), _| p != peer);
+            writers.streams.retain(|(p, _), _| **p != *peer);
         }
         for (_, reply) in self.waiting_root.remove(peer).unwrap_or_default() {
             let _ = reply.send(Err(format!("link to {peer} lost")));
@@ -700,7 +700,7 @@ impl Writers {
         }
     }
 
-    fn push(&mut self, turn: &mut Turn<'_>, key: (String, u64), item: Item) {
+    fn push(&mut self, turn: &mut Turn<'_>, key: (Arc<str>, u64), item: Item) {
         match self.streams.remove(&key) {
             Some(Stream::Busy(mut backlog)) => {
                 let len = item_len(&item);
@@ -721,7 +721,7 @@ impl Writers {
 
     /// Writes `item` at once if the stream takes it (the stream is then
     /// idle again, unless FINed), else hands the stream to a writer task.
-    fn start(&mut self, key: (String, u64), sender: Option<transport::PortSender>, item: Item) {
+    fn start(&mut self, key: (Arc<str>, u64), sender: Option<transport::PortSender>, item: Item) {
         if let Some((key, fut, len)) = self.attempt(key, sender, item) {
             let (items, rx) = mpsc::unbounded_channel();
             let backlog = Backlog {
@@ -738,11 +738,11 @@ impl Writers {
     /// write still to do.
     fn attempt(
         &mut self,
-        key: (String, u64),
+        key: (Arc<str>, u64),
         sender: Option<transport::PortSender>,
         item: Item,
-    ) -> Option<((String, u64), Writing, usize)> {
-        let link = self.links.get(&key.0).cloned()?;
+    ) -> Option<((Arc<str>, u64), Writing, usize)> {
+        let link = self.links.get(&*key.0).cloned()?;
         let len = item_len(&item);
         let mut fut = writing(link, key.1, sender, item);
         match poll_once(&mut fut) {
@@ -764,7 +764,7 @@ impl Writers {
     fn resume(
         &mut self,
         turn: &mut Turn<'_>,
-        key: (String, u64),
+        key: (Arc<str>, u64),
         mut rx: mpsc::UnboundedReceiver<Item>,
         backlog: Backlog,
     ) {
@@ -795,7 +795,7 @@ impl Writers {
     fn writer_idle(
         &mut self,
         turn: &mut Turn<'_>,
-        key: (String, u64),
+        key: (Arc<str>, u64),
         sender: Option<transport::PortSender>,
         rx: mpsc::UnboundedReceiver<Item>,
     ) {
@@ -819,7 +819,7 @@ impl Writers {
     /// and hands the stream back to the driver when none is left.
     fn spawn_writer(
         &self,
-        key: (String, u64),
+        key: (Arc<str>, u64),
         first: Writing,
         first_len: usize,
         mut rx: mpsc::UnboundedReceiver<Item>,

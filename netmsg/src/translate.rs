@@ -149,7 +149,7 @@ pub enum Stall {
 /// A frame to write on the stream of export `id` toward `peer`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Out {
-    pub peer: String,
+    pub peer: std::sync::Arc<str>,
     pub id: u64,
     pub frame: StreamFrame,
 }
@@ -209,7 +209,7 @@ pub struct Translator {
     notify: Name,
     peers: BTreeMap<PeerId, Peer>,
     /// Names of the peers by `PeerId`, and back.
-    peer_names: Vec<String>,
+    peer_names: Vec<std::sync::Arc<str>>,
     peer_ids: BTreeMap<String, PeerId>,
     /// Proxy port name → (peer, handle).
     proxies: BTreeMap<Name, (PeerId, ProxyOf)>,
@@ -585,11 +585,11 @@ impl Translator {
     /// The streams (peer, transport stream as [`stream_of`] names them) this
     /// node is done writing on since the last call, after every frame made so
     /// far: the driver FINs them (`docs/protocol.md`, "Port streams").
-    pub fn take_finished(&mut self) -> Vec<(String, u64)> {
+    pub fn take_finished(&mut self) -> Vec<(std::sync::Arc<str>, u64)> {
         let finished = std::mem::take(&mut self.finished);
         finished
             .into_iter()
-            .map(|(peer, id)| (self.peer_name(peer).to_owned(), id))
+            .map(|(peer, id)| (self.peer_shared(peer), id))
             .collect()
     }
 
@@ -697,7 +697,7 @@ impl Translator {
             return id;
         }
         let id = PeerId(u32::try_from(self.peer_names.len()).expect("fewer than 2^32 peers"));
-        self.peer_names.push(name.to_owned());
+        self.peer_names.push(name.into());
         self.peer_ids.insert(name.to_owned(), id);
         id
     }
@@ -708,6 +708,11 @@ impl Translator {
 
     fn peer_name(&self, peer: PeerId) -> &str {
         &self.peer_names[peer.0 as usize]
+    }
+
+    /// The peer's name, shared (frames out carry it without a copy).
+    fn peer_shared(&self, peer: PeerId) -> std::sync::Arc<str> {
+        self.peer_names[peer.0 as usize].clone()
     }
 
     /// Bootstrap: a send right from `task`'s `name` (`disposition` COPY_SEND
@@ -900,7 +905,7 @@ impl Translator {
             // A message netmsg cannot carry is destroyed, and with it the
             // send-once right it was sent with: the home side must notify.
             let destroyed = Out {
-                peer: self.peer_name(peer).to_owned(),
+                peer: self.peer_shared(peer),
                 id,
                 frame: StreamFrame::Release(Frame::SendOnceDestroyed { id }),
             };
@@ -954,7 +959,7 @@ impl Translator {
         }
         let frame = StreamFrame::Message(wire);
         out.push(Out {
-            peer: self.peer_name(peer).to_owned(),
+            peer: self.peer_shared(peer),
             id,
             frame,
         });
@@ -1050,7 +1055,7 @@ impl Translator {
                 .collect();
             self.apply(k, peer, effects, out)?;
             if !dead.is_empty() {
-                let node = &self.peer_names[peer.0 as usize];
+                let node = &*self.peer_names[peer.0 as usize];
                 self.holds
                     .port_died(|l| l.node == *node && dead.contains(&l.port));
             }
@@ -1296,7 +1301,7 @@ impl Translator {
         self.canonical.entry(global.clone()).or_insert(name);
         self.arm_no_senders(k, peer, handle)?;
         out.push(Out {
-            peer: self.peer_name(peer).to_owned(),
+            peer: self.peer_shared(peer),
             id,
             frame: StreamFrame::Moved(MovedPort {
                 id,
@@ -1812,7 +1817,7 @@ impl Translator {
                 }
             }
             out.push(Out {
-                peer: self.peer_name(upstream).to_owned(),
+                peer: self.peer_shared(upstream),
                 id: import,
                 frame: StreamFrame::Message(WireMessage {
                     id: MARKER_ID,
@@ -1989,7 +1994,7 @@ impl Translator {
                 .collect();
             for origin in lanes {
                 out.push(Out {
-                    peer: self.peer_name(upstream).to_owned(),
+                    peer: self.peer_shared(upstream),
                     id: import,
                     frame: StreamFrame::LaneEnded { id: import, origin },
                 });
@@ -2726,7 +2731,7 @@ impl Translator {
         }
         for (peer, port) in std::mem::take(&mut self.closed) {
             self.forwarded_at.remove(&(peer, port));
-            let node = &self.peer_names[peer.0 as usize];
+            let node = &*self.peer_names[peer.0 as usize];
             // No wait is made on a send export's stream once the export is
             // gone (`arrival_waits` targets live exports), so it leaves no
             // record; a moved port's stream keeps a tombstone, as a right
@@ -3258,7 +3263,7 @@ impl Translator {
             // waits for them to come back too.
             if let Some(key) = self.embargoed.get(&(target.port as Name)) {
                 let lane = StreamKey {
-                    node: self.peer_names[key.0 .0 as usize].clone(),
+                    node: self.peer_names[key.0 .0 as usize].to_string(),
                     port: key.1,
                     origin: Some(origin.clone()),
                 };
@@ -3285,7 +3290,7 @@ impl Translator {
             };
             wire.origin = Some(origin);
             out.push(Out {
-                peer: self.peer_name(upstream).to_owned(),
+                peer: self.peer_shared(upstream),
                 id: import,
                 frame: StreamFrame::Message(wire),
             });
@@ -3869,7 +3874,7 @@ impl Translator {
             match effect {
                 Effect::Send(frame) => {
                     let o = Out {
-                        peer: self.peer_name(peer).to_owned(),
+                        peer: self.peer_shared(peer),
                         id: frame_id(&frame),
                         frame: StreamFrame::Release(frame),
                     };
@@ -4085,7 +4090,7 @@ impl Translator {
             let _ = k.port_mod_refs(self.task, port, PortRight::Receive as u32, -1);
             self.forget_if_freed(k, port);
         }
-        out.retain(|o| o.peer != name);
+        out.retain(|o| *o.peer != *name);
         for (upstream, import, origin) in ended {
             let live = self
                 .peers
@@ -4093,7 +4098,7 @@ impl Translator {
                 .is_some_and(|p| p.ledger.proxy_of(import).is_some());
             if live {
                 out.push(Out {
-                    peer: self.peer_name(upstream).to_owned(),
+                    peer: self.peer_shared(upstream),
                     id: import,
                     frame: StreamFrame::LaneEnded { id: import, origin },
                 });
@@ -4122,7 +4127,7 @@ impl Translator {
         // Frames from other peers that waited on the lost streams go now.
         self.handle_freed(k, &mut out)?;
         // Nothing for the lost link's streams goes on a later link.
-        out.retain(|o| o.peer != name);
+        out.retain(|o| *o.peer != *name);
         self.finished.retain(|(p, _)| *p != peer);
         Ok(out)
     }
