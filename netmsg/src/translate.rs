@@ -4279,3 +4279,46 @@ fn first_u32(msg: &Message) -> Option<u32> {
     let bytes = msg.body.first()?.bytes_payload()?;
     Some(u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mach::Abi;
+
+    /// The bound on the write log: a moved queue whose forwarding waits past
+    /// `MAX_WRITE_LOG` writes loses its cut, so positions of its messages'
+    /// rights count every write (later positions: a wait that is longer,
+    /// never one that lets a message overtake), and the log stops growing.
+    #[test]
+    fn the_write_log_is_bounded_and_then_counts_every_write() {
+        let mut k = Kernel::new(Abi::X86_64);
+        let mut t = Translator::new(&mut k, "node0", &[7; 32]).unwrap();
+        let peer = t.peer_id("node1");
+        let (stream, other) = (5, 6);
+        t.wrote(peer, stream);
+        let forwarder: Name = 1000;
+        t.queue_cuts.insert(
+            forwarder,
+            QueueCut {
+                left: 1,
+                start: t.write_log.len(),
+            },
+        );
+        t.wrote(peer, stream);
+        t.wrote(peer, other);
+        t.cut = Some(t.queue_cuts[&forwarder].start);
+        assert_eq!(t.written_before_cut(peer, stream), 1, "cut at the move");
+        for _ in 0..MAX_WRITE_LOG {
+            t.wrote(peer, other);
+        }
+        assert!(t.queue_cuts.is_empty(), "the cut is dropped at the bound");
+        assert!(t.write_log.is_empty(), "and the log with it");
+        t.wrote(peer, stream);
+        assert!(t.write_log.is_empty(), "no log while no cut waits");
+        assert_eq!(
+            t.written_before_cut(peer, stream),
+            3,
+            "every write counts once the cut is gone"
+        );
+    }
+}
