@@ -2,7 +2,7 @@
 //! ratios; results are recorded in `bench/RESULTS.md`.
 //!
 //! `netmsg-bench mach-rpc [--rounds N]`, `netmsg-bench transport [--rounds N]`,
-//! `netmsg-bench rpc [--rounds N] [--ports N] [--imports N]`,
+//! `netmsg-bench rpc [--rounds N] [--trials N] [--ports N] [--imports N]`,
 //! `netmsg-bench rpc-subject netmsg|transport|fresh [--rounds N]` (one
 //! subject of `rpc`'s arrangement (b) alone, for callgrind),
 //! `netmsg-bench pager [--events N] [--pages N]`.
@@ -70,6 +70,7 @@ fn main() {
         ),
         Some("rpc") => rpc_bench::run(
             number("--rounds", 10_000),
+            number("--trials", 3),
             number("--ports", 1000),
             number("--imports", 10_000),
         ),

@@ -508,12 +508,14 @@ fn translators_alone(rounds: usize) -> Duration {
     start.elapsed() / rounds as u32
 }
 
-/// The null RPC and the ping-pongs, three alternating trials, on `rt`: in
-/// `block_on`, or (`on_worker`) each in a task of the runtime's own.
+/// The null RPC and the ping-pongs, `trials` alternating trials (odd; the
+/// median of each is shown), on `rt`: in `block_on`, or (`on_worker`) each
+/// in a task of the runtime's own.
 fn latency(
     rt: &tokio::runtime::Runtime,
     certs: &Arc<Certs>,
     rounds: usize,
+    trials: usize,
     placement: Placement,
     on_worker: bool,
 ) {
@@ -535,7 +537,7 @@ fn latency(
     let mut t = Vec::new();
     let mut n = Vec::new();
     let mut f = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..trials {
         let c = certs.clone();
         t.push(run(Box::pin(async move {
             transport_ping_pong(&c, rounds, placement).await
@@ -551,12 +553,14 @@ fn latency(
     }
     let mid = |mut v: Vec<crate::Stats>| {
         v.sort_by_key(|s| s.p50);
-        v.swap_remove(1)
+        v.swap_remove(trials / 2)
     };
     print_latency(&[mid(t), mid(n), mid(f)], 0);
 }
 
-pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
+pub(crate) fn run(rounds: usize, trials: usize, ports: usize, imports: usize) {
+    // (An odd count has one median.)
+    let trials = trials.max(1) | 1;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -564,12 +568,12 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
         .unwrap();
     let certs = Arc::new(certs());
     println!(
-        "null RPC on loopback QUIC, median of 3 alternating trials of {rounds}; \
+        "null RPC on loopback QUIC, median of {trials} alternating trials of {rounds}; \
          (a) both nodes on one tokio runtime of 2 workers, the client in block_on:"
     );
-    latency(&rt, &certs, rounds, Placement::Shared, false);
+    latency(&rt, &certs, rounds, trials, Placement::Shared, false);
     println!("(c) the same runtime, each subject a task on a worker:");
-    latency(&rt, &certs, rounds, Placement::Shared, true);
+    latency(&rt, &certs, rounds, trials, Placement::Shared, true);
     // Each node a thread of its own, as on two machines: the client's node
     // on this current-thread runtime, the serving node on another.
     let own = tokio::runtime::Builder::new_current_thread()
@@ -579,7 +583,7 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
     println!(
         "(b) each node on a thread and current-thread runtime of its own (client and node B on one, node A on the other):"
     );
-    latency(&own, &certs, rounds, Placement::Thread, false);
+    latency(&own, &certs, rounds, trials, Placement::Thread, false);
     drop(own);
     // Each node on a runtime of its own as `netmsg serve` runs it
     // (`netmsg::driver::node_runtime`), the client a task on node B's; then
@@ -594,7 +598,14 @@ pub(crate) fn run(rounds: usize, ports: usize, imports: usize) {
             "{label} each node on a runtime of {workers} worker(s) of its own (the client a task on node B's){serve}:"
         );
         let rt = workers_runtime(workers);
-        latency(&rt, &certs, rounds, Placement::Workers(workers), true);
+        latency(
+            &rt,
+            &certs,
+            rounds,
+            trials,
+            Placement::Workers(workers),
+            true,
+        );
     }
     println!(
         "the null RPC's translators and kernels alone (no I/O, no tasks): {:.2?} per RPC",
