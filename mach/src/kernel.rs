@@ -308,7 +308,25 @@ struct Port {
 #[derive(Debug)]
 struct Pset {
     name: Name,
-    members: Vec<PortId>,
+    members: BTreeSet<PortId>,
+    /// The members with messages, by their first message's stamp: a
+    /// receive on the set takes the oldest first message (arrival order
+    /// across members) without looking at every member. (Sorted; few
+    /// members have messages at once.)
+    heads: Vec<(u64, PortId)>,
+}
+
+impl Pset {
+    fn add_head(&mut self, head: (u64, PortId)) {
+        let at = self.heads.partition_point(|h| *h < head);
+        self.heads.insert(at, head);
+    }
+
+    fn remove_head(&mut self, head: (u64, PortId)) {
+        if let Ok(at) = self.heads.binary_search(&head) {
+            self.heads.remove(at);
+        }
+    }
 }
 
 /// A message inside the kernel: rights are objects, not names.
@@ -754,7 +772,7 @@ impl Kernel {
             .get_mut(&pset)
             .expect("live set")
             .members
-            .push(port);
+            .insert(port);
         // Messages already queued join the set's queue behind those there now.
         let mut stamps = Vec::new();
         for _ in 0..self.ports[&port].queue.len() {
@@ -766,15 +784,21 @@ impl Kernel {
         for (kmsg, stamp) in p.queue.iter_mut().zip(stamps) {
             kmsg.stamp = stamp;
         }
-        if !p.queue.is_empty() {
+        if let Some(head) = p.queue.front().map(|k| k.stamp) {
+            let set = self.psets.get_mut(&pset).expect("live set");
+            set.add_head((head, port));
             self.wakes.push(Wake::Readable(Waitable::Pset(pset)));
         }
         self.wakes.push(Wake::Changed(Waitable::Port(port)));
     }
 
     fn pset_remove(&mut self, pset: PsetId, port: PortId) {
+        let head = self.ports[&port].queue.front().map(|k| k.stamp);
         let set = self.psets.get_mut(&pset).expect("live set");
-        set.members.retain(|&m| m != port);
+        set.members.remove(&port);
+        if let Some(head) = head {
+            set.remove_head((head, port));
+        }
         self.port(port).pset = None;
         if !self.ports[&port].queue.is_empty() {
             self.wakes.push(Wake::Readable(Waitable::Port(port)));
@@ -882,14 +906,22 @@ impl Kernel {
         {
             return Some(kmsg);
         }
-        kmsg.stamp = self.next_stamp;
+        let stamp = self.next_stamp;
+        kmsg.stamp = stamp;
         self.next_stamp += 1;
         let port = self.port(dest);
+        let first = port.queue.is_empty();
+        port.queue.push_back(kmsg);
         let waitable = match port.pset {
-            Some(pset) => Waitable::Pset(pset),
+            Some(pset) => {
+                if first {
+                    let set = self.psets.get_mut(&pset).expect("live set");
+                    set.add_head((stamp, dest));
+                }
+                Waitable::Pset(pset)
+            }
             None => Waitable::Port(dest),
         };
-        port.queue.push_back(kmsg);
         self.wakes.push(Wake::Readable(waitable));
         None
     }
@@ -1702,12 +1734,7 @@ impl Kernel {
     fn head_port(&self, source: Waitable) -> Option<PortId> {
         match source {
             Waitable::Port(port) => (!self.ports[&port].queue.is_empty()).then_some(port),
-            Waitable::Pset(pset) => self.psets[&pset]
-                .members
-                .iter()
-                .filter_map(|m| self.ports[m].queue.front().map(|k| (k.stamp, *m)))
-                .min()
-                .map(|(_, m)| m),
+            Waitable::Pset(pset) => self.psets[&pset].heads.first().map(|&(_, m)| m),
         }
     }
 
@@ -1716,6 +1743,14 @@ impl Kernel {
         let kmsg = p.queue.pop_front().expect("head exists");
         let seqno = p.seqno;
         p.seqno = p.seqno.wrapping_add(1);
+        let next = p.queue.front().map(|k| k.stamp);
+        if let Some(pset) = p.pset {
+            let set = self.psets.get_mut(&pset).expect("live set");
+            set.remove_head((kmsg.stamp, port));
+            if let Some(next) = next {
+                set.add_head((next, port));
+            }
+        }
         self.admit_blocked(port);
         (kmsg, seqno)
     }
@@ -1832,7 +1867,8 @@ impl Kernel {
                     id,
                     Pset {
                         name,
-                        members: Vec::new(),
+                        members: BTreeSet::new(),
+                        heads: Vec::new(),
                     },
                 );
                 Some(Object::Pset(id))
@@ -2479,6 +2515,19 @@ impl Kernel {
     /// reverse-map entries from scratch and compares them with the kernel's own
     /// bookkeeping. For tests and simulators; `Err` describes the first mismatch.
     pub fn check_invariants(&self) -> Result<(), String> {
+        for (id, set) in &self.psets {
+            if !set.heads.is_sorted() {
+                return Err(format!("{id:?}: first messages out of order"));
+            }
+            for &(stamp, port) in &set.heads {
+                let first = self.ports.get(&port).and_then(|p| p.queue.front());
+                if !set.members.contains(&port) || first.is_none_or(|k| k.stamp != stamp) {
+                    return Err(format!(
+                        "{id:?}: {port:?} listed with a first message it has not"
+                    ));
+                }
+            }
+        }
         #[derive(Default)]
         struct Count {
             refs: u32,
@@ -2624,12 +2673,15 @@ impl Kernel {
                 ));
             }
             if let Some(s) = port.pset {
-                if !self
-                    .psets
-                    .get(&s)
-                    .is_some_and(|set| set.members.contains(id))
-                {
+                let Some(set) = self.psets.get(&s) else {
+                    return Err(format!("{id:?}: its set does not exist"));
+                };
+                if !set.members.contains(id) {
                     return Err(format!("{id:?}: not a member of its set"));
+                }
+                let head = port.queue.front().map(|k| (k.stamp, *id));
+                if head.is_some_and(|h| set.heads.binary_search(&h).is_err()) {
+                    return Err(format!("{id:?}: its first message is not among its set's"));
                 }
             }
         }

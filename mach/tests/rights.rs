@@ -580,6 +580,88 @@ fn port_sets_move_member_and_receive_in_arrival_order() {
     );
 }
 
+/// A set of many members under random sends, receives, members leaving
+/// and coming back with messages queued, and members dying: the set hands
+/// out messages in the order they reached it (a member's queue joins at the
+/// back when it comes back), checked against a model of that order.
+#[test]
+fn a_large_port_set_receives_in_arrival_order_as_members_come_and_go() {
+    let (mut k, a, b) = kernel();
+    let set = k.port_allocate(a, PortRight::PortSet).unwrap();
+    let mut ports: Vec<(Name, Name)> = (0..200)
+        .map(|_| {
+            let p = receive_right(&mut k, a);
+            k.port_set_qlimit(a, p, mach::types::QLIMIT_MAX).unwrap();
+            k.port_move_member(a, p, set).unwrap();
+            (p, give_send(&mut k, a, p, b))
+        })
+        .collect();
+    let mut in_set: Vec<bool> = vec![true; ports.len()];
+    let mut queued: Vec<std::collections::VecDeque<i32>> = vec![Default::default(); ports.len()];
+    // The model: (member, id) in the order the set hands them out.
+    let mut order: std::collections::VecDeque<(usize, i32)> = Default::default();
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    for id in 1..=5000 {
+        let i = next(ports.len());
+        match next(10) {
+            0..=4 if queued[i].len() < mach::types::QLIMIT_MAX as usize => {
+                send(
+                    &mut k,
+                    b,
+                    Message::simple(ports[i].1, mt::COPY_SEND, id, vec![]),
+                );
+                queued[i].push_back(id);
+                if in_set[i] {
+                    order.push_back((i, id));
+                }
+            }
+            5..=7 => match order.pop_front() {
+                Some((j, want)) => {
+                    let m = recv(&mut k, a, set);
+                    assert_eq!((m.local_port, m.id), (ports[j].0, want));
+                    assert_eq!(queued[j].pop_front(), Some(want));
+                }
+                None => assert!(nothing_queued(&mut k, a, set)),
+            },
+            8 => {
+                let to = if in_set[i] { NAME_NULL } else { set };
+                k.port_move_member(a, ports[i].0, to).unwrap();
+                in_set[i] = !in_set[i];
+                order.retain(|&(j, _)| j != i);
+                if in_set[i] {
+                    order.extend(queued[i].iter().map(|&q| (i, q)));
+                }
+            }
+            _ => {
+                // The member dies with its queue; a new port takes its place.
+                k.port_mod_refs(a, ports[i].0, PortRight::Receive as u32, -1)
+                    .unwrap();
+                k.port_deallocate(b, ports[i].1).unwrap();
+                order.retain(|&(j, _)| j != i);
+                queued[i].clear();
+                let p = receive_right(&mut k, a);
+                k.port_set_qlimit(a, p, mach::types::QLIMIT_MAX).unwrap();
+                k.port_move_member(a, p, set).unwrap();
+                in_set[i] = true;
+                ports[i] = (p, give_send(&mut k, a, p, b));
+            }
+        }
+        k.check_invariants()
+            .unwrap_or_else(|e| panic!("after {id}: {e}"));
+    }
+    while let Some((j, want)) = order.pop_front() {
+        let m = recv(&mut k, a, set);
+        assert_eq!((m.local_port, m.id), (ports[j].0, want));
+    }
+    assert!(nothing_queued(&mut k, a, set));
+}
+
 // ----- notifications (ipc_notify.c) ------------------------------------------------------
 
 fn request(
