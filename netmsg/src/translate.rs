@@ -303,6 +303,10 @@ pub struct Translator {
     /// Ports made by `Moved` frames on a node that already named the port
     /// (by netmsg's name, while it holds one): a second name for it here.
     second_names: std::collections::BTreeSet<Name>,
+    /// Forwarders whose move let go of a pool (see `dissolve_pool`): the
+    /// peer may keep returning rights for their import, so flush markers
+    /// do not shorten them (see `marker_lanes`).
+    pool_let_go: std::collections::BTreeSet<Name>,
     /// Ports made by a peer's `Moved` frame (peer, id) whose receive right
     /// no message has taken yet.
     unclaimed: BTreeMap<(PeerId, u64), Name>,
@@ -510,6 +514,7 @@ impl Translator {
             unclaimed: BTreeMap::new(),
             staged: BTreeMap::new(),
             second_names: std::collections::BTreeSet::new(),
+            pool_let_go: std::collections::BTreeSet::new(),
             send_once_pool: BTreeMap::new(),
             returning_pool: BTreeMap::new(),
             swallow: BTreeMap::new(),
@@ -538,6 +543,7 @@ impl Translator {
             && self.returning_pool.is_empty()
             && self.swallow.is_empty()
             && self.queue_cuts.is_empty()
+            && self.pool_let_go.is_empty()
             && self.holds.held() == 0
             && self.blocked.is_empty()
             && self.embargoes.is_empty()
@@ -1413,6 +1419,7 @@ impl Translator {
                 drop: pool.len(),
             },
         );
+        self.pool_let_go.insert(name);
         for right in pool {
             let _ = k.port_deallocate(self.task, right);
         }
@@ -1573,7 +1580,7 @@ impl Translator {
             // (Only the port's queue is counted: what this node sent the way
             // its name leads is back once its markers are.)
             let counted = (e.export != 0).then_some(e.export);
-            let (proxy, lanes) = self.marker_lanes(peer, &m.global, counted)?;
+            let (proxy, lanes) = self.marker_lanes(k, peer, &m.global, counted)?;
             let queue = vec![(
                 StreamKey::stream(self.peer_name(peer), id),
                 e.queued.saturating_add(1),
@@ -1718,10 +1725,12 @@ impl Translator {
     /// comes from `peer`, which counted none of this node's messages, or
     /// all it had sent on export `counted` of the port) is a send proxy
     /// leading another way (through a third node, or another export of the
-    /// sender's), and if so that proxy and where flush markers go:
-    /// everything this node sent that way is back once they are.
+    /// sender's), or a forwarder through another export of the sender's,
+    /// and if so that proxy and where flush markers go: everything this
+    /// node sent that way is back once they are.
     fn marker_lanes(
         &self,
+        k: &mut Kernel,
         peer: PeerId,
         g: &GlobalId,
         counted: Option<u64>,
@@ -1733,11 +1742,33 @@ impl Translator {
         // that, or through the sender with nothing counted, there is no
         // third way to flush.)
         if (upstream == peer && counted.is_none_or(|e| e == import))
-            || self.forwarders.contains_key(&proxy)
             || self.embargoed.contains_key(&proxy)
             || self.congested.contains(&(upstream, import))
         {
             return None;
+        }
+        if self.forwarders.contains_key(&proxy) {
+            // A forwarder to the sender itself, through another export than
+            // the one it counted: what the forwarder sent through send-once
+            // rights went into the port's queue there (counted as queued)
+            // or comes back in its own lane. Not with send-once rights to
+            // it left (the sender's pool for them would outlive the
+            // hand-over), nor with its moved queue, notifications or a pool
+            // it let go still pending. (Through a third node, its
+            // send-once messages go on in the hop's lane, where no marker
+            // follows them.)
+            let sorights = k
+                .port_get_receive_status(self.task, proxy)
+                .map_or(1, |s| s.sorights);
+            if upstream != peer
+                || sorights > 0
+                || self.pool_let_go.contains(&proxy)
+                || self.draining.contains(&proxy)
+                || self.swallow.contains_key(&proxy)
+                || self.queue_cuts.contains_key(&proxy)
+            {
+                return None;
+            }
         }
         // A second name for the port: what it sent comes back unmarked.
         let other = self.proxies.iter().any(|(&name, (_, of))| {
@@ -2010,6 +2041,7 @@ impl Translator {
             k.port_move_member(self.task, proxy, NAME_NULL),
         )?;
         self.proxies.remove(&proxy);
+        self.pool_let_go.remove(&proxy);
         // (Kept while rights sent home through it are unconfirmed: its
         // references on the port go as they are.)
         let p = self.peer(upstream);
@@ -3947,6 +3979,7 @@ impl Translator {
                     )?;
                     self.swallow.remove(&name);
                     self.end_queue_cut(name);
+                    self.pool_let_go.remove(&name);
                     if let Some(notify) = self.forwarders.remove(&name) {
                         // The name no longer stands for the port (which
                         // lives on elsewhere), also while netmsg holds it
