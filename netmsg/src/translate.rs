@@ -660,13 +660,16 @@ impl Translator {
         if !changed {
             return Ok(());
         }
+        // (The ledger's live proxy of the import, not a scan of every proxy.)
         let proxy = self
-            .proxy_import
-            .iter()
-            .find(|&(name, &import)| {
-                import == id && self.proxies.get(name).is_some_and(|(p, _)| *p == peer)
-            })
-            .map(|(&name, _)| name);
+            .peers
+            .get(&peer)
+            .and_then(|p| p.proxy_name.get(&p.ledger.proxy_of(id)?))
+            .copied()
+            .filter(|name| {
+                self.proxies.get(name).is_some_and(|(p, _)| *p == peer)
+                    && self.proxy_import.get(name) == Some(&id)
+            });
         if let Some(name) = proxy {
             let set = if on { NAME_NULL } else { self.set };
             kr(
