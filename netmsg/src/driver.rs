@@ -223,7 +223,7 @@ struct Shared {
 /// the translator.
 struct Batch {
     out: Vec<Out>,
-    finished: Vec<(Arc<str>, u64)>,
+    finished: Vec<OutStream>,
 }
 
 /// What a stream's writer has to do next.
@@ -249,6 +249,9 @@ struct Backlog {
     /// The translator was told the stream is congested.
     congested: bool,
 }
+
+/// A stream this node writes: the peer, and the transport stream.
+type OutStream = (Arc<str>, u64);
 
 type Writing = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Option<transport::PortSender>, String>> + Send>,
@@ -332,7 +335,7 @@ impl Shared {
     /// A writer task handed its stream back (see [`Writers::writer_idle`]).
     fn writer_idle(
         &self,
-        key: (Arc<str>, u64),
+        key: OutStream,
         sender: Option<transport::PortSender>,
         rx: mpsc::UnboundedReceiver<Item>,
     ) {
@@ -351,7 +354,7 @@ struct Turn<'a> {
 }
 
 impl Turn<'_> {
-    fn set_congested(&mut self, key: &(Arc<str>, u64), on: bool) {
+    fn set_congested(&mut self, key: &OutStream, on: bool) {
         let translator = &mut *self.translator;
         if let Err(e) = self
             .host
@@ -380,7 +383,7 @@ struct Driver {
 struct Writers {
     /// The current links, as the driver has them.
     links: BTreeMap<String, Link>,
-    streams: FxHashMap<(Arc<str>, u64), Stream>,
+    streams: FxHashMap<OutStream, Stream>,
     /// Where a writer task hands its stream back.
     events: mpsc::UnboundedSender<Event>,
 }
@@ -700,7 +703,7 @@ impl Writers {
         }
     }
 
-    fn push(&mut self, turn: &mut Turn<'_>, key: (Arc<str>, u64), item: Item) {
+    fn push(&mut self, turn: &mut Turn<'_>, key: OutStream, item: Item) {
         match self.streams.remove(&key) {
             Some(Stream::Busy(mut backlog)) => {
                 let len = item_len(&item);
@@ -721,7 +724,7 @@ impl Writers {
 
     /// Writes `item` at once if the stream takes it (the stream is then
     /// idle again, unless FINed), else hands the stream to a writer task.
-    fn start(&mut self, key: (Arc<str>, u64), sender: Option<transport::PortSender>, item: Item) {
+    fn start(&mut self, key: OutStream, sender: Option<transport::PortSender>, item: Item) {
         if let Some((key, fut, len)) = self.attempt(key, sender, item) {
             let (items, rx) = mpsc::unbounded_channel();
             let backlog = Backlog {
@@ -738,10 +741,10 @@ impl Writers {
     /// write still to do.
     fn attempt(
         &mut self,
-        key: (Arc<str>, u64),
+        key: OutStream,
         sender: Option<transport::PortSender>,
         item: Item,
-    ) -> Option<((Arc<str>, u64), Writing, usize)> {
+    ) -> Option<(OutStream, Writing, usize)> {
         let link = self.links.get(&*key.0).cloned()?;
         let len = item_len(&item);
         let mut fut = writing(link, key.1, sender, item);
@@ -764,7 +767,7 @@ impl Writers {
     fn resume(
         &mut self,
         turn: &mut Turn<'_>,
-        key: (Arc<str>, u64),
+        key: OutStream,
         mut rx: mpsc::UnboundedReceiver<Item>,
         backlog: Backlog,
     ) {
@@ -795,7 +798,7 @@ impl Writers {
     fn writer_idle(
         &mut self,
         turn: &mut Turn<'_>,
-        key: (Arc<str>, u64),
+        key: OutStream,
         sender: Option<transport::PortSender>,
         rx: mpsc::UnboundedReceiver<Item>,
     ) {
@@ -819,7 +822,7 @@ impl Writers {
     /// and hands the stream back to the driver when none is left.
     fn spawn_writer(
         &self,
-        key: (Arc<str>, u64),
+        key: OutStream,
         first: Writing,
         first_len: usize,
         mut rx: mpsc::UnboundedReceiver<Item>,
