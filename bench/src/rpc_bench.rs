@@ -35,6 +35,16 @@ struct Pair {
 }
 
 impl Pair {
+    /// A receive right of the client's for replies.
+    fn reply_port(&self) -> Name {
+        self.host_b
+            .with(|k| k.port_allocate(self.client, PortRight::Receive).unwrap())
+    }
+
+    async fn null_call(&self, reply: Name) {
+        call(&self.host_b, self.client, self.root, reply, NULL_RPC).await;
+    }
+
     fn shutdown(&self) {
         for node in &self.nodes {
             node.shutdown();
@@ -300,18 +310,12 @@ async fn transport_ping_pong(
     rounds: usize,
     placement: Placement,
 ) -> crate::Stats {
-    let (_remote, nodes, link) = echo_link(certs, false, placement).await;
-    let mut tx = link.open_port(1).await.unwrap();
-    let payload = Bytes::from(vec![7u8; 64]);
-    tx.send(payload.clone()).await.unwrap();
-    let mut rx = link.accept_port().await.unwrap();
-    rx.recv().await.unwrap().unwrap();
+    let mut echo = Echo::start(certs, placement).await;
     let mut samples = Vec::with_capacity(rounds);
     let start = Instant::now();
     for _ in 0..rounds {
         let t = Instant::now();
-        tx.send(payload.clone()).await.unwrap();
-        rx.recv().await.unwrap().unwrap();
+        echo.round().await;
         samples.push(t.elapsed());
     }
     let s = stats(
@@ -319,10 +323,48 @@ async fn transport_ping_pong(
         samples,
         start.elapsed(),
     );
-    for node in nodes {
-        node.shutdown();
-    }
+    echo.shutdown();
     s
+}
+
+/// A ping-pong link to an echoing node, warmed by one round.
+struct Echo {
+    _remote: Option<Remote>,
+    nodes: Vec<Node>,
+    tx: transport::PortSender,
+    rx: transport::PortReceiver,
+    payload: Bytes,
+}
+
+impl Echo {
+    async fn start(certs: &Arc<Certs>, placement: Placement) -> Echo {
+        let (remote, nodes, link) = echo_link(certs, false, placement).await;
+        let mut tx = link.open_port(1).await.unwrap();
+        let payload = Bytes::from(vec![7u8; 64]);
+        // (The echo opens its stream back when the first frame comes.)
+        tx.send(payload.clone()).await.unwrap();
+        let mut rx = link.accept_port().await.unwrap();
+        rx.recv().await.unwrap().unwrap();
+        Echo {
+            _remote: remote,
+            nodes,
+            tx,
+            rx,
+            payload,
+        }
+    }
+
+    /// One 64-byte frame there and back.
+    async fn round(&mut self) {
+        self.tx.send(self.payload.clone()).await.unwrap();
+        self.rx.recv().await.unwrap().unwrap();
+    }
+
+    fn shutdown(self) {
+        for node in self.nodes {
+            node.shutdown();
+        }
+    }
 }
 
 /// The ping-pong with each pong on a new port stream, FINed after it, as a
@@ -371,17 +413,15 @@ async fn transport_ping_fresh_pong(
 
 async fn null_rpc(certs: &Arc<Certs>, rounds: usize, placement: Placement) -> crate::Stats {
     let pair = netmsg_pair(certs, placement).await;
-    let reply = pair
-        .host_b
-        .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
+    let reply = pair.reply_port();
     for _ in 0..100 {
-        call(&pair.host_b, pair.client, pair.root, reply, NULL_RPC).await;
+        pair.null_call(reply).await;
     }
     let mut samples = Vec::with_capacity(rounds);
     let start = Instant::now();
     for _ in 0..rounds {
         let t = Instant::now();
-        call(&pair.host_b, pair.client, pair.root, reply, NULL_RPC).await;
+        pair.null_call(reply).await;
         samples.push(t.elapsed());
     }
     let s = stats(
@@ -393,6 +433,50 @@ async fn null_rpc(certs: &Arc<Certs>, rounds: usize, placement: Placement) -> cr
     s
 }
 
+/// The ping-pong and the null RPC in the same run, round by round (which
+/// goes first alternates): each round trip of one is measured beside one of
+/// the other, so a change in the machine's state between trials (frequency,
+/// a neighbour's load) falls on both alike.
+async fn interleaved(
+    certs: &Arc<Certs>,
+    rounds: usize,
+    placement: Placement,
+) -> (crate::Stats, crate::Stats) {
+    let mut echo = Echo::start(certs, placement).await;
+    let pair = netmsg_pair(certs, placement).await;
+    let reply = pair.reply_port();
+    for _ in 0..100 {
+        pair.null_call(reply).await;
+        echo.round().await;
+    }
+    let (mut pings, mut rpcs) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for round in 0..rounds {
+        for ping in [round % 2 == 0, round % 2 == 1] {
+            let t = Instant::now();
+            if ping {
+                echo.round().await;
+                pings.push(t.elapsed());
+            } else {
+                pair.null_call(reply).await;
+                rpcs.push(t.elapsed());
+            }
+        }
+    }
+    pair.shutdown();
+    echo.shutdown();
+    // (Each subject's rate counts its own round trips' time only.)
+    let own = |samples: &Vec<Duration>| samples.iter().sum::<Duration>();
+    let (ping_time, rpc_time) = (own(&pings), own(&rpcs));
+    (
+        crate::stats("transport ping-pong, 64 B, 1 stream", pings, ping_time),
+        crate::stats(
+            "netmsg null RPC (B task -> A task -> reply)",
+            rpcs,
+            rpc_time,
+        ),
+    )
+}
+
 /// The right to a new server port, fetched through the root.
 async fn get_port(pair: &Pair, reply: Name) -> Name {
     let m = call(&pair.host_b, pair.client, pair.root, reply, GET_PORT).await;
@@ -401,9 +485,7 @@ async fn get_port(pair: &Pair, reply: Name) -> Name {
 
 async fn many_ports(certs: &Arc<Certs>, ports: usize, per_port: usize, workers: usize) -> f64 {
     let pair = Arc::new(netmsg_pair(certs, Placement::Shared).await);
-    let reply = pair
-        .host_b
-        .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
+    let reply = pair.reply_port();
     let mut names = Vec::with_capacity(ports);
     for _ in 0..ports {
         names.push(get_port(&pair, reply).await);
@@ -449,12 +531,10 @@ fn rss_bytes() -> u64 {
 
 async fn imports_memory(certs: &Arc<Certs>, imports: usize) -> (u64, f64) {
     let pair = netmsg_pair(certs, Placement::Shared).await;
-    let reply = pair
-        .host_b
-        .with(|k| k.port_allocate(pair.client, PortRight::Receive).unwrap());
+    let reply = pair.reply_port();
     // Warm up allocators and the link first.
     for _ in 0..100 {
-        call(&pair.host_b, pair.client, pair.root, reply, NULL_RPC).await;
+        pair.null_call(reply).await;
     }
     let before = rss_bytes();
     let start = Instant::now();
@@ -556,6 +636,18 @@ fn latency(
         v.swap_remove(trials / 2)
     };
     print_latency(&[mid(t), mid(n), mid(f)], 0);
+    let c = certs.clone();
+    let (ping, rpc) = if on_worker {
+        rt.block_on(rt.spawn(async move { interleaved(&c, rounds * trials, placement).await }))
+            .unwrap()
+    } else {
+        rt.block_on(async move { interleaved(&c, rounds * trials, placement).await })
+    };
+    println!(
+        "  the same two interleaved round by round, {} rounds:",
+        rounds * trials
+    );
+    print_latency(&[ping, rpc], 0);
 }
 
 pub(crate) fn run(rounds: usize, trials: usize, ports: usize, imports: usize) {
