@@ -281,6 +281,14 @@ fn writing(link: Link, stream: u64, sender: Option<transport::PortSender>, item:
     })
 }
 
+/// Sends what a stream did not take at once: the sender back.
+fn sending_rest(mut tx: transport::PortSender, rest: transport::Rest) -> Writing {
+    Box::pin(async move {
+        tx.send_rest(rest).await.map_err(|e| e.to_string())?;
+        Ok(Some(tx))
+    })
+}
+
 /// Polls once without a wake-up: a write the stream takes at once finishes
 /// here, with no task hand-off; one that has to wait goes to a task, which
 /// polls it on (quinn keeps the latest waker).
@@ -704,6 +712,26 @@ impl Writers {
     }
 
     fn push(&mut self, turn: &mut Turn<'_>, key: OutStream, item: Item) {
+        // An idle stream that takes the frame at once is written in place.
+        let item = match (item, self.streams.get_mut(&key)) {
+            (Item::Frame(bytes), Some(Stream::Idle(tx))) => {
+                match tx.try_send(bytes) {
+                    Ok(transport::TrySend::Sent) => {}
+                    Ok(transport::TrySend::Rest(rest)) => {
+                        if let Some(Stream::Idle(tx)) = self.streams.remove(&key) {
+                            let len = rest.len();
+                            self.hand_to_writer(key, sending_rest(tx, rest), len);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("netmsg: writing to {}: {e}", key.0);
+                        self.streams.remove(&key);
+                    }
+                }
+                return;
+            }
+            (item, _) => item,
+        };
         match self.streams.remove(&key) {
             Some(Stream::Busy(mut backlog)) => {
                 let len = item_len(&item);
@@ -726,15 +754,20 @@ impl Writers {
     /// idle again, unless FINed), else hands the stream to a writer task.
     fn start(&mut self, key: OutStream, sender: Option<transport::PortSender>, item: Item) {
         if let Some((key, fut, len)) = self.attempt(key, sender, item) {
-            let (items, rx) = mpsc::unbounded_channel();
-            let backlog = Backlog {
-                items,
-                queued: Arc::new(AtomicUsize::new(len)),
-                congested: false,
-            };
-            self.spawn_writer(key.clone(), fut, len, rx, backlog.queued.clone());
-            self.streams.insert(key, Stream::Busy(backlog));
+            self.hand_to_writer(key, fut, len);
         }
+    }
+
+    /// A new writer task for the stream, beginning with `first`.
+    fn hand_to_writer(&mut self, key: OutStream, first: Writing, len: usize) {
+        let (items, rx) = mpsc::unbounded_channel();
+        let backlog = Backlog {
+            items,
+            queued: Arc::new(AtomicUsize::new(len)),
+            congested: false,
+        };
+        self.spawn_writer(key.clone(), first, len, rx, backlog.queued.clone());
+        self.streams.insert(key, Stream::Busy(backlog));
     }
 
     /// One write polled once: `None` when done, else the stream and the

@@ -36,6 +36,56 @@ pub(crate) async fn write_frame_parts(
         .map_err(write_error)
 }
 
+/// What of a frame a stream did not take at once (see [`try_write_frame`]):
+/// its header, then its body, from where the write stopped.
+#[derive(Debug)]
+pub(crate) struct Unsent {
+    chunks: [Bytes; 2],
+}
+
+impl Unsent {
+    /// Bytes still to write.
+    pub(crate) fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+}
+
+/// Writes as much of one frame as the stream takes now, without waiting:
+/// `None` when all of it went, else what is left, to be written with
+/// [`write_unsent`] before anything else on this stream.
+pub(crate) fn try_write_frame(
+    stream: &mut SendStream,
+    frame: Bytes,
+    max: u64,
+) -> Result<Option<Unsent>, Error> {
+    let length = frame.len() as u64;
+    if length > max || length > u64::from(u32::MAX) {
+        return Err(Error::FrameTooLargeToSend { length, max });
+    }
+    let header = Bytes::copy_from_slice(&(length as u32).to_le_bytes());
+    let mut chunks = [header, frame];
+    // Polled once with a waker that does nothing: quinn keeps the latest
+    // waker, so a write that later waits on `write_unsent` is woken then.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    {
+        let write = std::pin::pin!(stream.write_chunks(&mut chunks));
+        if let std::task::Poll::Ready(Err(e)) = std::future::Future::poll(write, &mut cx) {
+            return Err(write_error(e));
+        }
+    }
+    let unsent = Unsent { chunks };
+    Ok((unsent.len() > 0).then_some(unsent))
+}
+
+/// Writes the rest of a frame [`try_write_frame`] began.
+pub(crate) async fn write_unsent(stream: &mut SendStream, mut unsent: Unsent) -> Result<(), Error> {
+    let mut chunks: &mut [Bytes] = &mut unsent.chunks;
+    while chunks.first().is_some_and(Bytes::is_empty) {
+        chunks = &mut chunks[1..];
+    }
+    stream.write_all_chunks(chunks).await.map_err(write_error)
+}
+
 /// The next frame, or `None` at a clean end of stream (FIN between frames).
 pub(crate) async fn read_frame(stream: &mut RecvStream, max: u64) -> Result<Option<Bytes>, Error> {
     let mut header = [0u8; HEADER_LEN];

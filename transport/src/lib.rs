@@ -24,7 +24,9 @@ mod tls;
 
 pub use error::{CloseCode, Error};
 pub use identity::PeerIdentity;
-pub use link::{CreditPolicy, Link, LinkClosed, LinkStats, PortReceiver, PortSender};
+pub use link::{
+    CreditPolicy, Link, LinkClosed, LinkStats, PortReceiver, PortSender, Rest, TrySend,
+};
 pub use node::{Node, NodeEvent, TransportOptions};
 pub use tls::NodeTls;
 

@@ -10,7 +10,9 @@ use bytes::{Buf, Bytes};
 use quinn::{Connection, ConnectionError, RecvStream, SendStream};
 use tokio::sync::mpsc;
 
-use crate::frame::{read_frame, write_frame, write_frame_parts};
+use crate::frame::{
+    read_frame, try_write_frame, write_frame, write_frame_parts, write_unsent, Unsent,
+};
 use crate::{CloseCode, Error, PeerIdentity};
 
 /// First byte of a port stream's first frame.
@@ -508,6 +510,33 @@ impl PortSender {
         }
     }
 
+    /// Sends as much of `frame` as the stream takes now, without waiting
+    /// (no task hand-off when the peer's window has room): `Sent`, or what is
+    /// left, which [`PortSender::send_rest`] must send before any other frame.
+    pub fn try_send(&mut self, frame: Bytes) -> Result<TrySend, Error> {
+        match &mut self.path {
+            SendPath::Stream(stream) => Ok(match try_write_frame(stream, frame, self.max_frame)? {
+                None => TrySend::Sent,
+                Some(unsent) => TrySend::Rest(Rest(RestOf::Stream(unsent))),
+            }),
+            // (Writers share that stream behind a lock: a frame goes whole.)
+            SendPath::Overflow(_) => Ok(TrySend::Rest(Rest(RestOf::Frame(frame)))),
+        }
+    }
+
+    /// Sends what [`PortSender::try_send`] left.
+    pub async fn send_rest(&mut self, rest: Rest) -> Result<(), Error> {
+        match (rest.0, &mut self.path) {
+            (RestOf::Stream(unsent), SendPath::Stream(stream)) => {
+                write_unsent(stream, unsent).await
+            }
+            (RestOf::Frame(frame), _) => self.send(frame).await,
+            (RestOf::Stream(_), SendPath::Overflow(_)) => Err(Error::Protocol(
+                "a stream's unsent rest given to an overflow port".into(),
+            )),
+        }
+    }
+
     /// FIN: no more frames. Does not wait for acknowledgements.
     pub async fn finish(self) -> Result<(), Error> {
         match self.path {
@@ -523,6 +552,41 @@ impl PortSender {
                 .await
             }
         }
+    }
+}
+
+/// What [`PortSender::try_send`] did.
+#[derive(Debug)]
+#[must_use]
+pub enum TrySend {
+    /// The whole frame is on the stream.
+    Sent,
+    /// The stream took part of it or none: the rest, for
+    /// [`PortSender::send_rest`].
+    Rest(Rest),
+}
+
+/// The part of a frame a stream has not yet taken.
+#[derive(Debug)]
+pub struct Rest(RestOf);
+
+#[derive(Debug)]
+enum RestOf {
+    Stream(Unsent),
+    Frame(Bytes),
+}
+
+impl Rest {
+    /// Bytes still to send.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            RestOf::Stream(u) => u.len(),
+            RestOf::Frame(f) => f.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -137,6 +137,58 @@ async fn a_stalled_stream_does_not_block_others() {
 }
 
 #[tokio::test]
+async fn try_send_takes_what_the_window_allows_and_the_rest_follows_in_order() {
+    let mut ca = Ca::new("test CA");
+    let opts = TransportOptions {
+        stream_receive_window: 16 * 1024,
+        ..fast_options()
+    };
+    let a = node(&mut ca, "node-a", opts.clone());
+    let b = node(&mut ca, "node-b", opts);
+    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    let b_link = b.dial("node-a", addr(&a)).await.unwrap();
+    let mut tx = link.open_port(5).await.unwrap();
+    // Nobody reads yet: frames go whole until the window runs out; the
+    // frame that meets its end goes in part, or not at all.
+    let mut sent = 0u32;
+    let rest = loop {
+        match tx.try_send(frame(sent, 3000)).unwrap() {
+            transport::TrySend::Sent => sent += 1,
+            transport::TrySend::Rest(rest) => break rest,
+        }
+        assert!(
+            sent < 100,
+            "a 16 KiB window takes fewer than 100 frames of 3 KB"
+        );
+    };
+    assert!(sent >= 2, "the window took {sent} whole frames");
+    assert!(
+        !rest.is_empty() && rest.len() <= 3004,
+        "the rest is part of one framed frame: {} bytes",
+        rest.len()
+    );
+    let reader = tokio::spawn(async move {
+        let mut rx = b_link.accept_port().await.unwrap();
+        let mut got = Vec::new();
+        while let Some(f) = rx.recv().await.unwrap() {
+            got.push(f);
+        }
+        got
+    });
+    // The rest first, then more frames; the reader frees the window.
+    tx.send_rest(rest).await.unwrap();
+    for i in sent + 1..sent + 40 {
+        tx.send(frame(i, 3000)).await.unwrap();
+    }
+    tx.finish().await.unwrap();
+    let got = reader.await.unwrap();
+    assert_eq!(got.len(), (sent + 40) as usize);
+    for (i, f) in got.iter().enumerate() {
+        assert_eq!(*f, frame(i as u32, 3000), "frame {i}");
+    }
+}
+
+#[tokio::test]
 async fn crossed_dials_end_with_one_link() {
     let mut crossings = 0;
     for round in 0..10 {
