@@ -1,9 +1,11 @@
 //! The driver: runs a [`Kernel`] for tokio tasks, turning its [`Wake`]s into
 //! wake-ups and its `Pending`/empty answers into waiting, with timeouts.
 //!
-//! One lock guards the kernel and the wait cells. A waiter registers its
-//! `Notified` future while holding the lock, so no wake-up between the kernel's
-//! answer and the wait can be lost.
+//! One lock guards the kernel and the wait cells. A waiter takes its cell's
+//! epoch with the kernel's answer, under the lock, and registers its
+//! `Notified` future after letting go of it; no wake-up in between is lost:
+//! a message's (`notify_one`) leaves a permit, and a port's death or change
+//! moves the epoch on, which the waiter looks at once registered.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -235,10 +237,7 @@ impl Host {
     ) -> Result<Message, RecvError> {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
-            let cell: Arc<WaitCell>;
-            let epoch;
-            let mut notified;
-            {
+            let (cell, epoch) = {
                 let mut st = self.lock();
                 let got = st.kernel.receive(task, name, options);
                 st.dispatch_wakes();
@@ -249,17 +248,16 @@ impl Host {
                     return Err(timed_out());
                 }
                 let source = st.kernel.receive_source(task, name)?;
-                cell = st.waits.entry(source).or_default().clone();
-                epoch = cell.epoch.load(Ordering::Acquire);
-                notified = Box::pin(cell.notify.notified());
-                // Registered while the lock is held: see the module comment.
-                notified.as_mut().enable();
-            }
-            match deadline {
-                None => notified.await,
-                Some(d) => {
-                    if tokio::time::timeout_at(d, notified).await.is_err() {
-                        return Err(timed_out());
+                st.wait_cell(source)
+            };
+            let mut notified = std::pin::pin!(cell.notify.notified());
+            if cell.registered(notified.as_mut(), epoch) {
+                match deadline {
+                    None => notified.await,
+                    Some(d) => {
+                        if tokio::time::timeout_at(d, notified).await.is_err() {
+                            return Err(timed_out());
+                        }
                     }
                 }
             }
@@ -271,23 +269,18 @@ impl Host {
     /// it: for a receiver that must take messages under a lock of its own.
     pub async fn readable(&self, task: TaskId, name: Name) -> Result<(), RecvError> {
         loop {
-            let cell: Arc<WaitCell>;
-            let epoch;
-            let mut notified;
-            {
-                let st = self.lock();
+            let (cell, epoch) = {
+                let mut st = self.lock();
                 if st.kernel.has_message(task, name)? {
                     return Ok(());
                 }
                 let source = st.kernel.receive_source(task, name)?;
-                let mut st = st;
-                cell = st.waits.entry(source).or_default().clone();
-                epoch = cell.epoch.load(Ordering::Acquire);
-                notified = Box::pin(cell.notify.notified());
-                // Registered while the lock is held: see the module comment.
-                notified.as_mut().enable();
+                st.wait_cell(source)
+            };
+            let mut notified = std::pin::pin!(cell.notify.notified());
+            if cell.registered(notified.as_mut(), epoch) {
+                notified.await;
             }
-            notified.await;
             ended(&cell, epoch)?;
         }
     }
@@ -317,6 +310,29 @@ fn timed_out() -> RecvError {
 
 /// The receive a waiter woke for ended (its port or set died) if the cell's
 /// epoch moved since `epoch`.
+impl State {
+    /// The wait cell for `source`, and its epoch now.
+    fn wait_cell(&mut self, source: Waitable) -> (Arc<WaitCell>, u64) {
+        let cell = self.waits.entry(source).or_default().clone();
+        let epoch = cell.epoch.load(Ordering::Acquire);
+        (cell, epoch)
+    }
+}
+
+impl WaitCell {
+    /// Registers `notified` (of this cell's `notify`): false if the epoch
+    /// moved on since `epoch` (the port died or changed), as then no wake-up
+    /// may come.
+    fn registered(
+        &self,
+        notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        epoch: u64,
+    ) -> bool {
+        notified.enable();
+        self.epoch.load(Ordering::Acquire) == epoch
+    }
+}
+
 fn ended(cell: &WaitCell, epoch: u64) -> Result<(), RecvError> {
     if cell.epoch.load(Ordering::Acquire) == epoch {
         return Ok(());
@@ -328,4 +344,32 @@ fn ended(cell: &WaitCell, epoch: u64) -> Result<(), RecvError> {
         size: None,
         header: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a wake-up does when it lands after the waiter's look at the
+    /// kernel but before it registers (the lock is no longer held then).
+    #[tokio::test]
+    async fn a_wake_between_the_answer_and_the_registration_is_kept() {
+        // A death or change: the epoch moves on, so the waiter does not wait.
+        let cell = WaitCell::default();
+        let epoch = cell.epoch.load(Ordering::Acquire);
+        cell.epoch.fetch_add(1, Ordering::Release);
+        cell.notify.notify_waiters();
+        let notified = std::pin::pin!(cell.notify.notified());
+        assert!(!cell.registered(notified, epoch));
+
+        // A message: `notify_one` leaves a permit the late waiter takes.
+        let cell = WaitCell::default();
+        let epoch = cell.epoch.load(Ordering::Acquire);
+        cell.notify.notify_one();
+        let mut notified = std::pin::pin!(cell.notify.notified());
+        assert!(cell.registered(notified.as_mut(), epoch));
+        tokio::time::timeout(Duration::from_secs(5), notified)
+            .await
+            .expect("the permit wakes the waiter");
+    }
 }

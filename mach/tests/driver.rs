@@ -241,3 +241,52 @@ async fn a_send_hook_takes_the_message_in_the_senders_turn() {
         .unwrap();
     assert_eq!(*taken.lock().unwrap(), vec![7]);
 }
+
+/// A message or a death racing a receiver (or a `readable` waiter) on another
+/// worker is never lost, whenever it lands between the kernel's answer and
+/// the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_racing_the_wait_is_never_lost() {
+    let host = Host::default();
+    for round in 0..2000u32 {
+        let (a, b, port, send) = two_tasks(&host);
+        let readable = round % 4 >= 2;
+        let waiter = {
+            let host = host.clone();
+            tokio::spawn(async move {
+                if readable {
+                    host.readable(a, port).await.map(|()| None)
+                } else {
+                    host.receive(a, port, RecvOptions::default(), None)
+                        .await
+                        .map(|m| Some(m.id))
+                }
+            })
+        };
+        // (Spins a varying while, so the wake lands anywhere in the wait.)
+        for _ in 0..round % 97 {
+            std::hint::spin_loop();
+        }
+        let dies = round % 2 == 1;
+        if dies {
+            host.with(|k| k.port_destroy(a, port)).unwrap();
+        } else {
+            let m = Message::simple(send, mt::COPY_SEND, 7, Vec::new());
+            host.send(b, m, None).await.unwrap();
+        }
+        let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the waiter missed its wake-up"))
+            .unwrap();
+        match (dies, readable, got) {
+            // (Destroyed before the first look, the name is simply gone.)
+            (true, _, Err(e)) => assert!(
+                matches!(e.code, MsgReturn::RcvPortDied | MsgReturn::RcvInvalidName),
+                "round {round}: {e:?}"
+            ),
+            (false, false, Ok(Some(id))) => assert_eq!(id, 7, "round {round}"),
+            (false, true, Ok(None)) => {}
+            (_, _, other) => panic!("round {round}: {other:?}"),
+        }
+    }
+}
