@@ -3204,6 +3204,16 @@ impl Translator {
                 .collect(),
             None => Vec::new(),
         };
+        // A reply right delivered here (not forwarded on) is made from its
+        // proxy by the kernel as the message goes in: no name for it first.
+        let made_reply = match &m.reply {
+            Some(r) if relay.is_none() => {
+                let placed = self.import_right_as(k, peer, r, out, true)?;
+                held.push(placed);
+                Some(placed)
+            }
+            _ => None,
+        };
         // Rights first become rights netmsg holds, so that a message that
         // cannot be delivered releases them like any destroyed message.
         let mut place = |this: &mut Self, k: &mut Kernel, r: &WireRight, out: &mut Vec<Out>| {
@@ -3213,9 +3223,10 @@ impl Translator {
             }
             placed
         };
-        let reply = match &m.reply {
-            Some(r) => Some(place(self, k, r, out)?),
-            None => None,
+        let reply = match (&m.reply, made_reply) {
+            (_, Some(placed)) => Some(placed),
+            (Some(r), None) => Some(place(self, k, r, out)?),
+            (None, None) => None,
         };
         let mut body = Vec::with_capacity(m.items.len());
         for item in m.items {
@@ -3343,13 +3354,23 @@ impl Translator {
         // Sent (or queued behind a full queue, where the kernel admits blocked
         // sends in order), the rights are the receiver's; not sent (the port
         // is dead, or died under netmsg), they are destroyed with the message.
+        let mut header_refused = true;
         let sent = if target.dead {
             None
         } else {
             if target.once {
                 self.cancel_dead_name(k, target.port as Name);
             }
-            let sent = k.send(self.task, msg, true).ok();
+            let result = k.send(self.task, msg, true);
+            // (Refused at its header, the message made no right; refused
+            // later, the kernel destroyed the rights it had made.)
+            header_refused = matches!(&result, Err(e) if matches!(
+                e.code,
+                mach::MsgReturn::SendInvalidDest
+                    | mach::MsgReturn::SendInvalidReply
+                    | mach::MsgReturn::SendInvalidHeader
+            ));
+            let sent = result.ok();
             // Not sent, the right stays here: it wants its request back.
             if sent.is_none()
                 && target.once
@@ -3362,6 +3383,9 @@ impl Translator {
         };
         if sent.is_none() {
             for (name, disposition) in held.drain(..) {
+                if disposition == msg_type::MAKE_SEND_ONCE && !header_refused {
+                    continue;
+                }
                 self.drop_held(k, name, disposition);
             }
             // (Dead with its port, or left by the refused send.)
@@ -3382,9 +3406,11 @@ impl Translator {
             return Ok(Placed::Done);
         }
         // A right the message moved on may have been netmsg's last hold on
-        // that name (see `resend`).
-        for (name, _) in held.drain(..) {
-            self.forget_if_freed(k, name);
+        // that name (see `resend`); a proxy a right was made from stays.
+        for (name, disposition) in held.drain(..) {
+            if disposition != msg_type::MAKE_SEND_ONCE {
+                self.forget_if_freed(k, name);
+            }
         }
         Ok(match sent {
             Some(SendStatus::Pending(ticket)) => Placed::Blocked(ticket),
@@ -3474,6 +3500,20 @@ impl Translator {
         r: &WireRight,
         out: &mut Vec<Out>,
     ) -> Result<(Name, u8), TranslateError> {
+        self.import_right_as(k, peer, r, out, false)
+    }
+
+    /// [`Translator::import_right`]; with `make_once`, a one-shot import is
+    /// given as its proxy with `MAKE_SEND_ONCE` (the kernel makes the right
+    /// as it copies the message in), for a message netmsg sends itself.
+    fn import_right_as(
+        &mut self,
+        k: &mut Kernel,
+        peer: PeerId,
+        r: &WireRight,
+        out: &mut Vec<Out>,
+        make_once: bool,
+    ) -> Result<(Name, u8), TranslateError> {
         let disposition = move_disposition(r.form);
         match &r.reference {
             WireRef::Null => Ok((NAME_NULL, disposition)),
@@ -3497,7 +3537,9 @@ impl Translator {
                     return Ok((NAME_DEAD, disposition));
                 };
                 let proxy = self.peers[&peer].proxy_name[&handle];
-                if once {
+                if once && make_once {
+                    Ok((proxy, msg_type::MAKE_SEND_ONCE))
+                } else if once {
                     let (name, _) = kr(
                         "make send-once",
                         k.port_extract_right(self.task, proxy, msg_type::MAKE_SEND_ONCE, self.task),
@@ -3858,6 +3900,17 @@ impl Translator {
 
     fn drop_held(&mut self, k: &mut Kernel, name: Name, disposition: u8) {
         if name == NAME_NULL || name == NAME_DEAD {
+            return;
+        }
+        if disposition == msg_type::MAKE_SEND_ONCE {
+            // A one-shot import's right, never made (see `import_right_as`):
+            // made and destroyed, its notification tells the home, as the
+            // destroyed message would have.
+            if let Ok((right, _)) =
+                k.port_extract_right(self.task, name, msg_type::MAKE_SEND_ONCE, self.task)
+            {
+                let _ = k.port_deallocate(self.task, right);
+            }
             return;
         }
         let _ = if disposition == msg_type::MOVE_RECEIVE {
