@@ -206,6 +206,16 @@ impl Space {
 
     /// `ipc_entry_alloc`.
     fn alloc(&mut self) -> Name {
+        self.alloc_with(Entry {
+            kind: 0,
+            urefs: 0,
+            object: None,
+            dnrequest: None,
+        })
+    }
+
+    /// A new name for `entry`.
+    fn alloc_with(&mut self, entry: Entry) -> Name {
         let name = if let Some(name) = self.free_list.pop() {
             name
         } else {
@@ -217,15 +227,7 @@ impl Space {
             self.lowest_unused_hint = k + 1;
             k
         };
-        self.entries.insert(
-            name,
-            Entry {
-                kind: 0,
-                urefs: 0,
-                object: None,
-                dnrequest: None,
-            },
-        );
+        self.entries.insert(name, entry);
         name
     }
 
@@ -1429,11 +1431,17 @@ impl Kernel {
             self.destroy_right(right, form);
             return NAME_DEAD;
         }
-        let existing = if form == msg_type::PORT_SEND_ONCE {
-            None
-        } else {
-            self.reverse(task, port)
-        };
+        if form == msg_type::PORT_SEND_ONCE {
+            // A send-once right always takes a name of its own, and the
+            // message's handle on the port becomes the entry's.
+            return self.spaces[task.0 as usize].alloc_with(Entry {
+                kind: ty::SEND_ONCE,
+                urefs: 1,
+                object: Some(Object::Port(port)),
+                dnrequest: None,
+            });
+        }
+        let existing = self.reverse(task, port);
         let name = match existing {
             Some(name) => name,
             None => {
@@ -2679,6 +2687,15 @@ impl Kernel {
                         }
                         if e.urefs == 0 && e.kind & ty::SEND != 0 || e.urefs > UREFS_MAX {
                             return Err(format!("task {t} {name:#x}: {} user references", e.urefs));
+                        }
+                        // A send-once right has a name of its own, with one
+                        // user reference.
+                        if e.kind & ty::SEND_ONCE != 0 && (e.kind != ty::SEND_ONCE || e.urefs != 1)
+                        {
+                            return Err(format!(
+                                "task {t} {name:#x}: send-once right of kind {:#x} with {} user references",
+                                e.kind, e.urefs
+                            ));
                         }
                     }
                     Some(Object::Pset(s)) => {
