@@ -308,8 +308,6 @@ fn timed_out() -> RecvError {
     }
 }
 
-/// The receive a waiter woke for ended (its port or set died) if the cell's
-/// epoch moved since `epoch`.
 impl State {
     /// The wait cell for `source`, and its epoch now.
     fn wait_cell(&mut self, source: Waitable) -> (Arc<WaitCell>, u64) {
@@ -333,6 +331,8 @@ impl WaitCell {
     }
 }
 
+/// The receive a waiter woke for ended (its port or set died) if the cell's
+/// epoch moved since `epoch`.
 fn ended(cell: &WaitCell, epoch: u64) -> Result<(), RecvError> {
     if cell.epoch.load(Ordering::Acquire) == epoch {
         return Ok(());
