@@ -85,6 +85,8 @@ pub enum Error {
     FrameTooLargeToSend { length: u64, max: u64 },
     #[error("stream already finished")]
     Finished,
+    #[error("the rest of a frame begun on port {rest_of} given to another sender (port {sender})")]
+    RestOfAnotherSender { rest_of: u64, sender: u64 },
 
     // --- I/O and the network ---
     #[error("I/O: {0}")]

@@ -514,26 +514,36 @@ impl PortSender {
     /// (no task hand-off when the peer's window has room): `Sent`, or what is
     /// left, which [`PortSender::send_rest`] must send before any other frame.
     pub fn try_send(&mut self, frame: Bytes) -> Result<TrySend, Error> {
+        let rest = |of| {
+            TrySend::Rest(Rest {
+                port: self.port,
+                of,
+            })
+        };
         match &mut self.path {
             SendPath::Stream(stream) => Ok(match try_write_frame(stream, frame, self.max_frame)? {
                 None => TrySend::Sent,
-                Some(unsent) => TrySend::Rest(Rest(RestOf::Stream(unsent))),
+                Some(unsent) => rest(RestOf::Stream(unsent)),
             }),
             // (Writers share that stream behind a lock: a frame goes whole.)
-            SendPath::Overflow(_) => Ok(TrySend::Rest(Rest(RestOf::Frame(frame)))),
+            SendPath::Overflow(_) => Ok(rest(RestOf::Frame(frame))),
         }
     }
 
     /// Sends what [`PortSender::try_send`] left.
     pub async fn send_rest(&mut self, rest: Rest) -> Result<(), Error> {
-        match (rest.0, &mut self.path) {
+        let another = Error::RestOfAnotherSender {
+            rest_of: rest.port,
+            sender: self.port,
+        };
+        match (rest.of, &mut self.path) {
+            _ if rest.port != self.port => Err(another),
             (RestOf::Stream(unsent), SendPath::Stream(stream)) => {
                 write_unsent(stream, unsent).await
             }
             (RestOf::Frame(frame), _) => self.send(frame).await,
-            (RestOf::Stream(_), SendPath::Overflow(_)) => Err(Error::Protocol(
-                "a stream's unsent rest given to an overflow port".into(),
-            )),
+            // (Begun on a dedicated stream, given to an overflow sender.)
+            (RestOf::Stream(_), SendPath::Overflow(_)) => Err(another),
         }
     }
 
@@ -566,9 +576,12 @@ pub enum TrySend {
     Rest(Rest),
 }
 
-/// The part of a frame a stream has not yet taken.
+/// The part of a frame a port's stream has not yet taken.
 #[derive(Debug)]
-pub struct Rest(RestOf);
+pub struct Rest {
+    port: u64,
+    of: RestOf,
+}
 
 #[derive(Debug)]
 enum RestOf {
@@ -579,7 +592,7 @@ enum RestOf {
 impl Rest {
     /// Bytes still to send.
     pub fn len(&self) -> usize {
-        match &self.0 {
+        match &self.of {
             RestOf::Stream(u) => u.len(),
             RestOf::Frame(f) => f.len(),
         }

@@ -189,6 +189,36 @@ async fn try_send_takes_what_the_window_allows_and_the_rest_follows_in_order() {
 }
 
 #[tokio::test]
+async fn the_rest_of_a_frame_goes_only_to_the_sender_that_began_it() {
+    let mut ca = Ca::new("test CA");
+    let opts = TransportOptions {
+        stream_receive_window: 16 * 1024,
+        ..fast_options()
+    };
+    let a = node(&mut ca, "node-a", opts.clone());
+    let b = node(&mut ca, "node-b", opts);
+    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    let mut tx7 = link.open_port(7).await.unwrap();
+    let mut tx8 = link.open_port(8).await.unwrap();
+    let rest = loop {
+        if let transport::TrySend::Rest(rest) = tx7.try_send(frame(0, 3000)).unwrap() {
+            break rest;
+        }
+    };
+    let err = tx8.send_rest(rest).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::RestOfAnotherSender {
+                rest_of: 7,
+                sender: 8
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn crossed_dials_end_with_one_link() {
     let mut crossings = 0;
     for round in 0..10 {
