@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{addr, fast_options, node, Ca};
-use transport::{CloseCode, CreditPolicy, Error, NodeEvent, TransportOptions};
+use transport::{CloseCode, CreditPolicy, Error, Link, Node, NodeEvent, TransportOptions};
 
 fn frame(i: u32, len: usize) -> Bytes {
     let mut v = i.to_le_bytes().to_vec();
@@ -91,17 +91,24 @@ async fn peer_identity_comes_from_the_certificate() {
     );
 }
 
-#[tokio::test]
-async fn a_stalled_stream_does_not_block_others() {
+/// Nodes A and B with stream windows of `window` bytes, and links both
+/// ways (the nodes must outlive the links).
+async fn linked_with_window(window: u32) -> (Node, Node, Link, Link) {
     let mut ca = Ca::new("test CA");
     let opts = TransportOptions {
-        stream_receive_window: 64 * 1024,
+        stream_receive_window: window,
         ..fast_options()
     };
     let a = node(&mut ca, "node-a", opts.clone());
     let b = node(&mut ca, "node-b", opts);
     let link = a.dial("node-b", addr(&b)).await.unwrap();
     let b_link = b.dial("node-a", addr(&a)).await.unwrap();
+    (a, b, link, b_link)
+}
+
+#[tokio::test]
+async fn a_stalled_stream_does_not_block_others() {
+    let (_a, _b, link, b_link) = linked_with_window(64 * 1024).await;
     let mut stalled = link.open_port(1).await.unwrap();
     let mut flowing = link.open_port(2).await.unwrap();
     // Fill port 1's window: nobody reads it, so its sender blocks.
@@ -138,15 +145,7 @@ async fn a_stalled_stream_does_not_block_others() {
 
 #[tokio::test]
 async fn try_send_takes_what_the_window_allows_and_the_rest_follows_in_order() {
-    let mut ca = Ca::new("test CA");
-    let opts = TransportOptions {
-        stream_receive_window: 16 * 1024,
-        ..fast_options()
-    };
-    let a = node(&mut ca, "node-a", opts.clone());
-    let b = node(&mut ca, "node-b", opts);
-    let link = a.dial("node-b", addr(&b)).await.unwrap();
-    let b_link = b.dial("node-a", addr(&a)).await.unwrap();
+    let (_a, _b, link, b_link) = linked_with_window(16 * 1024).await;
     let mut tx = link.open_port(5).await.unwrap();
     // Nobody reads yet: frames go whole until the window runs out; the
     // frame that meets its end goes in part, or not at all.
@@ -190,14 +189,7 @@ async fn try_send_takes_what_the_window_allows_and_the_rest_follows_in_order() {
 
 #[tokio::test]
 async fn the_rest_of_a_frame_goes_only_to_the_sender_that_began_it() {
-    let mut ca = Ca::new("test CA");
-    let opts = TransportOptions {
-        stream_receive_window: 16 * 1024,
-        ..fast_options()
-    };
-    let a = node(&mut ca, "node-a", opts.clone());
-    let b = node(&mut ca, "node-b", opts);
-    let link = a.dial("node-b", addr(&b)).await.unwrap();
+    let (_a, _b, link, _b_link) = linked_with_window(16 * 1024).await;
     let mut tx7 = link.open_port(7).await.unwrap();
     let mut tx8 = link.open_port(8).await.unwrap();
     let rest = loop {
