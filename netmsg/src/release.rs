@@ -22,6 +22,8 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
+
 use thiserror::Error;
 
 /// A frame of the release protocol.
@@ -161,7 +163,7 @@ pub struct Ledger {
     /// One-shot imports: proxy → export id.
     once_proxies: BTreeMap<u64, u64>,
     /// The same, by export id.
-    once_proxy_of: BTreeMap<u64, u64>,
+    once_proxy_of: FxHashMap<u64, u64>,
     /// Live one-shot exports by the send-once right netmsg holds.
     once_export_of_right: BTreeMap<u64, u64>,
     /// Imports whose proxy became the port itself while rights sent home

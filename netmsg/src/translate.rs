@@ -30,6 +30,8 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
+
 use mach::types::{msg_type, msgh_bits, notify_id, port_type};
 use mach::{
     Item, KernReturn, Kernel, Message, Name, Payload, PortRight, RecvOptions, SendStatus,
@@ -196,7 +198,7 @@ struct ProxyOf {
 struct Peer {
     ledger: Ledger,
     /// Ledger proxy handle → proxy port name in netmsg's space.
-    proxy_name: BTreeMap<u64, Name>,
+    proxy_name: FxHashMap<u64, Name>,
 }
 
 /// One node's netmsg.
@@ -212,10 +214,10 @@ pub struct Translator {
     peer_names: Vec<std::sync::Arc<str>>,
     peer_ids: BTreeMap<String, PeerId>,
     /// Proxy port name → (peer, handle).
-    proxies: BTreeMap<Name, (PeerId, ProxyOf)>,
+    proxies: FxHashMap<Name, (PeerId, ProxyOf)>,
     /// Messages written per (peer, export id) stream: the watermark a right
     /// going home carries.
-    written: BTreeMap<(PeerId, u64), u64>,
+    written: FxHashMap<(PeerId, u64), u64>,
     /// Messages delivered per lane.
     delivered: BTreeMap<StreamKey, u64>,
     /// Frames held for their dependencies, in lanes: per peer stream, and
@@ -239,7 +241,7 @@ pub struct Translator {
     /// the home): its position in its lane there.
     through: BTreeMap<(PeerId, String, u64), u64>,
     /// Import ID per proxy name.
-    proxy_import: BTreeMap<Name, u64>,
+    proxy_import: FxHashMap<Name, u64>,
     /// Positions of destroyed proxies' messages, per port, for the next
     /// proxy of it (see `retire`).
     retired: BTreeMap<GlobalId, (u64, Vec<Dependency>)>,
@@ -475,8 +477,8 @@ impl Translator {
             peers: BTreeMap::new(),
             peer_names: Vec::new(),
             peer_ids: BTreeMap::new(),
-            proxies: BTreeMap::new(),
-            written: BTreeMap::new(),
+            proxies: FxHashMap::default(),
+            written: FxHashMap::default(),
             delivered: BTreeMap::new(),
             holds: Holds::new(),
             proxy_global: BTreeMap::new(),
@@ -492,7 +494,7 @@ impl Translator {
             through: BTreeMap::new(),
             forwarded: BTreeMap::new(),
             forwarded_at: BTreeMap::new(),
-            proxy_import: BTreeMap::new(),
+            proxy_import: FxHashMap::default(),
             retired: BTreeMap::new(),
             retired_order: std::collections::VecDeque::new(),
             retired_generation: 0,
@@ -694,7 +696,7 @@ impl Translator {
     fn peer(&mut self, peer: PeerId) -> &mut Peer {
         self.peers.entry(peer).or_insert_with(|| Peer {
             ledger: Ledger::new(),
-            proxy_name: BTreeMap::new(),
+            proxy_name: FxHashMap::default(),
         })
     }
 
