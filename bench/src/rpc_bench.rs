@@ -496,15 +496,11 @@ async fn many_ports(certs: &Arc<Certs>, ports: usize, per_port: usize, workers: 
         .map(|w| {
             let (pair, names) = (pair.clone(), names.clone());
             tokio::spawn(async move {
-                let task = pair.client;
-                let reply = pair
-                    .host_b
-                    .with(|k| k.port_allocate(task, PortRight::Receive).unwrap());
-                for round in 0..per_port {
+                let reply = pair.reply_port();
+                for _ in 0..per_port {
                     for (i, &dest) in names.iter().enumerate() {
                         if i % workers == w {
-                            let _ = round;
-                            call(&pair.host_b, task, dest, reply, NULL_RPC).await;
+                            call(&pair.host_b, pair.client, dest, reply, NULL_RPC).await;
                         }
                     }
                 }
