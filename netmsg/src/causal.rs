@@ -9,6 +9,7 @@
 //! translation core feeds it stream positions and link losses.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use crate::wire::Origin;
 
@@ -16,16 +17,17 @@ use crate::wire::Origin;
 /// on the peer node's stream for port `port`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamKey {
-    pub node: String,
+    /// Shared with the translator's peer table: a key costs no copy.
+    pub node: Arc<str>,
     pub port: u64,
     pub origin: Option<Origin>,
 }
 
 impl StreamKey {
     /// The peer's own messages on stream `port` from `node`.
-    pub fn stream(node: &str, port: u64) -> Self {
+    pub fn stream(node: impl Into<Arc<str>>, port: u64) -> Self {
         Self {
-            node: node.to_owned(),
+            node: node.into(),
             port,
             origin: None,
         }
@@ -35,7 +37,7 @@ impl StreamKey {
 /// The lanes of stream `port` from `node` that `map` has entries for.
 pub fn stream_lanes<V>(map: &BTreeMap<StreamKey, V>, node: &str, port: u64) -> Vec<StreamKey> {
     map.range(StreamKey::stream(node, port)..)
-        .take_while(|(l, _)| l.node == node && l.port == port)
+        .take_while(|(l, _)| *l.node == *node && l.port == port)
         .map(|(l, _)| l.clone())
         .collect()
 }
@@ -87,14 +89,14 @@ pub struct Holds<L: Ord + Clone, T> {
     /// Messages delivered per stream (its position).
     positions: BTreeMap<StreamKey, u64>,
     /// Nodes whose link is gone: waits on their streams are void.
-    lost: BTreeSet<String>,
+    lost: BTreeSet<Arc<str>>,
     /// Streams (node, port) that carry nothing more: waits on them are void.
-    closed: BTreeSet<(String, u64)>,
+    closed: BTreeSet<(Arc<str>, u64)>,
     /// Lanes that carry nothing more: waits on them are void.
     closed_lanes: BTreeSet<StreamKey>,
     /// The newest era seen per (node, port, origin node): a stream carries
     /// an origin's lanes in era order, so older eras' lanes there are over.
-    newest_era: BTreeMap<(String, u64, String), u64>,
+    newest_era: BTreeMap<(Arc<str>, u64, String), u64>,
     held: usize,
 }
 
@@ -231,15 +233,15 @@ impl<L: Ord + Clone, T> Holds<L, T> {
     /// The link to `node` is gone: nothing more will arrive on its streams, so
     /// waits on them are void (their messages are lost or destroyed anyway).
     pub fn link_lost(&mut self, node: &str) {
-        self.lost.insert(node.to_owned());
-        self.positions.retain(|k, _| k.node != node);
-        self.closed.retain(|(n, _)| n != node);
-        self.closed_lanes.retain(|l| l.node != node);
-        self.newest_era.retain(|(n, _, _), _| n != node);
+        self.lost.insert(node.into());
+        self.positions.retain(|k, _| *k.node != *node);
+        self.closed.retain(|(n, _)| **n != *node);
+        self.closed_lanes.retain(|l| *l.node != *node);
+        self.newest_era.retain(|(n, _, _), _| **n != *node);
         // Void now, also for messages behind a lane's head: a later link's
         // streams start again from 0 and are not the ones waited on.
         for held in self.lanes.values_mut().flat_map(|q| q.iter_mut()) {
-            held.waits.retain(|w| w.stream.node != node);
+            held.waits.retain(|w| *w.stream.node != *node);
         }
         self.release()
     }
@@ -251,10 +253,10 @@ impl<L: Ord + Clone, T> Holds<L, T> {
     /// makes no more waits on it.
     pub fn stream_closed(&mut self, node: &str, port: u64, tombstone: bool) {
         if tombstone {
-            self.closed.insert((node.to_owned(), port));
+            self.closed.insert((node.into(), port));
             return self.release();
         }
-        let on_stream = |s: &StreamKey| s.node == node && s.port == port;
+        let on_stream = |s: &StreamKey| *s.node == *node && s.port == port;
         for held in self.lanes.values_mut().flat_map(|q| q.iter_mut()) {
             held.waits.retain(|w| !on_stream(&w.stream));
         }
@@ -270,10 +272,10 @@ impl<L: Ord + Clone, T> Holds<L, T> {
         for lane in lanes {
             self.closed_lanes.remove(&lane);
         }
-        let eras: Vec<(String, u64, String)> = self
+        let eras: Vec<(Arc<str>, u64, String)> = self
             .newest_era
-            .range((node.to_owned(), port, String::new())..)
-            .take_while(|((n, p, _), _)| n == node && *p == port)
+            .range((Arc::from(node), port, String::new())..)
+            .take_while(|((n, p, _), _)| **n == *node && *p == port)
             .map(|(key, _)| key.clone())
             .collect();
         for key in eras {

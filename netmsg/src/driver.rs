@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use mach::runtime::Host;
 use mach::{Name, TaskId};
 use rustc_hash::FxHashMap;
@@ -51,6 +51,9 @@ const CONTROL_NO_ROOT: u8 = 3;
 /// Bytes queued for one stream beyond what the link has taken, past which the
 /// stream is congested: its proxy stops being read (about one stream window).
 const CONGESTED_BYTES: usize = 1 << 20;
+
+/// The least a new chunk of [`Writers::encoded`] holds.
+const ENCODE_CHUNK: usize = 64 << 10;
 
 /// Where the answer to a root request goes.
 type RootReply = oneshot::Sender<Result<Name, String>>;
@@ -148,11 +151,15 @@ impl Netmsg {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             host: host.clone(),
-            translator: Mutex::new(translator),
+            translator: Mutex::new(Turns {
+                translator,
+                batch: Batch::default(),
+            }),
             writers: Mutex::new(Writers {
                 links: BTreeMap::new(),
                 streams: FxHashMap::default(),
                 events: tx.clone(),
+                encoded: BytesMut::with_capacity(ENCODE_CHUNK),
             }),
             relief: watch::channel(0).0,
             current: Mutex::new(BTreeMap::new()),
@@ -206,7 +213,7 @@ impl Netmsg {
 /// The translator and what it needs, shared by the driver and the readers.
 struct Shared {
     host: Host,
-    translator: Mutex<Translator>,
+    translator: Mutex<Turns>,
     /// Locked only while holding the translator.
     writers: Mutex<Writers>,
     /// Bumped whenever a stream stops being congested, and after a frame
@@ -219,8 +226,16 @@ struct Shared {
     current: Mutex<BTreeMap<String, u64>>,
 }
 
+/// The translator, and the batch its turns fill (kept between turns, so
+/// its buffers are reused).
+struct Turns {
+    translator: Translator,
+    batch: Batch,
+}
+
 /// Frames to write, then the streams to FIN after them, from one turn of
-/// the translator.
+/// the translator (empty between turns).
+#[derive(Default)]
 struct Batch {
     out: Vec<Out>,
     finished: Vec<OutStream>,
@@ -300,36 +315,38 @@ fn poll_once(fut: &mut Writing) -> std::task::Poll<Result<Option<transport::Port
 impl Shared {
     /// Runs `f` on the translator and the kernel and writes the frames it
     /// made before letting go of the translator, so they go out in order.
-    fn with<R>(&self, f: impl FnOnce(&mut Translator, &mut mach::Kernel) -> (R, Vec<Out>)) -> R {
-        let mut translator = self.translator.lock().expect("translator lock");
-        let (r, out) = self.host.with(|k| f(&mut translator, k));
-        let finished = translator.take_finished();
-        if !out.is_empty() || !finished.is_empty() {
+    /// `f` puts the frames onto the `Vec` it is given.
+    fn with<R>(&self, f: impl FnOnce(&mut Translator, &mut mach::Kernel, &mut Vec<Out>) -> R) -> R {
+        let mut turns = self.translator.lock().expect("translator lock");
+        let Turns { translator, batch } = &mut *turns;
+        let r = self.host.with(|k| f(translator, k, &mut batch.out));
+        translator.take_finished(&mut batch.finished);
+        if !batch.out.is_empty() || !batch.finished.is_empty() {
             let mut writers = self.writers.lock().expect("writers lock");
-            writers.write(&mut self.turn(&mut translator), Batch { out, finished });
+            writers.write(&mut self.turn(translator), batch);
         }
         r
     }
 
     /// Time passing for embargoes (see [`Translator::tick`]).
     fn tick(&self) -> Vec<TranslateError> {
-        self.with(|t, k| {
+        self.with(|t, k, out| {
             if !t.embargoes_pending() {
-                return (Vec::new(), Vec::new());
+                return Vec::new();
             }
             match t.tick(k) {
-                Ok(out) => (Vec::new(), out),
-                Err(e) => (vec![e], Vec::new()),
+                Ok(mut frames) => {
+                    out.append(&mut frames);
+                    Vec::new()
+                }
+                Err(e) => vec![e],
             }
         })
     }
 
     /// Forwards what is queued on netmsg's ports; the errors found.
     fn pump(&self) -> Vec<TranslateError> {
-        self.with(|t, k| {
-            let (out, errors) = t.pump(k);
-            (errors, out)
-        })
+        self.with(|t, k, out| t.pump(k, out))
     }
 
     fn turn<'a>(&'a self, translator: &'a mut Translator) -> Turn<'a> {
@@ -347,9 +364,9 @@ impl Shared {
         sender: Option<transport::PortSender>,
         rx: mpsc::UnboundedReceiver<Item>,
     ) {
-        let mut translator = self.translator.lock().expect("translator lock");
+        let mut turns = self.translator.lock().expect("translator lock");
         let mut writers = self.writers.lock().expect("writers lock");
-        writers.writer_idle(&mut self.turn(&mut translator), key, sender, rx);
+        writers.writer_idle(&mut self.turn(&mut turns.translator), key, sender, rx);
     }
 }
 
@@ -394,13 +411,16 @@ struct Writers {
     streams: FxHashMap<OutStream, Stream>,
     /// Where a writer task hands its stream back.
     events: mpsc::UnboundedSender<Event>,
+    /// Frames are encoded here and split off, so most take no allocation of
+    /// their own (a chunk is freed once the transport let go of its frames).
+    encoded: BytesMut,
 }
 
 impl Driver {
     async fn run(mut self, node: transport::Node, mut events: mpsc::UnboundedReceiver<Event>) {
         let (task, set) = {
             let t = self.shared.translator.lock().expect("translator lock");
-            (t.task(), t.port_set())
+            (t.translator.task(), t.translator.port_set())
         };
         let mut embargo_tick = tokio::time::interval(EMBARGO_TICK);
         embargo_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -546,14 +566,12 @@ impl Driver {
             let _ = reply.send(Err(format!("link to {peer} lost")));
         }
         let shared = self.shared.clone();
-        let lost = self.shared.with(|t, k| {
+        let lost = self.shared.with(|t, k, out| {
             // Under the translator's lock: no reader of the lost link hands
             // over a frame after this.
             shared.current.lock().expect("current lock").remove(peer);
-            match t.link_lost(k, peer) {
-                Ok(out) => (Ok(()), out),
-                Err(e) => (Err(e), Vec::new()),
-            }
+            t.link_lost(k, peer)
+                .map(|mut frames| out.append(&mut frames))
         });
         match lost {
             Ok(()) => {}
@@ -620,15 +638,14 @@ impl Driver {
         match bytes {
             [CONTROL_ROOT_REQUEST] => {
                 let exported = self.root.map(|root| {
-                    self.shared.with(|t, k| {
-                        let r = t.bootstrap_export(
+                    self.shared.with(|t, k, _| {
+                        t.bootstrap_export(
                             k,
                             peer,
                             root.task,
                             root.name,
                             mach::types::msg_type::MAKE_SEND,
-                        );
-                        (r, Vec::new())
+                        )
                     })
                 });
                 let answer = match exported {
@@ -663,12 +680,15 @@ impl Driver {
                 let Some((task, reply)) = self.next_waiting(peer) else {
                     return self.violation(peer, "root reply nobody asked for");
                 };
-                let imported =
-                    self.shared
-                        .with(|t, k| match t.bootstrap_import(k, peer, id, global, task) {
-                            Ok((name, out)) => (Ok(name), out),
-                            Err(e) => (Err(e.to_string()), Vec::new()),
-                        });
+                let imported = self.shared.with(|t, k, out| {
+                    match t.bootstrap_import(k, peer, id, global, task) {
+                        Ok((name, mut frames)) => {
+                            out.append(&mut frames);
+                            Ok(name)
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                });
                 let _ = reply.send(imported);
             }
             [CONTROL_NO_ROOT] => {
@@ -691,17 +711,20 @@ impl Driver {
 impl Writers {
     /// Writes a turn's frames in the order made, then FINs the streams it
     /// finished.
-    fn write(&mut self, turn: &mut Turn<'_>, batch: Batch) {
-        for o in batch.out {
+    fn write(&mut self, turn: &mut Turn<'_>, batch: &mut Batch) {
+        for o in batch.out.drain(..) {
             let stream = stream_of(&o);
-            let (key, bytes) = if stream & ONE_SHOT_STREAM != 0 {
-                ((o.peer, ONE_SHOT_STREAM), o.frame.encode_tagged(stream))
+            let key = if stream & ONE_SHOT_STREAM != 0 {
+                o.frame.encode_tagged_into(stream, &mut self.encoded);
+                (o.peer, ONE_SHOT_STREAM)
             } else {
-                ((o.peer, stream), o.frame.encode())
+                o.frame.encode_into(&mut self.encoded);
+                (o.peer, stream)
             };
-            self.push(turn, key, Item::Frame(Bytes::from(bytes)));
+            let bytes = self.encoded.split().freeze();
+            self.push(turn, key, Item::Frame(bytes));
         }
-        for key in batch.finished {
+        for key in batch.finished.drain(..) {
             // A one-shot port stream ends with its one frame, on the shared
             // one-shot stream, which goes on; a stream never opened has
             // nothing to end.
@@ -952,7 +975,7 @@ async fn read_port_stream(
                 }
             }
             relief.borrow_and_update();
-            stall = shared.with(|t, k| (t.stalled(k, &peer, stream), Vec::new()));
+            stall = shared.with(|t, k, _| t.stalled(k, &peer, stream));
         }
     }
 }
@@ -1011,14 +1034,15 @@ fn on_frame(
     frame: StreamFrame,
 ) -> Result<Option<Stall>, String> {
     let id = stream & !ABOUT_SENDERS_EXPORT;
-    let handled = shared.with(|t, k| {
+    let handled = shared.with(|t, k, out| {
         // A frame of a link already lost is dropped with the link.
         let current = shared.current.lock().expect("current lock").get(peer) == Some(&link);
         if !current {
-            return (Ok(None), Vec::new());
+            return Ok(None);
         }
         match t.on_frame(k, peer, id, frame) {
-            Ok(out) => {
+            Ok(mut frames) => {
+                out.append(&mut frames);
                 let stall = if carries_sends(stream) {
                     t.stalled(k, peer, stream)
                 } else {
@@ -1029,9 +1053,9 @@ fn on_frame(
                 if t.holding() {
                     shared.relief.send_modify(|n| *n += 1);
                 }
-                (Ok(stall), out)
+                Ok(stall)
             }
-            Err(e) => (Err(e), Vec::new()),
+            Err(e) => Err(e),
         }
     });
     match handled {

@@ -23,8 +23,13 @@
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
+use smallvec::{smallvec, SmallVec};
 
 use thiserror::Error;
+
+/// What one input makes the driver do: most inputs make at most two
+/// effects, kept inline (no allocation on the common path).
+pub type Effects = SmallVec<[Effect; 2]>;
 
 /// A frame of the release protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,7 +303,7 @@ impl Ledger {
 
     /// The peer used one-shot export `id`: its message is delivered with the
     /// held right, which that consumes.
-    pub fn send_once_used(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
+    pub fn send_once_used(&mut self, id: u64) -> Result<Effects, ReleaseError> {
         self.take_once_export(id)
             .map(|(_, dead)| Self::finish_once(id, dead))
             .ok_or(ReleaseError::UnknownExport { id })
@@ -306,21 +311,21 @@ impl Ledger {
 
     /// The end of a one-shot export's stream about senders: only `Dead` is
     /// ever written there, and a stream never written is never opened.
-    fn finish_once(id: u64, dead: bool) -> Vec<Effect> {
+    fn finish_once(id: u64, dead: bool) -> Effects {
         if dead {
-            vec![Effect::FinishExport { id }]
+            smallvec![Effect::FinishExport { id }]
         } else {
-            Vec::new()
+            Effects::new()
         }
     }
 
     /// The local port died: tell the importer of every export of it — the send
     /// export of `port`, or the one-shot export whose held right is `port`.
-    pub fn port_died(&mut self, port: u64) -> Vec<Effect> {
+    pub fn port_died(&mut self, port: u64) -> Effects {
         let once = self.once_export_of_right.remove(&port);
         let send = self.export_of.get(&port).copied();
         let others = self.other_exports.get(&port).cloned().unwrap_or_default();
-        let mut effects = Vec::new();
+        let mut effects = Effects::new();
         for id in send.into_iter().chain(others).chain(once) {
             if let Some(e) = self.exports.get_mut(&id).filter(|e| !e.dead) {
                 e.dead = true;
@@ -346,7 +351,7 @@ impl Ledger {
         Some((right, dead))
     }
 
-    fn on_release(&mut self, id: u64, count: u64) -> Result<Vec<Effect>, ReleaseError> {
+    fn on_release(&mut self, id: u64, count: u64) -> Result<Effects, ReleaseError> {
         let Some(Export {
             kind: ExportKind::Send { port, sent },
             ..
@@ -363,19 +368,19 @@ impl Ledger {
         }
         *sent -= count;
         if *sent > 0 {
-            return Ok(vec![Effect::Send(Frame::Ack { id, left: *sent })]);
+            return Ok(smallvec![Effect::Send(Frame::Ack { id, left: *sent })]);
         }
         let port = *port;
         self.exports.remove(&id);
         self.forget_export(port, id);
-        Ok(vec![
+        Ok(smallvec![
             Effect::ReleasePort { port },
             Effect::Send(Frame::Ack { id, left: 0 }),
             Effect::FinishExport { id },
         ])
     }
 
-    fn on_send_once_destroyed(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
+    fn on_send_once_destroyed(&mut self, id: u64) -> Result<Effects, ReleaseError> {
         let Some((right, dead)) = self.take_once_export(id) else {
             return Err(ReleaseError::UnknownExport { id });
         };
@@ -383,14 +388,14 @@ impl Ledger {
         if dead {
             Ok(Self::finish_once(id, dead))
         } else {
-            Ok(vec![Effect::DestroySendOnce { right }])
+            Ok(smallvec![Effect::DestroySendOnce { right }])
         }
     }
 
     // ----- importer side --------------------------------------------------------
 
     /// A send right of the peer's export `id` arrived in a message.
-    pub fn import(&mut self, id: u64) -> Result<(Imported, Vec<Effect>), ReleaseError> {
+    pub fn import(&mut self, id: u64) -> Result<(Imported, Effects), ReleaseError> {
         if id & SEND_ONCE_ID_BIT != 0 {
             return Err(ReleaseError::BadImport { id });
         }
@@ -402,7 +407,7 @@ impl Ledger {
             }) => {
                 *made += 1;
                 *received += 1;
-                (Imported::Proxy(*proxy), Vec::new())
+                (Imported::Proxy(*proxy), Effects::new())
             }
             // A dead port: the right is a dead name, settled at once.
             Some(Import {
@@ -410,13 +415,13 @@ impl Ledger {
                 ..
             }) => (
                 Imported::Dead,
-                vec![Effect::Send(Frame::Release { id, count: 1 })],
+                smallvec![Effect::Send(Frame::Release { id, count: 1 })],
             ),
             None => {
                 let proxy = self.new_import(id, 1);
                 (
                     Imported::Proxy(proxy),
-                    vec![Effect::CreateProxy {
+                    smallvec![Effect::CreateProxy {
                         proxy,
                         id,
                         once: false,
@@ -455,7 +460,7 @@ impl Ledger {
     /// A send right of the peer's export `id` arrived that this node will not
     /// keep (it gives its task the same port by another path): counted as
     /// received and dropped at once, as if its no-senders had come.
-    pub fn import_dropped(&mut self, id: u64) -> Result<Vec<Effect>, ReleaseError> {
+    pub fn import_dropped(&mut self, id: u64) -> Result<Effects, ReleaseError> {
         if id & SEND_ONCE_ID_BIT != 0 {
             return Err(ReleaseError::BadImport { id });
         }
@@ -467,9 +472,9 @@ impl Ledger {
                 ..
             }) => {
                 *received += 1;
-                Vec::new()
+                Effects::new()
             }
-            _ => vec![Effect::Send(Frame::Release { id, count: 1 })],
+            _ => smallvec![Effect::Send(Frame::Release { id, count: 1 })],
         })
     }
 
@@ -493,7 +498,7 @@ impl Ledger {
     /// that stands for it alone.
     /// Each one-shot ID arrives at most once; a repeat is a protocol error
     /// only while the first is still live (settled IDs are not remembered).
-    pub fn import_send_once(&mut self, id: u64) -> Result<(Imported, Vec<Effect>), ReleaseError> {
+    pub fn import_send_once(&mut self, id: u64) -> Result<(Imported, Effects), ReleaseError> {
         if id & SEND_ONCE_ID_BIT == 0 || self.once_proxy_of.contains_key(&id) {
             return Err(ReleaseError::BadImport { id });
         }
@@ -502,7 +507,7 @@ impl Ledger {
         self.once_proxy_of.insert(id, proxy);
         Ok((
             Imported::Proxy(proxy),
-            vec![Effect::CreateProxy {
+            smallvec![Effect::CreateProxy {
                 proxy,
                 id,
                 once: true,
@@ -512,23 +517,23 @@ impl Ledger {
 
     /// A task used a one-shot proxy: its message goes to export `id` (returned),
     /// the last frame on that stream; the proxy goes.
-    pub fn once_used(&mut self, proxy: u64) -> Option<(u64, Vec<Effect>)> {
+    pub fn once_used(&mut self, proxy: u64) -> Option<(u64, Effects)> {
         let id = self.once_proxies.remove(&proxy)?;
         self.once_proxy_of.remove(&id);
         Some((
             id,
-            vec![Effect::DestroyProxy { proxy }, Effect::FinishImport { id }],
+            smallvec![Effect::DestroyProxy { proxy }, Effect::FinishImport { id }],
         ))
     }
 
     /// The send-once notification on a one-shot proxy: the task's right was
     /// destroyed unused; the home side is told so its kernel notifies.
-    pub fn once_destroyed(&mut self, proxy: u64) -> Vec<Effect> {
+    pub fn once_destroyed(&mut self, proxy: u64) -> Effects {
         let Some(id) = self.once_proxies.remove(&proxy) else {
-            return Vec::new();
+            return Effects::new();
         };
         self.once_proxy_of.remove(&id);
-        vec![
+        smallvec![
             Effect::Send(Frame::SendOnceDestroyed { id }),
             Effect::DestroyProxy { proxy },
             Effect::FinishImport { id },
@@ -537,9 +542,9 @@ impl Ledger {
 
     /// The proxy's no-senders notification, with its make-send count. Stale
     /// ones (rights were made since) are ignored; the driver re-arms them.
-    pub fn no_senders(&mut self, proxy: u64, mscount: u64) -> Vec<Effect> {
+    pub fn no_senders(&mut self, proxy: u64, mscount: u64) -> Effects {
         let Some(&id) = self.import_of_proxy.get(&proxy) else {
-            return Vec::new();
+            return Effects::new();
         };
         match self.imports.get(&id) {
             // While rights sent home are unconfirmed netmsg holds references,
@@ -552,12 +557,12 @@ impl Ledger {
                 let count = *received;
                 self.imports.remove(&id);
                 self.import_of_proxy.remove(&proxy);
-                vec![
+                smallvec![
                     Effect::Send(Frame::Release { id, count }),
                     Effect::DestroyProxy { proxy },
                 ]
             }
-            _ => Vec::new(),
+            _ => Effects::new(),
         }
     }
 
@@ -567,7 +572,7 @@ impl Ledger {
     /// the port), once they are: the exporter must still know the export
     /// when they arrive. None, changing nothing, if it is not a live send
     /// proxy.
-    pub fn detach_proxy(&mut self, proxy: u64) -> Option<Vec<Effect>> {
+    pub fn detach_proxy(&mut self, proxy: u64) -> Option<Effects> {
         let &id = self.import_of_proxy.get(&proxy)?;
         let Some(Import {
             state: ImportState::Live { proxy: p, .. },
@@ -591,21 +596,21 @@ impl Ledger {
                     home_pending,
                 },
             );
-            return Some(Vec::new());
+            return Some(Effects::new());
         }
         Some(if count > 0 {
-            vec![Effect::Send(Frame::Release { id, count })]
+            smallvec![Effect::Send(Frame::Release { id, count })]
         } else {
-            Vec::new()
+            Effects::new()
         })
     }
 
     /// `count` of a detached import's rights sent home are confirmed (or,
     /// `all`, need no confirmation any more: the export died): its
     /// references go, and with the last its report.
-    fn confirm_detached(&mut self, id: u64, count: u64, all: bool) -> Vec<Effect> {
+    fn confirm_detached(&mut self, id: u64, count: u64, all: bool) -> Effects {
         let mut left = count;
-        let mut effects = Vec::new();
+        let mut effects = Effects::new();
         let keys: Vec<(u64, u64)> = self
             .detached
             .range((id, 0)..=(id, u64::MAX))
@@ -655,17 +660,17 @@ impl Ledger {
         Some(records.map(|(_, d)| d.home_pending).sum())
     }
 
-    fn on_dead(&mut self, id: u64) -> Vec<Effect> {
+    fn on_dead(&mut self, id: u64) -> Effects {
         // A one-shot import: its only right becomes a dead name, and the
         // exporter, which keeps the export until the importer settles it, is
         // told so. If already used or destroyed (or not yet arrived) the
         // settling message is on its way, or will be: nothing to do.
         if id & SEND_ONCE_ID_BIT != 0 {
             let Some(proxy) = self.once_proxy_of.remove(&id) else {
-                return Vec::new();
+                return Effects::new();
             };
             self.once_proxies.remove(&proxy);
-            return vec![
+            return smallvec![
                 Effect::DestroyProxy { proxy },
                 Effect::Send(Frame::SendOnceDestroyed { id }),
                 Effect::FinishImport { id },
@@ -693,9 +698,9 @@ impl Ledger {
         effects
     }
 
-    fn on_ack(&mut self, id: u64, left: u64) -> Vec<Effect> {
+    fn on_ack(&mut self, id: u64, left: u64) -> Effects {
         if left != 0 {
-            return Vec::new();
+            return Effects::new();
         }
         if matches!(
             self.imports.get(&id),
@@ -706,7 +711,7 @@ impl Ledger {
         ) {
             self.imports.remove(&id);
         }
-        vec![Effect::FinishImport { id }]
+        smallvec![Effect::FinishImport { id }]
     }
 
     // ----- both ------------------------------------------------------------------
@@ -729,20 +734,20 @@ impl Ledger {
     /// A right to the local port of export `id` came home in a message: the
     /// port to deliver it as (`None`: no such export, deliver a dead name), and
     /// the confirmation for the importer.
-    pub fn home_arrived(&mut self, id: u64) -> (Option<u64>, Vec<Effect>) {
+    pub fn home_arrived(&mut self, id: u64) -> (Option<u64>, Effects) {
         match self.exports.get(&id) {
             Some(Export {
                 kind: ExportKind::Send { port, .. },
                 ..
             }) => (
                 Some(*port),
-                vec![Effect::Send(Frame::HomeArrived { id, count: 1 })],
+                smallvec![Effect::Send(Frame::HomeArrived { id, count: 1 })],
             ),
-            _ => (None, Vec::new()),
+            _ => (None, Effects::new()),
         }
     }
 
-    fn on_home_arrived(&mut self, id: u64, count: u64) -> Result<Vec<Effect>, ReleaseError> {
+    fn on_home_arrived(&mut self, id: u64, count: u64) -> Result<Effects, ReleaseError> {
         // After a death notice the kept references died with the proxy.
         let detached = self.detached_pending(id);
         let Some(Import {
@@ -763,7 +768,7 @@ impl Ledger {
                 }
                 return Ok(self.confirm_detached(id, count, false));
             }
-            return Ok(Vec::new());
+            return Ok(Effects::new());
         };
         if count > *home_pending {
             return Err(ReleaseError::OverHomeArrival {
@@ -773,14 +778,14 @@ impl Ledger {
             });
         }
         *home_pending -= count;
-        Ok(vec![Effect::DropProxyRefs {
+        Ok(smallvec![Effect::DropProxyRefs {
             proxy: *proxy,
             count,
         }])
     }
 
     /// A frame from the peer.
-    pub fn on_frame(&mut self, frame: Frame) -> Result<Vec<Effect>, ReleaseError> {
+    pub fn on_frame(&mut self, frame: Frame) -> Result<Effects, ReleaseError> {
         match frame {
             Frame::Release { id, count } => self.on_release(id, count),
             Frame::Dead { id } => Ok(self.on_dead(id)),
@@ -793,8 +798,8 @@ impl Ledger {
     /// The link is gone: every proxy becomes a dead name, every export is
     /// freed, and held send-once rights are destroyed (so their receivers get
     /// send-once notifications).
-    pub fn link_lost(&mut self) -> Vec<Effect> {
-        let mut effects: Vec<Effect> = self
+    pub fn link_lost(&mut self) -> Effects {
+        let mut effects: Effects = self
             .imports
             .values()
             .filter_map(|i| match i.state {

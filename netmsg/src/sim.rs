@@ -171,7 +171,9 @@ impl Cluster {
                 .push_back(o.frame);
         }
         // Streams FINed after those frames: nothing more may follow.
-        for (peer, stream) in self.nets[from].take_finished() {
+        let mut finished = Vec::new();
+        self.nets[from].take_finished(&mut finished);
+        for (peer, stream) in finished {
             let to: usize = peer
                 .trim_start_matches("node")
                 .parse()
@@ -188,7 +190,8 @@ impl Cluster {
             return false;
         }
         for i in 0..self.nets.len() {
-            let (out, errors) = self.nets[i].pump(&mut self.kernels[i]);
+            let mut out = Vec::new();
+            let errors = self.nets[i].pump(&mut self.kernels[i], &mut out);
             assert!(errors.is_empty(), "node {i}: {errors:?}");
             self.route(i, out);
         }

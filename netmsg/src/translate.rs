@@ -431,12 +431,16 @@ struct Staged {
     queue: Vec<Message>,
 }
 
+/// The rights a message placed here holds until the kernel takes it (made
+/// or moved out of netmsg's space; destroyed if the send fails): a few.
+type HeldRights = smallvec::SmallVec<[(Name, u8); 4]>;
+
 /// The pseudo-lane a moved port's receive right waits on: advanced to 1 once
 /// the port of `Moved` stream `id` from `peer` is ready (made, and handed
 /// over when there is an embargo).
 fn port_ready(peer: &str, id: u64) -> StreamKey {
     StreamKey {
-        node: peer.to_owned(),
+        node: peer.into(),
         port: id,
         origin: Some(Origin {
             node: String::new(),
@@ -592,13 +596,15 @@ impl Translator {
 
     /// The streams (peer, transport stream as [`stream_of`] names them) this
     /// node is done writing on since the last call, after every frame made so
-    /// far: the driver FINs them (`docs/protocol.md`, "Port streams").
-    pub fn take_finished(&mut self) -> Vec<(std::sync::Arc<str>, u64)> {
-        let finished = std::mem::take(&mut self.finished);
-        finished
-            .into_iter()
-            .map(|(peer, id)| (self.peer_shared(peer), id))
-            .collect()
+    /// far, onto `into`: the driver FINs them (`docs/protocol.md`, "Port
+    /// streams").
+    pub fn take_finished(&mut self, into: &mut Vec<(std::sync::Arc<str>, u64)>) {
+        let names = &self.peer_names;
+        into.extend(
+            self.finished
+                .drain(..)
+                .map(|(peer, id)| (names[peer.0 as usize].clone(), id)),
+        );
     }
 
     /// Why the driver must not read more from stream `id` of `peer` now, if
@@ -620,7 +626,7 @@ impl Translator {
             // drains the full queue. Read on then (each message read is
             // another blocked send, admitted in order) up to a bound, as
             // the waits are the peers' word.
-            let waited = self.holds.waited_on(|s| s.node == name && s.port == id);
+            let waited = self.holds.waited_on(|s| *s.node == *name && s.port == id);
             if waited {
                 let (count, bytes) =
                     blocked.fold((1, bytes), |(n, b), (_, more)| (n + 1, b + more));
@@ -796,22 +802,22 @@ impl Translator {
 
     // ----- local → peer ------------------------------------------------------------
 
-    /// Forwards everything queued on netmsg's ports; handles notifications.
-    pub fn pump(&mut self, k: &mut Kernel) -> (Vec<Out>, Vec<TranslateError>) {
+    /// Forwards everything queued on netmsg's ports (the frames onto `out`);
+    /// handles notifications.
+    pub fn pump(&mut self, k: &mut Kernel, out: &mut Vec<Out>) -> Vec<TranslateError> {
         self.reap_sends(k);
-        let mut out = Vec::new();
         let mut errors = Vec::new();
         let opts = RecvOptions {
             max_size: None,
             large: false,
         };
         while let Ok(Some(msg)) = k.receive(self.task, self.set, opts) {
-            if let Err(e) = self.on_local(k, msg, &mut out) {
+            if let Err(e) = self.on_local(k, msg, out) {
                 errors.push(e);
             }
         }
         errors.append(&mut self.reports);
-        (out, errors)
+        errors
     }
 
     /// The port set netmsg receives on (proxies and its notify port).
@@ -906,7 +912,7 @@ impl Translator {
                 .unwrap_or_default()
         } else {
             let id = self.peers[&peer].ledger.proxy_import_id(proxy.handle);
-            (id.unwrap_or(0), Vec::new())
+            (id.unwrap_or(0), crate::release::Effects::new())
         };
         if id == 0 {
             self.destroy_received(k, &msg);
@@ -1068,7 +1074,7 @@ impl Translator {
             if !dead.is_empty() {
                 let node = &*self.peer_names[peer.0 as usize];
                 self.holds
-                    .port_died(|l| l.node == *node && dead.contains(&l.port));
+                    .port_died(|l| *l.node == *node && dead.contains(&l.port));
             }
         }
         self.forget_if_freed(k, name);
@@ -1491,7 +1497,7 @@ impl Translator {
         let lanes: Vec<(Option<Origin>, u64)> = self
             .delivered
             .iter()
-            .filter(|(lane, _)| lane.node == self.peer_name(peer) && lane.port == export)
+            .filter(|(lane, _)| *lane.node == *self.peer_name(peer) && lane.port == export)
             .map(|(lane, &n)| (lane.origin.clone(), n))
             .collect();
         if lanes.len() > crate::wire::MAX_EMBARGO_LANES {
@@ -1587,7 +1593,7 @@ impl Translator {
             let counted = (e.export != 0).then_some(e.export);
             let (proxy, lanes) = self.marker_lanes(k, peer, &m.global, counted)?;
             let queue = vec![(
-                StreamKey::stream(self.peer_name(peer), id),
+                StreamKey::stream(self.peer_shared(peer), id),
                 e.queued.saturating_add(1),
             )];
             Some((proxy, queue, Some(lanes)))
@@ -1688,7 +1694,7 @@ impl Translator {
         // (A peer's count is not trusted to fit: saturating, a lie only
         // holds its own port.)
         let mut waits = vec![(
-            StreamKey::stream(self.peer_name(peer), id),
+            StreamKey::stream(self.peer_shared(peer), id),
             e.queued.saturating_add(1),
         )];
         let mut lane = |origin: Origin, sent: u64, taken: u64| {
@@ -1696,7 +1702,7 @@ impl Translator {
             let back = sent.checked_sub(taken)?;
             if back > 0 {
                 let lane = StreamKey {
-                    node: self.peer_name(peer).to_owned(),
+                    node: self.peer_shared(peer),
                     port: id,
                     origin: Some(origin),
                 };
@@ -2619,7 +2625,7 @@ impl Translator {
             // forwarded ones in their lanes included (which hold messages
             // only; the peer's own lane keeps its order anyway).
             let name = self.peer_name(peer);
-            let forwarded = |l: &StreamKey| l.node == name && l.port == id && l.origin.is_some();
+            let forwarded = |l: &StreamKey| *l.node == *name && l.port == id && l.origin.is_some();
             let message = |f: &StreamFrame| matches!(f, StreamFrame::Message(_));
             for (lane, queued) in self.holds.holding(forwarded, message) {
                 let position = self.delivered.get(&lane).copied().unwrap_or(0) + queued as u64;
@@ -2631,7 +2637,7 @@ impl Translator {
             }
         }
         let lane = StreamKey {
-            node: self.peer_name(peer).to_owned(),
+            node: self.peer_shared(peer),
             port: id,
             origin,
         };
@@ -2699,7 +2705,7 @@ impl Translator {
             // What the lanes wait for is on a stream not read while its
             // message waits for room in a full queue, whose receive right
             // may be in a message behind the carrying one.
-            let blocked = |s: &StreamKey| blocked.contains(&(s.node.as_str(), s.port));
+            let blocked = |s: &StreamKey| blocked.contains(&(&*s.node, s.port));
             self.holds
                 .depends_on(&unmet, |s| *s == ready || blocked(s), behind)
                 .then_some(*key)
@@ -2735,7 +2741,7 @@ impl Translator {
             if let StreamFrame::LaneEnded { id: ended, origin } = frame {
                 if ended != id {
                     return Err(TranslateError::Protocol {
-                        peer: name,
+                        peer: name.to_string(),
                         reason: format!("lane end for export {ended} on the stream of {id}"),
                     });
                 }
@@ -2807,7 +2813,7 @@ impl Translator {
             (d.home == self.node && via.and_then(|via| target(via, d.port)) == Some(port)).then(
                 || Wait {
                     stream: StreamKey {
-                        node: d.via.clone(),
+                        node: d.via.as_str().into(),
                         port: d.port,
                         origin: d.origin.clone(),
                     },
@@ -2852,7 +2858,7 @@ impl Translator {
                 }),
                 WireRef::ReceiverExport { id } if id & crate::release::MOVED_ID_BIT != 0 => waits
                     .push(Wait {
-                        stream: StreamKey::stream(self.peer_name(peer), id),
+                        stream: StreamKey::stream(self.peer_shared(peer), id),
                         position: 1,
                         kind: WaitKind::Needs,
                     }),
@@ -2900,7 +2906,7 @@ impl Translator {
                 // waited on (`arrival_waits` targets send exports): no
                 // position is kept for it.
                 let lane = (id & crate::release::SEND_ONCE_ID_BIT == 0).then(|| StreamKey {
-                    node: self.peer_name(peer).to_owned(),
+                    node: self.peer_shared(peer),
                     port: id,
                     origin: m.origin.clone(),
                 });
@@ -2948,7 +2954,7 @@ impl Translator {
             StreamFrame::LaneEnded { .. } => {}
             StreamFrame::Moved(m) => {
                 self.on_moved(k, peer, id, m, out)?;
-                let lane = StreamKey::stream(self.peer_name(peer), id);
+                let lane = StreamKey::stream(self.peer_shared(peer), id);
                 let n = self.delivered.entry(lane.clone()).or_insert(0);
                 *n += 1;
                 let n = *n;
@@ -3009,7 +3015,7 @@ impl Translator {
                 .map_err(|e| protocol(self.peer_name(peer), e))?;
             self.apply(k, peer, effects, out)?;
         }
-        let mut held: Vec<(Name, u8)> = Vec::new();
+        let mut held = HeldRights::new();
         let bytes = m.size_hint();
         let result = self.place_and_send(k, peer, id, target, m, out, &mut held);
         match result {
@@ -3024,7 +3030,7 @@ impl Translator {
             }) => {
                 let nth = self
                     .delivered
-                    .get(&StreamKey::stream(self.peer_name(peer), id))
+                    .get(&StreamKey::stream(self.peer_shared(peer), id))
                     .copied()
                     .unwrap_or(0)
                     + 1;
@@ -3171,7 +3177,7 @@ impl Translator {
         target: crate::release::ExportTarget,
         m: WireMessage,
         out: &mut Vec<Out>,
-        held: &mut Vec<(Name, u8)>,
+        held: &mut HeldRights,
     ) -> Result<Placed, TranslateError> {
         // A message the peer's forwarder received through a send-once right
         // goes through one of the moved port's (also when the port moved on:
@@ -3311,7 +3317,7 @@ impl Translator {
             // waits for them to come back too.
             if let Some(key) = self.embargoed.get(&(target.port as Name)) {
                 let lane = StreamKey {
-                    node: self.peer_names[key.0 .0 as usize].to_string(),
+                    node: self.peer_names[key.0 .0 as usize].clone(),
                     port: key.1,
                     origin: Some(origin.clone()),
                 };
@@ -3957,7 +3963,7 @@ impl Translator {
         &mut self,
         k: &mut Kernel,
         peer: PeerId,
-        effects: Vec<Effect>,
+        effects: crate::release::Effects,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         for effect in effects {
@@ -4209,11 +4215,11 @@ impl Translator {
             p.proxy_name.clear();
         }
         // Frames held from the peer belonged to the lost link's ledger.
-        self.holds.drop_lanes(|lane| lane.node == name);
+        self.holds.drop_lanes(|lane| *lane.node == *name);
         self.holds.link_lost(&name);
         self.holds.link_up(&name);
         self.written.retain(|(p, _), _| *p != peer);
-        self.delivered.retain(|lane, _| lane.node != name);
+        self.delivered.retain(|lane, _| *lane.node != *name);
         self.congested.retain(|(p, _)| *p != peer);
         // Frames from other peers that waited on the lost streams go now.
         self.handle_freed(k, &mut out)?;
@@ -4287,7 +4293,7 @@ fn home_waits(peer: &str, m: &WireMessage) -> Vec<Wait> {
 /// needs (a named receive right only as a moved port's), each one-shot ID
 /// once (a moved port's no-senders request included).
 fn check_rights(m: &WireMessage) -> Result<(), String> {
-    let mut once_ids = Vec::new();
+    let mut once_ids: smallvec::SmallVec<[u64; 4]> = smallvec::SmallVec::new();
     let items = m.items.iter().flat_map(|i| match i {
         WireItem::Rights { form, rights, .. } => rights.iter().map(|r| (Some(*form), r)).collect(),
         WireItem::Data { .. } => Vec::new(),

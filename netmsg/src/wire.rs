@@ -5,6 +5,7 @@
 //! checks every count against the bytes left before allocating, and rejects
 //! unknown values and trailing bytes.
 
+use bytes::BytesMut;
 use mach::types::msg_type;
 
 use crate::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
@@ -266,11 +267,11 @@ pub struct WireMessage {
     pub items: Vec<WireItem>,
 }
 
-struct Writer(Vec<u8>);
+struct Writer(BytesMut);
 
 impl Writer {
     fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        self.0.extend_from_slice(&[v]);
     }
     fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_le_bytes());
@@ -365,7 +366,7 @@ impl Writer {
 impl WireMessage {
     /// The frame (without the transport's length prefix).
     pub fn encode(&self) -> Vec<u8> {
-        self.encode_onto(Vec::new())
+        self.encode_onto(BytesMut::new()).into()
     }
 
     /// About the bytes of the frame, at least: what to reserve, so that
@@ -385,7 +386,7 @@ impl WireMessage {
     }
 
     /// The frame, appended to `buf`.
-    fn encode_onto(&self, mut buf: Vec<u8>) -> Vec<u8> {
+    fn encode_onto(&self, mut buf: BytesMut) -> BytesMut {
         buf.reserve(self.size_hint());
         let mut w = Writer(buf);
         w.u8(FRAME_MESSAGE);
@@ -1051,11 +1052,17 @@ pub const MAX_EMBARGO_LANES: usize = 64;
 
 impl StreamFrame {
     pub fn encode(&self) -> Vec<u8> {
-        self.encode_onto(Vec::new())
+        self.encode_onto(BytesMut::new()).into()
+    }
+
+    /// The frame, appended to `buf` (which may hold earlier frames: the
+    /// driver splits each off the one buffer, without an allocation each).
+    pub fn encode_into(&self, buf: &mut BytesMut) {
+        *buf = self.encode_onto(std::mem::take(buf));
     }
 
     /// The frame, appended to `buf`.
-    fn encode_onto(&self, mut buf: Vec<u8>) -> Vec<u8> {
+    fn encode_onto(&self, mut buf: BytesMut) -> BytesMut {
         let frame = match self {
             StreamFrame::Message(m) => return m.encode_onto(buf),
             StreamFrame::LaneEnded { id, origin } => {
@@ -1268,13 +1275,16 @@ impl StreamFrame {
     /// The frame as the one-shot stream carries it for port stream `stream`
     /// (see [`OneShotFrame`]), without copying the frame.
     pub fn encode_tagged(&self, stream: u64) -> Vec<u8> {
-        let hint = match self {
-            StreamFrame::Message(m) => m.size_hint(),
-            _ => 64,
-        };
-        let mut buf = Vec::with_capacity(8 + hint);
+        let mut buf = BytesMut::new();
+        self.encode_tagged_into(stream, &mut buf);
+        buf.into()
+    }
+
+    /// [`StreamFrame::encode_tagged`], appended to `buf` as
+    /// [`StreamFrame::encode_into`] does.
+    pub fn encode_tagged_into(&self, stream: u64, buf: &mut BytesMut) {
         buf.extend_from_slice(&stream.to_le_bytes());
-        self.encode_onto(buf)
+        self.encode_into(buf);
     }
 }
 

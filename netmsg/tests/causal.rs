@@ -30,7 +30,7 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 fn key(node: u8, port: u8) -> StreamKey {
-    StreamKey::stream(&format!("n{node}"), u64::from(port))
+    StreamKey::stream(format!("n{node}").as_str(), u64::from(port))
 }
 
 #[derive(Default)]
@@ -50,7 +50,7 @@ impl Oracle {
             for w in &self.waits[&id] {
                 let pos = self.positions.get(&w.stream).copied().unwrap_or(0);
                 assert!(
-                    self.lost.contains(&w.stream.node) || pos >= w.position,
+                    self.lost.contains(&*w.stream.node) || pos >= w.position,
                     "message {id} left before {w:?} (position {pos})"
                 );
             }
@@ -59,7 +59,7 @@ impl Oracle {
             }
             self.last_out.insert(lane.clone(), id);
             assert!(self.out.insert(id), "message {id} delivered twice");
-            if !self.lost.contains(&lane.node) {
+            if !self.lost.contains(&*lane.node) {
                 let p = self.positions.entry(lane.clone()).or_insert(0);
                 *p += 1;
                 holds.advanced(lane, *p);
@@ -70,13 +70,13 @@ impl Oracle {
     fn lose(&mut self, holds: &mut Holds<StreamKey, u64>, name: &str) {
         self.lost.insert(name.to_owned());
         // The lost link's own messages are gone with it.
-        for id in holds.drop_lanes(|l| l.node == name) {
+        for id in holds.drop_lanes(|l| *l.node == *name) {
             assert!(self.out.insert(id), "message {id} dropped after delivery");
         }
         holds.link_lost(name);
-        self.positions.retain(|k, _| k.node != name);
+        self.positions.retain(|k, _| *k.node != *name);
         for waits in self.waits.values_mut() {
-            waits.retain(|w| w.stream.node != name);
+            waits.retain(|w| *w.stream.node != *name);
         }
         self.handle_ready(holds);
     }

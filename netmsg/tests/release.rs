@@ -6,7 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use netmsg::release::{Effect, Frame, Imported, Ledger};
+use netmsg::release::{Effect, Effects, Frame, Imported, Ledger};
+/// Effects as the ledger returns them.
+macro_rules! effects {
+    ($($e:expr),* $(,)?) => {{
+        let e: Effects = smallvec::smallvec![$($e),*];
+        e
+    }};
+}
 use proptest::prelude::*;
 
 mod common;
@@ -52,7 +59,7 @@ impl World {
         common::below(&mut self.rng, n)
     }
 
-    fn apply_a(&mut self, effects: Vec<Effect>) {
+    fn apply_a(&mut self, effects: Effects) {
         for e in effects {
             match e {
                 Effect::Send(f) => {
@@ -107,7 +114,7 @@ impl World {
         }
     }
 
-    fn apply_b(&mut self, effects: Vec<Effect>) {
+    fn apply_b(&mut self, effects: Effects) {
         for e in effects {
             match e {
                 Effect::Send(f @ Frame::Release { id, .. }) => self
@@ -383,14 +390,14 @@ fn link_loss_frees_everything() {
     };
     assert_eq!(
         effects,
-        [Effect::CreateProxy {
+        effects![Effect::CreateProxy {
             proxy,
             id,
             once: false
         }]
     );
-    assert_eq!(b.link_lost(), [Effect::DestroyProxy { proxy }]);
-    assert_eq!(a.link_lost(), [Effect::ReleasePort { port: 7 }]);
+    assert_eq!(b.link_lost(), effects![Effect::DestroyProxy { proxy }]);
+    assert_eq!(a.link_lost(), effects![Effect::ReleasePort { port: 7 }]);
     assert!(a.is_empty() && b.is_empty());
 }
 
@@ -416,10 +423,10 @@ fn a_stale_no_senders_is_ignored() {
     };
     // The notification was generated with mscount 1, but another right came since.
     let _ = b.import(5).unwrap();
-    assert_eq!(b.no_senders(p, 1), []);
+    assert_eq!(b.no_senders(p, 1), effects![]);
     assert_eq!(
         b.no_senders(p, 2),
-        [
+        effects![
             Effect::Send(Frame::Release { id: 5, count: 2 }),
             Effect::DestroyProxy { proxy: p }
         ]
@@ -449,18 +456,21 @@ fn a_right_going_home_holds_the_release_until_it_arrives() {
     // The task sends the right home; netmsg keeps its reference, so a
     // no-senders now (all tasks' rights gone) is stale.
     assert_eq!(b.send_home(proxy), Some(id));
-    assert_eq!(b.no_senders(proxy, 1), []);
+    assert_eq!(b.no_senders(proxy, 1), effects![]);
     let (port, effects) = a.home_arrived(id);
     assert_eq!(port, Some(4));
-    assert_eq!(effects, [Effect::Send(Frame::HomeArrived { id, count: 1 })]);
+    assert_eq!(
+        effects,
+        effects![Effect::Send(Frame::HomeArrived { id, count: 1 })]
+    );
     confirming_more_than_pending_is_an_error(&mut b, id);
     assert_eq!(
         b.on_frame(Frame::HomeArrived { id, count: 1 }).unwrap(),
-        [Effect::DropProxyRefs { proxy, count: 1 }]
+        effects![Effect::DropProxyRefs { proxy, count: 1 }]
     );
     assert_eq!(
         b.no_senders(proxy, 1),
-        [
+        effects![
             Effect::Send(Frame::Release { id, count: 1 }),
             Effect::DestroyProxy { proxy }
         ]
@@ -482,14 +492,14 @@ fn a_proxy_that_becomes_the_port_reports_after_its_rights_home_arrive() {
     b.import(id).unwrap();
     assert_eq!(b.send_home(proxy), Some(id));
     assert_eq!(b.send_home(proxy), Some(id));
-    assert_eq!(b.detach_proxy(proxy), Some(vec![]));
+    assert_eq!(b.detach_proxy(proxy), Some(effects![]));
     assert!(b.is_detached(proxy) && !b.is_empty());
     assert_eq!(b.proxy_import_id(proxy), None);
     // The first right arrives home, as the port.
     assert_eq!(a.home_arrived(id).0, Some(4));
     assert_eq!(
         b.on_frame(Frame::HomeArrived { id, count: 1 }).unwrap(),
-        [Effect::DropDetachedRefs {
+        effects![Effect::DropDetachedRefs {
             proxy,
             count: 1,
             last: false
@@ -500,7 +510,7 @@ fn a_proxy_that_becomes_the_port_reports_after_its_rights_home_arrive() {
     assert_eq!(a.home_arrived(id).0, Some(4));
     assert_eq!(
         b.on_frame(Frame::HomeArrived { id, count: 1 }).unwrap(),
-        [
+        effects![
             Effect::DropDetachedRefs {
                 proxy,
                 count: 1,
@@ -531,7 +541,7 @@ fn two_proxies_of_one_export_that_become_the_port_each_report() {
         panic!()
     };
     assert_eq!(b.send_home(first), Some(id));
-    assert_eq!(b.detach_proxy(first), Some(vec![]));
+    assert_eq!(b.detach_proxy(first), Some(effects![]));
     a.export(4);
     let (Imported::Proxy(second), _) = b.import(id).unwrap() else {
         panic!()
@@ -539,7 +549,7 @@ fn two_proxies_of_one_export_that_become_the_port_each_report() {
     assert_ne!(second, first);
     assert_eq!(b.send_home(second), Some(id));
     assert_eq!(b.send_home(second), Some(id));
-    assert_eq!(b.detach_proxy(second), Some(vec![]));
+    assert_eq!(b.detach_proxy(second), Some(effects![]));
     assert!(b.is_detached(first) && b.is_detached(second));
     // Three rights home, confirmed in two frames.
     for _ in 0..3 {
@@ -547,7 +557,7 @@ fn two_proxies_of_one_export_that_become_the_port_each_report() {
     }
     assert_eq!(
         b.on_frame(Frame::HomeArrived { id, count: 2 }).unwrap(),
-        [
+        effects![
             Effect::DropDetachedRefs {
                 proxy: first,
                 count: 1,
@@ -565,7 +575,7 @@ fn two_proxies_of_one_export_that_become_the_port_each_report() {
     confirming_more_than_pending_is_an_error(&mut b, id);
     assert_eq!(
         b.on_frame(Frame::HomeArrived { id, count: 1 }).unwrap(),
-        [
+        effects![
             Effect::DropDetachedRefs {
                 proxy: second,
                 count: 1,
@@ -593,27 +603,27 @@ fn a_detached_import_ends_with_its_port_or_its_link() {
             panic!()
         };
         assert_eq!(b.send_home(proxy), Some(9));
-        assert_eq!(b.detach_proxy(proxy), Some(vec![]));
+        assert_eq!(b.detach_proxy(proxy), Some(effects![]));
         let drop = Effect::DropDetachedRefs {
             proxy,
             count: 1,
             last: true,
         };
         if link_lost {
-            assert_eq!(b.link_lost(), [drop]);
+            assert_eq!(b.link_lost(), effects![drop]);
         } else {
             assert_eq!(
                 b.on_frame(Frame::Dead { id: 9 }).unwrap(),
-                [drop, Effect::Send(Frame::Release { id: 9, count: 1 })]
+                effects![drop, Effect::Send(Frame::Release { id: 9, count: 1 })]
             );
             // A late confirmation of the dead import is ignored.
             assert_eq!(
                 b.on_frame(Frame::HomeArrived { id: 9, count: 1 }),
-                Ok(vec![])
+                Ok(effects![])
             );
             assert_eq!(
                 b.on_frame(Frame::Ack { id: 9, left: 0 }).unwrap(),
-                [Effect::FinishImport { id: 9 }]
+                effects![Effect::FinishImport { id: 9 }]
             );
         }
         assert!(b.is_empty(), "link lost: {link_lost}");

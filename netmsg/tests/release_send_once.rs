@@ -6,7 +6,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use netmsg::release::{Effect, Frame, Imported, Ledger, ReleaseError, SEND_ONCE_ID_BIT};
+use netmsg::release::{Effect, Effects, Frame, Imported, Ledger, ReleaseError, SEND_ONCE_ID_BIT};
+/// Effects as the ledger returns them.
+macro_rules! effects {
+    ($($e:expr),* $(,)?) => {{
+        let e: Effects = smallvec::smallvec![$($e),*];
+        e
+    }};
+}
 use proptest::prelude::*;
 
 mod common;
@@ -58,7 +65,7 @@ impl World {
         }
     }
 
-    fn apply_a(&mut self, effects: Vec<Effect>) {
+    fn apply_a(&mut self, effects: Effects) {
         for e in effects {
             match e {
                 Effect::Send(f) => {
@@ -81,7 +88,7 @@ impl World {
         }
     }
 
-    fn apply_b(&mut self, effects: Vec<Effect>) {
+    fn apply_b(&mut self, effects: Effects) {
         for e in effects {
             match e {
                 Effect::Send(f @ Frame::SendOnceDestroyed { id }) => {
@@ -316,7 +323,7 @@ fn a_used_one_shot_export_ends_a_stream_only_if_it_wrote_dead() {
     assert_eq!(used, id);
     // Only `Dead` is ever written about a one-shot export's senders; none
     // was, so no stream was opened and none is FINed.
-    assert_eq!(a.send_once_used(id).unwrap(), []);
+    assert_eq!(a.send_once_used(id).unwrap(), effects![]);
     assert!(a.is_empty() && b.is_empty());
 }
 
@@ -333,13 +340,16 @@ fn a_death_notice_after_use_is_ignored() {
         (used, effects),
         (
             id,
-            vec![Effect::DestroyProxy { proxy }, Effect::FinishImport { id }]
+            effects![Effect::DestroyProxy { proxy }, Effect::FinishImport { id }]
         )
     );
     // The port dies while the reply is on its way: the notice crosses it.
-    assert_eq!(a.port_died(40), [Effect::Send(Frame::Dead { id })]);
-    assert_eq!(b.on_frame(Frame::Dead { id }).unwrap(), []);
-    assert_eq!(a.send_once_used(id).unwrap(), [Effect::FinishExport { id }]);
+    assert_eq!(a.port_died(40), effects![Effect::Send(Frame::Dead { id })]);
+    assert_eq!(b.on_frame(Frame::Dead { id }).unwrap(), effects![]);
+    assert_eq!(
+        a.send_once_used(id).unwrap(),
+        effects![Effect::FinishExport { id }]
+    );
     assert!(a.is_empty() && b.is_empty());
 }
 
@@ -354,7 +364,7 @@ fn unused_send_once_rights_notify_their_receiver() {
     let effects = b.once_destroyed(proxy);
     assert_eq!(
         effects,
-        [
+        effects![
             Effect::Send(Frame::SendOnceDestroyed { id }),
             Effect::DestroyProxy { proxy },
             Effect::FinishImport { id }
@@ -362,7 +372,7 @@ fn unused_send_once_rights_notify_their_receiver() {
     );
     assert_eq!(
         a.on_frame(Frame::SendOnceDestroyed { id }).unwrap(),
-        [
+        effects![
             // (Nothing was written on the export's stream about senders:
             // there is no stream to end.)
             Effect::DestroySendOnce { right: 9 },

@@ -470,7 +470,8 @@ fn link_loss_turns_rights_dead_and_notifies() {
         // A message in flight when the link goes is lost with it.
         request(&mut c, client, to_p, reply, vec![]);
         let cl = &mut c.c;
-        let (out, errors) = cl.nets[1].pump(&mut cl.kernels[1]);
+        let mut out = Vec::new();
+        let errors = cl.nets[1].pump(&mut cl.kernels[1], &mut out);
         assert!(errors.is_empty() && !out.is_empty());
         cl.route(1, out);
         cl.lose_link(0, 1);
@@ -1004,7 +1005,8 @@ fn an_embargo_waits_for_room_a_task_will_make() {
 /// Node `from`'s netmsg pumps; the frames it wrote to node `to` are handled
 /// there before `to`'s netmsg looks at its own queue.
 fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
-    let (out, errors) = c.c.nets[from].pump(&mut c.c.kernels[from]);
+    let mut out = Vec::new();
+    let errors = c.c.nets[from].pump(&mut c.c.kernels[from], &mut out);
     assert!(errors.is_empty(), "{errors:?}");
     c.route(from, out);
     let frames: Vec<(u64, netmsg::wire::StreamFrame)> =
@@ -1077,7 +1079,8 @@ fn stale_no_senders_queued_behind_a_new_right() {
         ),
     );
     // The server's netmsg sends the right on its way ...
-    let (out, errors) = c.c.nets[0].pump(&mut c.c.kernels[0]);
+    let mut out = Vec::new();
+    let errors = c.c.nets[0].pump(&mut c.c.kernels[0], &mut out);
     assert!(errors.is_empty(), "{errors:?}");
     c.route(0, out);
     // ... the client drops its right: the proxy's no-senders is queued ...
