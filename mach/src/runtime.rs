@@ -1,14 +1,16 @@
 //! The driver: runs a [`Kernel`] for tokio tasks, turning its [`Wake`]s into
 //! wake-ups and its `Pending`/empty answers into waiting, with timeouts.
 //!
-//! One lock guards the kernel and the wait cells. A waiter takes its cell's
-//! epoch with the kernel's answer, under the lock, and registers its
-//! `Notified` future after letting go of it; no wake-up in between is lost:
-//! a message's (`notify_one`) leaves a permit, and a port's death or change
-//! moves the epoch on, which the waiter looks at once registered.
+//! One lock guards the kernel and the waiters. A waiter leaves its task's
+//! waker with the kernel's empty answer, under that lock, so no wake-up can
+//! come in between; a message wakes every waiter of its port or set (each
+//! looks again, and those that find nothing wait again), and a port's death
+//! or change moves its wait cell's epoch on, which the woken waiter looks at
+//! first.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -32,7 +34,7 @@ pub type SendHook = Arc<dyn Fn() + Send + Sync>;
 
 struct State {
     kernel: Kernel,
-    waits: FxHashMap<Waitable, Arc<WaitCell>>,
+    waits: FxHashMap<Waitable, Waiting>,
     sends: FxHashMap<SendTicket, Arc<Notify>>,
     wakes: Vec<Wake>,
     send_hook: Option<(Waitable, SendHook)>,
@@ -51,10 +53,19 @@ impl std::fmt::Debug for State {
     }
 }
 
+/// The tasks waiting on one port or set, and its cell.
+#[derive(Debug, Default)]
+struct Waiting {
+    cell: Arc<WaitCell>,
+    /// One per task (a task that waits again keeps its one), so a task that
+    /// drops its wait and waits again leaves nothing behind.
+    wakers: Vec<Waker>,
+}
+
 #[derive(Debug, Default)]
 struct WaitCell {
-    notify: Notify,
-    /// Bumped when the object dies or changes; `reason` says which.
+    /// Bumped when the object dies or changes; `reason` says which. (A
+    /// waiter keeps the cell it waited on: a later waiter's is a new one.)
     epoch: AtomicU64,
     reason: AtomicU32,
 }
@@ -81,20 +92,20 @@ impl State {
                 Wake::Readable(w) => {
                     if hooked && self.send_hook.as_ref().is_some_and(|(h, _)| *h == w) {
                         self.hook_due = true;
-                    } else if let Some(cell) = self.waits.get(&w) {
-                        cell.notify.notify_one();
+                    } else if let Some(waiting) = self.waits.get_mut(&w) {
+                        waiting.wakers.drain(..).for_each(Waker::wake);
                     }
                 }
                 Wake::Died(w) | Wake::Changed(w) => {
-                    if let Some(cell) = self.waits.remove(&w) {
+                    if let Some(waiting) = self.waits.remove(&w) {
                         let reason = if matches!(wake, Wake::Died(_)) {
                             MsgReturn::RcvPortDied
                         } else {
                             MsgReturn::RcvPortChanged
                         };
-                        cell.reason.store(reason.code(), Ordering::Relaxed);
-                        cell.epoch.fetch_add(1, Ordering::Release);
-                        cell.notify.notify_waiters();
+                        waiting.cell.reason.store(reason.code(), Ordering::Relaxed);
+                        waiting.cell.epoch.fetch_add(1, Ordering::Release);
+                        waiting.wakers.into_iter().for_each(Waker::wake);
                     }
                 }
                 Wake::SendDone(ticket) => {
@@ -235,54 +246,50 @@ impl Host {
         options: RecvOptions,
         timeout: Option<Duration>,
     ) -> Result<Message, RecvError> {
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        loop {
-            let (cell, epoch) = {
-                let mut st = self.lock();
-                let got = st.kernel.receive(task, name, options);
-                st.dispatch_wakes();
-                if let Some(msg) = got? {
-                    return Ok(msg);
-                }
-                if timeout == Some(Duration::ZERO) {
-                    return Err(timed_out());
-                }
-                let source = st.kernel.receive_source(task, name)?;
-                st.wait_cell(source)
-            };
-            let mut notified = std::pin::pin!(cell.notify.notified());
-            if cell.registered(notified.as_mut(), epoch) {
-                match deadline {
-                    None => notified.await,
-                    Some(d) => {
-                        if tokio::time::timeout_at(d, notified).await.is_err() {
-                            return Err(timed_out());
-                        }
-                    }
-                }
+        // (The cell and its epoch when this waiter last found nothing.)
+        let mut waited: Option<(Arc<WaitCell>, u64)> = None;
+        let attempt = std::future::poll_fn(|cx| {
+            let mut st = self.lock();
+            if let Some((cell, epoch)) = &waited {
+                ended(cell, *epoch)?;
             }
-            ended(&cell, epoch)?;
+            let got = st.kernel.receive(task, name, options);
+            st.dispatch_wakes();
+            if let Some(msg) = got? {
+                return Poll::Ready(Ok(msg));
+            }
+            if timeout == Some(Duration::ZERO) {
+                return Poll::Ready(Err(timed_out()));
+            }
+            let source = st.kernel.receive_source(task, name)?;
+            waited = Some(st.wait(source, cx.waker()));
+            Poll::Pending
+        });
+        match timeout {
+            None => attempt.await,
+            Some(t) => tokio::time::timeout(t, attempt)
+                .await
+                .unwrap_or_else(|_| Err(timed_out())),
         }
     }
 
     /// Waits until a receive on `name` would find a message, without taking
     /// it: for a receiver that must take messages under a lock of its own.
     pub async fn readable(&self, task: TaskId, name: Name) -> Result<(), RecvError> {
-        loop {
-            let (cell, epoch) = {
-                let mut st = self.lock();
-                if st.kernel.has_message(task, name)? {
-                    return Ok(());
-                }
-                let source = st.kernel.receive_source(task, name)?;
-                st.wait_cell(source)
-            };
-            let mut notified = std::pin::pin!(cell.notify.notified());
-            if cell.registered(notified.as_mut(), epoch) {
-                notified.await;
+        let mut waited: Option<(Arc<WaitCell>, u64)> = None;
+        std::future::poll_fn(|cx| {
+            let mut st = self.lock();
+            if let Some((cell, epoch)) = &waited {
+                ended(cell, *epoch)?;
             }
-            ended(&cell, epoch)?;
-        }
+            if st.kernel.has_message(task, name)? {
+                return Poll::Ready(Ok(()));
+            }
+            let source = st.kernel.receive_source(task, name)?;
+            waited = Some(st.wait(source, cx.waker()));
+            Poll::Pending
+        })
+        .await
     }
 
     /// A MIG-style call: sends `request` (whose reply port is `reply_port`, a
@@ -309,25 +316,16 @@ fn timed_out() -> RecvError {
 }
 
 impl State {
-    /// The wait cell for `source`, and its epoch now.
-    fn wait_cell(&mut self, source: Waitable) -> (Arc<WaitCell>, u64) {
-        let cell = self.waits.entry(source).or_default().clone();
-        let epoch = cell.epoch.load(Ordering::Acquire);
-        (cell, epoch)
-    }
-}
-
-impl WaitCell {
-    /// Registers `notified` (of this cell's `notify`): false if the epoch
-    /// moved on since `epoch` (the port died or changed), as then no wake-up
-    /// may come.
-    fn registered(
-        &self,
-        notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
-        epoch: u64,
-    ) -> bool {
-        notified.enable();
-        self.epoch.load(Ordering::Acquire) == epoch
+    /// Leaves `waker` to be woken when `source` becomes readable, dies or
+    /// changes; the cell and its epoch now.
+    fn wait(&mut self, source: Waitable, waker: &Waker) -> (Arc<WaitCell>, u64) {
+        let waiting = self.waits.entry(source).or_default();
+        match waiting.wakers.iter_mut().find(|w| w.will_wake(waker)) {
+            Some(_) => {}
+            None => waiting.wakers.push(waker.clone()),
+        }
+        let epoch = waiting.cell.epoch.load(Ordering::Acquire);
+        (waiting.cell.clone(), epoch)
     }
 }
 
@@ -349,27 +347,34 @@ fn ended(cell: &WaitCell, epoch: u64) -> Result<(), RecvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::PortRight;
 
-    /// What a wake-up does when it lands after the waiter's look at the
-    /// kernel but before it registers (the lock is no longer held then).
+    /// A task that gives up its wait and waits again (as in a `select!`
+    /// loop) leaves one waker, not one per wait.
     #[tokio::test]
-    async fn a_wake_between_the_answer_and_the_registration_is_kept() {
-        // A death or change: the epoch moves on, so the waiter does not wait.
-        let cell = WaitCell::default();
-        let epoch = cell.epoch.load(Ordering::Acquire);
-        cell.epoch.fetch_add(1, Ordering::Release);
-        cell.notify.notify_waiters();
-        let notified = std::pin::pin!(cell.notify.notified());
-        assert!(!cell.registered(notified, epoch));
-
-        // A message: `notify_one` leaves a permit the late waiter takes.
-        let cell = WaitCell::default();
-        let epoch = cell.epoch.load(Ordering::Acquire);
-        cell.notify.notify_one();
-        let mut notified = std::pin::pin!(cell.notify.notified());
-        assert!(cell.registered(notified.as_mut(), epoch));
-        tokio::time::timeout(Duration::from_secs(5), notified)
-            .await
-            .expect("the permit wakes the waiter");
+    async fn waiting_again_leaves_one_waker_per_task() {
+        let host = Host::default();
+        let (task, port) = host.with(|k| {
+            let task = k.create_task();
+            (task, k.port_allocate(task, PortRight::Receive).unwrap())
+        });
+        let wakers = || {
+            let st = host.lock();
+            st.waits.values().map(|w| w.wakers.len()).sum::<usize>()
+        };
+        for _ in 0..10 {
+            let receive = host.receive(task, port, RecvOptions::default(), None);
+            let readable = host.readable(task, port);
+            tokio::select! {
+                biased;
+                _ = receive => unreachable!("nothing was sent"),
+                _ = readable => unreachable!("nothing was sent"),
+                () = std::future::ready(()) => {}
+            }
+            assert_eq!(wakers(), 1);
+        }
+        // A wake-up takes it, whether or not its waiter still waits.
+        host.with(|k| k.port_destroy(task, port)).unwrap();
+        assert_eq!(wakers(), 0);
     }
 }
