@@ -170,7 +170,7 @@ pub struct Ledger {
     /// The same, by export id.
     once_proxy_of: FxHashMap<u64, u64>,
     /// Live one-shot exports by the send-once right netmsg holds.
-    once_export_of_right: BTreeMap<u64, u64>,
+    once_export_of_right: FxHashMap<u64, u64>,
     /// Imports whose proxy became the port itself while rights sent home
     /// through it were unconfirmed, by export id: reported once they are.
     /// (Keyed by export id and proxy: a right of an export that comes
@@ -337,14 +337,17 @@ impl Ledger {
 
     /// Removes one-shot export `id`: its held right and whether it is dead.
     fn take_once_export(&mut self, id: u64) -> Option<(u64, bool)> {
-        let Some(&Export {
+        let std::collections::btree_map::Entry::Occupied(export) = self.exports.entry(id) else {
+            return None;
+        };
+        let Export {
             kind: ExportKind::Once { right },
             dead,
-        }) = self.exports.get(&id)
+        } = *export.get()
         else {
             return None;
         };
-        self.exports.remove(&id);
+        export.remove();
         if self.once_export_of_right.get(&right) == Some(&id) {
             self.once_export_of_right.remove(&right);
         }

@@ -212,7 +212,7 @@ pub struct Translator {
     peers: BTreeMap<PeerId, Peer>,
     /// Names of the peers by `PeerId`, and back.
     peer_names: Vec<std::sync::Arc<str>>,
-    peer_ids: BTreeMap<String, PeerId>,
+    peer_ids: FxHashMap<String, PeerId>,
     /// Proxy port name → (peer, handle).
     proxies: FxHashMap<Name, (PeerId, ProxyOf)>,
     /// Messages written per (peer, export id) stream: the watermark a right
@@ -480,7 +480,7 @@ impl Translator {
             notify,
             peers: BTreeMap::new(),
             peer_names: Vec::new(),
-            peer_ids: BTreeMap::new(),
+            peer_ids: FxHashMap::default(),
             proxies: FxHashMap::default(),
             written: FxHashMap::default(),
             delivered: BTreeMap::new(),
