@@ -860,6 +860,41 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The driver encodes a turn's frames one after another into one
+    /// buffer and splits each off: each is exactly its own encoding.
+    #[test]
+    fn frames_split_off_one_buffer_are_each_their_own(frames in prop::collection::vec((prop::option::of(one_shot_stream()), any_frame()), 1..6)) {
+        let mut buf = bytes::BytesMut::with_capacity(64);
+        let mut split = Vec::new();
+        for (tag, frame) in &frames {
+            match tag {
+                Some(stream) => frame.encode_tagged_into(*stream, &mut buf),
+                None => frame.encode_into(&mut buf),
+            }
+            split.push(buf.split().freeze());
+        }
+        prop_assert!(buf.is_empty());
+        let mut whole = Vec::new();
+        for ((tag, frame), bytes) in frames.iter().zip(&split) {
+            let alone = match tag {
+                Some(stream) => frame.encode_tagged(*stream),
+                None => frame.encode(),
+            };
+            prop_assert_eq!(&bytes[..], &alone[..]);
+            whole.extend_from_slice(&alone);
+        }
+        // Encoding appends to what the buffer holds.
+        for (tag, frame) in &frames {
+            match tag {
+                Some(stream) => frame.encode_tagged_into(*stream, &mut buf),
+                None => frame.encode_into(&mut buf),
+            }
+        }
+        prop_assert_eq!(&buf[..], &whole[..]);
+    }
+}
+
 #[test]
 fn one_shot_tags_name_only_one_shot_port_streams() {
     let frame = StreamFrame::Release(Frame::SendOnceDestroyed {
