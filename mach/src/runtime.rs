@@ -1,12 +1,12 @@
 //! The driver: runs a [`Kernel`] for tokio tasks, turning its [`Wake`]s into
 //! wake-ups and its `Pending`/empty answers into waiting, with timeouts.
 //!
-//! One lock guards the kernel and the waiters. A waiter leaves its task's
+//! One lock guards the kernel and the waiters. A wait leaves its task's
 //! waker with the kernel's empty answer, under that lock, so no wake-up can
-//! come in between; a message wakes every waiter of its port or set (each
-//! looks again, and those that find nothing wait again), and a port's death
-//! or change moves its wait cell's epoch on, which the woken waiter looks at
-//! first.
+//! come in between, and takes it back when it ends, however it ends; a
+//! message wakes every wait on its port or set (each looks again, and those
+//! that find nothing wait again), and a port's death or change moves its
+//! wait cell's epoch on, which the woken wait looks at first.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +40,8 @@ struct State {
     send_hook: Option<(Waitable, SendHook)>,
     /// A send made the hook's source readable: the sender runs the hook.
     hook_due: bool,
+    /// Numbers the waits of [`Host::wait_for`].
+    waits_made: u64,
 }
 
 impl std::fmt::Debug for State {
@@ -57,9 +59,8 @@ impl std::fmt::Debug for State {
 #[derive(Debug, Default)]
 struct Waiting {
     cell: Arc<WaitCell>,
-    /// One per task (a task that waits again keeps its one), so a task that
-    /// drops its wait and waits again leaves nothing behind.
-    wakers: Vec<Waker>,
+    /// One per wait, by its number; a wait takes its own back when it ends.
+    wakers: Vec<(u64, Waker)>,
 }
 
 #[derive(Debug, Default)]
@@ -93,7 +94,7 @@ impl State {
                     if hooked && self.send_hook.as_ref().is_some_and(|(h, _)| *h == w) {
                         self.hook_due = true;
                     } else if let Some(waiting) = self.waits.get_mut(&w) {
-                        waiting.wakers.drain(..).for_each(Waker::wake);
+                        waiting.wakers.drain(..).for_each(|(_, w)| w.wake());
                     }
                 }
                 Wake::Died(w) | Wake::Changed(w) => {
@@ -105,7 +106,7 @@ impl State {
                         };
                         waiting.cell.reason.store(reason.code(), Ordering::Relaxed);
                         waiting.cell.epoch.fetch_add(1, Ordering::Release);
-                        waiting.wakers.into_iter().for_each(Waker::wake);
+                        waiting.wakers.into_iter().for_each(|(_, w)| w.wake());
                     }
                 }
                 Wake::SendDone(ticket) => {
@@ -134,6 +135,7 @@ impl Host {
                 wakes: Vec::new(),
                 send_hook: None,
                 hook_due: false,
+                waits_made: 0,
             })),
         }
     }
@@ -246,25 +248,21 @@ impl Host {
         options: RecvOptions,
         timeout: Option<Duration>,
     ) -> Result<Message, RecvError> {
-        // (The cell and its epoch when this waiter last found nothing.)
-        let mut waited: Option<(Arc<WaitCell>, u64)> = None;
-        let attempt = std::future::poll_fn(|cx| {
-            let mut st = self.lock();
-            if let Some((cell, epoch)) = &waited {
-                ended(cell, *epoch)?;
-            }
-            let got = st.kernel.receive(task, name, options);
-            st.dispatch_wakes();
-            if let Some(msg) = got? {
-                return Poll::Ready(Ok(msg));
-            }
-            if timeout == Some(Duration::ZERO) {
-                return Poll::Ready(Err(timed_out()));
-            }
-            let source = st.kernel.receive_source(task, name)?;
-            waited = Some(st.wait(source, cx.waker()));
-            Poll::Pending
-        });
+        let attempt = self.wait_for(
+            |st| {
+                let got = st.kernel.receive(task, name, options);
+                st.dispatch_wakes();
+                if let Some(msg) = got? {
+                    return Ok(Some(msg));
+                }
+                if timeout == Some(Duration::ZERO) {
+                    return Err(timed_out());
+                }
+                Ok(None)
+            },
+            task,
+            name,
+        );
         match timeout {
             None => attempt.await,
             Some(t) => tokio::time::timeout(t, attempt)
@@ -276,18 +274,62 @@ impl Host {
     /// Waits until a receive on `name` would find a message, without taking
     /// it: for a receiver that must take messages under a lock of its own.
     pub async fn readable(&self, task: TaskId, name: Name) -> Result<(), RecvError> {
-        let mut waited: Option<(Arc<WaitCell>, u64)> = None;
+        self.wait_for(
+            |st| Ok(st.kernel.has_message(task, name)?.then_some(())),
+            task,
+            name,
+        )
+        .await
+    }
+
+    /// Looks (under the lock) until `look` answers, waiting on `task`'s
+    /// receive right or port set `name` in between: the waker is left in the
+    /// same locked turn that found nothing, and taken back when the wait
+    /// ends, however it ends.
+    async fn wait_for<T>(
+        &self,
+        mut look: impl FnMut(&mut State) -> Result<Option<T>, RecvError>,
+        task: TaskId,
+        name: Name,
+    ) -> Result<T, RecvError> {
+        let mut wait = Wait {
+            host: self,
+            left: None,
+        };
         std::future::poll_fn(|cx| {
             let mut st = self.lock();
-            if let Some((cell, epoch)) = &waited {
-                ended(cell, *epoch)?;
+            if let Some(left) = &wait.left {
+                if let Err(e) = ended(&left.cell, left.epoch) {
+                    // (The cell went with its port's wait list.)
+                    wait.left = None;
+                    return Poll::Ready(Err(e));
+                }
             }
-            if st.kernel.has_message(task, name)? {
-                return Poll::Ready(Ok(()));
+            let answer = match look(&mut st) {
+                Ok(None) => st.kernel.receive_source(task, name),
+                Ok(Some(v)) => {
+                    wait.take_back(&mut st);
+                    return Poll::Ready(Ok(v));
+                }
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(source) => {
+                    let id = match &wait.left {
+                        Some(left) => left.id,
+                        None => {
+                            st.waits_made += 1;
+                            st.waits_made
+                        }
+                    };
+                    wait.left = Some(st.wait(source, id, cx.waker()));
+                    Poll::Pending
+                }
+                Err(e) => {
+                    wait.take_back(&mut st);
+                    Poll::Ready(Err(e))
+                }
             }
-            let source = st.kernel.receive_source(task, name)?;
-            waited = Some(st.wait(source, cx.waker()));
-            Poll::Pending
         })
         .await
     }
@@ -316,16 +358,57 @@ fn timed_out() -> RecvError {
 }
 
 impl State {
-    /// Leaves `waker` to be woken when `source` becomes readable, dies or
-    /// changes; the cell and its epoch now.
-    fn wait(&mut self, source: Waitable, waker: &Waker) -> (Arc<WaitCell>, u64) {
+    /// Leaves `waker` for wait `id` to be woken when `source` becomes
+    /// readable, dies or changes (in place of what the wait left before).
+    fn wait(&mut self, source: Waitable, id: u64, waker: &Waker) -> Left {
         let waiting = self.waits.entry(source).or_default();
-        match waiting.wakers.iter_mut().find(|w| w.will_wake(waker)) {
-            Some(_) => {}
-            None => waiting.wakers.push(waker.clone()),
+        match waiting.wakers.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, w)) => w.clone_from(waker),
+            None => waiting.wakers.push((id, waker.clone())),
         }
-        let epoch = waiting.cell.epoch.load(Ordering::Acquire);
-        (waiting.cell.clone(), epoch)
+        Left {
+            source,
+            cell: waiting.cell.clone(),
+            epoch: waiting.cell.epoch.load(Ordering::Acquire),
+            id,
+        }
+    }
+}
+
+/// A waker left for a source by wait `id`, with the source's cell and its
+/// epoch then.
+struct Left {
+    source: Waitable,
+    cell: Arc<WaitCell>,
+    epoch: u64,
+    id: u64,
+}
+
+/// One wait of [`Host::wait_for`]: a wait given up (a timeout, a `select!`)
+/// takes its waker back, so a long-lived port keeps none of waits gone.
+struct Wait<'a> {
+    host: &'a Host,
+    left: Option<Left>,
+}
+
+impl Wait<'_> {
+    fn take_back(&mut self, st: &mut State) {
+        let Some(left) = self.left.take() else {
+            return;
+        };
+        // (Usually a wake-up took it already.)
+        if let Some(waiting) = st.waits.get_mut(&left.source) {
+            waiting.wakers.retain(|(i, _)| *i != left.id);
+        }
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if self.left.is_some() {
+            let host = self.host;
+            self.take_back(&mut host.lock());
+        }
     }
 }
 
@@ -347,21 +430,21 @@ fn ended(cell: &WaitCell, epoch: u64) -> Result<(), RecvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::PortRight;
+    use crate::types::{msg_type, PortRight};
 
-    /// A task that gives up its wait and waits again (as in a `select!`
-    /// loop) leaves one waker, not one per wait.
+    fn waker_count(host: &Host) -> usize {
+        let st = host.lock();
+        st.waits.values().map(|w| w.wakers.len()).sum()
+    }
+
+    /// Waits given up (as in a `select!` loop) take their wakers back.
     #[tokio::test]
-    async fn waiting_again_leaves_one_waker_per_task() {
+    async fn a_wait_given_up_leaves_no_waker() {
         let host = Host::default();
         let (task, port) = host.with(|k| {
             let task = k.create_task();
             (task, k.port_allocate(task, PortRight::Receive).unwrap())
         });
-        let wakers = || {
-            let st = host.lock();
-            st.waits.values().map(|w| w.wakers.len()).sum::<usize>()
-        };
         for _ in 0..10 {
             let receive = host.receive(task, port, RecvOptions::default(), None);
             let readable = host.readable(task, port);
@@ -371,10 +454,54 @@ mod tests {
                 _ = readable => unreachable!("nothing was sent"),
                 () = std::future::ready(()) => {}
             }
-            assert_eq!(wakers(), 1);
+            assert_eq!(waker_count(&host), 0);
         }
-        // A wake-up takes it, whether or not its waiter still waits.
-        host.with(|k| k.port_destroy(task, port)).unwrap();
-        assert_eq!(wakers(), 0);
+    }
+
+    /// Two waits on one port: the one given up takes back only its own
+    /// waker, and the other is still woken by the next message.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_given_up_leaves_the_other_wait() {
+        let host = Host::default();
+        let (a, b, port, send) = host.with(|k| {
+            let a = k.create_task();
+            let b = k.create_task();
+            let port = k.port_allocate(a, PortRight::Receive).unwrap();
+            let send = k
+                .port_extract_right(a, port, msg_type::MAKE_SEND, b)
+                .unwrap()
+                .0;
+            (a, b, port, send)
+        });
+        let opts = RecvOptions::default();
+        let long = {
+            let host = host.clone();
+            tokio::spawn(async move { host.receive(a, port, opts, None).await })
+        };
+        let short = {
+            let host = host.clone();
+            tokio::spawn(async move {
+                host.receive(a, port, opts, Some(Duration::from_millis(10)))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(waker_count(&host), 1, "the long wait's");
+        host.send(
+            b,
+            Message::simple(send, msg_type::COPY_SEND, 7, vec![]),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            short.await.unwrap().unwrap_err().code,
+            MsgReturn::RcvTimedOut
+        );
+        let long = tokio::time::timeout(Duration::from_secs(5), long)
+            .await
+            .expect("the long wait is woken");
+        assert_eq!(long.unwrap().unwrap().id, 7);
+        assert_eq!(waker_count(&host), 0);
     }
 }
