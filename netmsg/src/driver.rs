@@ -241,6 +241,17 @@ struct Batch {
     finished: Vec<OutStream>,
 }
 
+/// `item` with a frame of its own: a frame that may wait (queued behind
+/// others, or for its stream to open, which the peer's stream limit can hold
+/// up) must not keep the chunk of [`Writers::encoded`] it was split from,
+/// and every other frame in it, alive.
+fn owned(item: Item) -> Item {
+    match item {
+        Item::Frame(bytes) => Item::Frame(Bytes::copy_from_slice(&bytes)),
+        Item::Fin => Item::Fin,
+    }
+}
+
 /// What a stream's writer has to do next.
 enum Item {
     Frame(Bytes),
@@ -757,6 +768,7 @@ impl Writers {
         };
         match self.streams.remove(&key) {
             Some(Stream::Busy(mut backlog)) => {
+                let item = owned(item);
                 let len = item_len(&item);
                 let queued = backlog.queued.fetch_add(len, Ordering::AcqRel) + len;
                 if backlog.items.send(item).is_err() {
@@ -769,7 +781,7 @@ impl Writers {
                 self.streams.insert(key, Stream::Busy(backlog));
             }
             Some(Stream::Idle(tx)) => self.start(key, Some(tx), item),
-            None => self.start(key, None, item),
+            None => self.start(key, None, owned(item)),
         }
     }
 
