@@ -31,6 +31,7 @@
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use mach::types::{msg_type, msgh_bits, notify_id, port_type};
 use mach::{
@@ -41,7 +42,7 @@ use mach::{NAME_DEAD, NAME_NULL};
 use thiserror::Error;
 
 use crate::causal::{Holds, StreamKey, Wait, WaitKind};
-use crate::release::{Effect, Frame, Imported, Ledger, ReleaseError};
+use crate::release::{Effect, Effects, Frame, Imported, Ledger, ReleaseError};
 use crate::wire::{
     Dependency, Embargo, Form, GlobalId, HomeLane, MovedPort, Origin, StreamFrame, WireItem,
     WireMessage, WireRef, WireRight, MARKER_ID, MARKER_LEN,
@@ -433,7 +434,7 @@ struct Staged {
 
 /// The rights a message placed here holds until the kernel takes it (made
 /// or moved out of netmsg's space; destroyed if the send fails): a few.
-type HeldRights = smallvec::SmallVec<[(Name, u8); 4]>;
+type HeldRights = SmallVec<[(Name, u8); 4]>;
 
 /// The pseudo-lane a moved port's receive right waits on: advanced to 1 once
 /// the port of `Moved` stream `id` from `peer` is ready (made, and handed
@@ -912,7 +913,7 @@ impl Translator {
                 .unwrap_or_default()
         } else {
             let id = self.peers[&peer].ledger.proxy_import_id(proxy.handle);
-            (id.unwrap_or(0), crate::release::Effects::new())
+            (id.unwrap_or(0), Effects::new())
         };
         if id == 0 {
             self.destroy_received(k, &msg);
@@ -3963,7 +3964,7 @@ impl Translator {
         &mut self,
         k: &mut Kernel,
         peer: PeerId,
-        effects: crate::release::Effects,
+        effects: Effects,
         out: &mut Vec<Out>,
     ) -> Result<(), TranslateError> {
         for effect in effects {
@@ -4293,7 +4294,7 @@ fn home_waits(peer: &str, m: &WireMessage) -> Vec<Wait> {
 /// needs (a named receive right only as a moved port's), each one-shot ID
 /// once (a moved port's no-senders request included).
 fn check_rights(m: &WireMessage) -> Result<(), String> {
-    let mut once_ids: smallvec::SmallVec<[u64; 4]> = smallvec::SmallVec::new();
+    let mut once_ids: SmallVec<[u64; 4]> = SmallVec::new();
     let items = m.items.iter().flat_map(|i| match i {
         WireItem::Rights { form, rights, .. } => rights.iter().map(|r| (Some(*form), r)).collect(),
         WireItem::Data { .. } => Vec::new(),
