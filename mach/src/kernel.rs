@@ -2241,22 +2241,17 @@ impl Kernel {
 
     fn right_info(&mut self, task: TaskId, name: Name) -> Kr<(u32, u32)> {
         let entry = self.lookup(task, name)?;
-        // (A live right needs no check: only a dead port's send rights turn
-        // into a dead name.)
-        let settled = entry.kind & ty::SEND_RIGHTS == 0
+        // (Only a dead port's send rights turn into a dead name: a live
+        // right needs no check.)
+        let live = entry.kind & ty::SEND_RIGHTS == 0
             || entry.kind & ty::RECEIVE != 0
             || self.ports[&entry.port()].active;
-        if settled {
-            let kind = entry.kind
-                | if entry.dnrequest.is_some() {
-                    ty::DNREQUEST
-                } else {
-                    0
-                };
-            return Ok((kind, entry.urefs));
-        }
-        self.right_check(task, name);
-        let entry = self.entry(task, name);
+        let entry = if live {
+            entry
+        } else {
+            self.right_check(task, name);
+            &*self.entry(task, name)
+        };
         let mut kind = entry.kind;
         if entry.dnrequest.is_some() {
             kind |= ty::DNREQUEST;
