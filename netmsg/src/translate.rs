@@ -1243,15 +1243,7 @@ impl Translator {
         } else {
             let id = self.peer(peer).ledger.export_send_once(u64::from(name));
             self.request_dead_name(k, name)?;
-            // Send-once rights are never merged: each has its own name.
-            WireRef::SenderExport {
-                id,
-                global: GlobalId {
-                    home: self.node.clone(),
-                    port: u64::from(name),
-                    incarnation: 0,
-                },
-            }
+            WireRef::OnceExport { id }
         };
         Ok(WireRight {
             form,
@@ -2869,9 +2861,7 @@ impl Translator {
             // its positions travel on with it.)
             let home = match &r.reference {
                 WireRef::ReceiverExport { id } => target(peer, *id),
-                WireRef::SenderExport { global, .. } if r.form == Form::Send => {
-                    self.home_port(global)
-                }
+                WireRef::SenderExport { global, .. } => self.home_port(global),
                 _ => None,
             };
             if let Some(port) = home {
@@ -3292,7 +3282,10 @@ impl Translator {
             for (sent, after) in rights_of_mut(&mut wire).zip(afters) {
                 sent.watermark = 0;
                 sent.after = match sent.reference {
-                    WireRef::Null | WireRef::Dead | WireRef::MovedReceive { .. } => Vec::new(),
+                    WireRef::Null
+                    | WireRef::Dead
+                    | WireRef::MovedReceive { .. }
+                    | WireRef::OnceExport { .. } => Vec::new(),
                     _ => after,
                 };
             }
@@ -3512,6 +3505,23 @@ impl Translator {
         self.import_right_as(k, peer, r, out, false)
     }
 
+    /// The ledger's answer to an import of `peer`'s, its effects applied:
+    /// the proxy standing for it and its handle, or `None` for a dead name.
+    fn placed_import(
+        &mut self,
+        k: &mut Kernel,
+        peer: PeerId,
+        imported: Result<(Imported, Effects), ReleaseError>,
+        out: &mut Vec<Out>,
+    ) -> Result<Option<(Name, u64)>, TranslateError> {
+        let (imported, effects) = imported.map_err(|e| protocol(self.peer_name(peer), e))?;
+        self.apply(k, peer, effects, out)?;
+        let Imported::Proxy(handle) = imported else {
+            return Ok(None);
+        };
+        Ok(Some((self.peers[&peer].proxy_name[&handle], handle)))
+    }
+
     /// [`Translator::import_right`]; with `make_once`, a one-shot import is
     /// given as its proxy with `MAKE_SEND_ONCE` (the kernel makes the right
     /// as it copies the message in), for a message netmsg sends itself.
@@ -3527,65 +3537,52 @@ impl Translator {
         match &r.reference {
             WireRef::Null => Ok((NAME_NULL, disposition)),
             WireRef::Dead => Ok((NAME_DEAD, disposition)),
-            WireRef::SenderExport { id, global } => {
-                let once = r.form == Form::SendOnce;
-                if !once {
-                    if let Some(placed) = self.by_another_path(k, peer, *id, global, r, out)? {
-                        return Ok((placed, disposition));
-                    }
-                }
-                let ledger = &mut self.peer(peer).ledger;
-                let (imported, effects) = if once {
-                    ledger.import_send_once(*id)
-                } else {
-                    ledger.import(*id)
-                }
-                .map_err(|e| protocol(self.peer_name(peer), e))?;
-                self.apply(k, peer, effects, out)?;
-                let Imported::Proxy(handle) = imported else {
+            WireRef::OnceExport { id } => {
+                let imported = self.peer(peer).ledger.import_send_once(*id);
+                let Some((proxy, _)) = self.placed_import(k, peer, imported, out)? else {
                     return Ok((NAME_DEAD, disposition));
                 };
-                let proxy = self.peers[&peer].proxy_name[&handle];
-                if once && make_once {
-                    Ok((proxy, msg_type::MAKE_SEND_ONCE))
-                } else if once {
-                    let (name, _) = kr(
-                        "make send-once",
-                        k.port_extract_right(self.task, proxy, msg_type::MAKE_SEND_ONCE, self.task),
-                    )?;
-                    Ok((name, disposition))
-                } else {
-                    kr(
-                        "make send",
-                        k.port_insert_right(
-                            self.task,
-                            proxy,
-                            self.task,
-                            proxy,
-                            msg_type::MAKE_SEND,
-                        ),
-                    )?;
-                    self.arm_no_senders(k, peer, handle)?;
-                    self.proxy_global
-                        .entry(proxy)
-                        .or_insert_with(|| global.clone());
-                    self.canonical.entry(global.clone()).or_insert(proxy);
-                    if let Some(lane) = r
-                        .home_stream
-                        .clone()
-                        .filter(|l| l.home != self.peer_name(peer))
-                    {
-                        self.home_streams.entry(proxy).or_insert(lane);
-                    }
-                    // What this node sends through the proxy is forwarded in
-                    // its own lane, not behind the peer's messages: it waits
-                    // for them at the home.
-                    self.add_pending(proxy, r.after.clone());
-                    if let Some((_, last)) = self.retired.remove(global) {
-                        self.add_pending(proxy, last);
-                    }
-                    Ok((proxy, disposition))
+                if make_once {
+                    return Ok((proxy, msg_type::MAKE_SEND_ONCE));
                 }
+                let (name, _) = kr(
+                    "make send-once",
+                    k.port_extract_right(self.task, proxy, msg_type::MAKE_SEND_ONCE, self.task),
+                )?;
+                Ok((name, disposition))
+            }
+            WireRef::SenderExport { id, global } => {
+                if let Some(placed) = self.by_another_path(k, peer, *id, global, r, out)? {
+                    return Ok((placed, disposition));
+                }
+                let imported = self.peer(peer).ledger.import(*id);
+                let Some((proxy, handle)) = self.placed_import(k, peer, imported, out)? else {
+                    return Ok((NAME_DEAD, disposition));
+                };
+                kr(
+                    "make send",
+                    k.port_insert_right(self.task, proxy, self.task, proxy, msg_type::MAKE_SEND),
+                )?;
+                self.arm_no_senders(k, peer, handle)?;
+                self.proxy_global
+                    .entry(proxy)
+                    .or_insert_with(|| global.clone());
+                self.canonical.entry(global.clone()).or_insert(proxy);
+                if let Some(lane) = r
+                    .home_stream
+                    .clone()
+                    .filter(|l| l.home != self.peer_name(peer))
+                {
+                    self.home_streams.entry(proxy).or_insert(lane);
+                }
+                // What this node sends through the proxy is forwarded in
+                // its own lane, not behind the peer's messages: it waits
+                // for them at the home.
+                self.add_pending(proxy, r.after.clone());
+                if let Some((_, last)) = self.retired.remove(global) {
+                    self.add_pending(proxy, last);
+                }
+                Ok((proxy, disposition))
             }
             WireRef::MovedReceive {
                 id,
@@ -4316,7 +4313,7 @@ fn check_rights(m: &WireMessage) -> Result<(), String> {
         } = &r.reference
         {
             for request in no_senders.iter().chain(port_destroyed) {
-                if let WireRef::SenderExport { id: once, .. } = request.reference {
+                if let WireRef::OnceExport { id: once } = request.reference {
                     if !once_id(once) || once_ids.contains(&once) {
                         return Err(format!(
                             "notification request of moved port {id}: export {once}"
@@ -4327,16 +4324,17 @@ fn check_rights(m: &WireMessage) -> Result<(), String> {
             }
         }
         match r.reference {
-            WireRef::SenderExport { id, .. } => {
-                if once_id(id) != (r.form == Form::SendOnce) {
+            WireRef::SenderExport { id, .. } if once_id(id) || r.form != Form::Send => {
+                return Err(format!("export {id} sent as a {:?} right", r.form));
+            }
+            WireRef::OnceExport { id } => {
+                if !once_id(id) || r.form != Form::SendOnce {
                     return Err(format!("export {id} sent as a {:?} right", r.form));
                 }
-                if once_id(id) {
-                    if once_ids.contains(&id) {
-                        return Err(format!("one-shot export {id} twice in a message"));
-                    }
-                    once_ids.push(id);
+                if once_ids.contains(&id) {
+                    return Err(format!("one-shot export {id} twice in a message"));
                 }
+                once_ids.push(id);
             }
             WireRef::ReceiverExport { id } if r.form != Form::Send || once_id(id) => {
                 return Err(format!("export {id} coming home as a {:?} right", r.form));

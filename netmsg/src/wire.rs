@@ -111,9 +111,12 @@ pub enum WireRef {
     Null,
     /// `MACH_PORT_DEAD`.
     Dead,
-    /// A port the sender exports to the receiver, under the sender's
-    /// connection-scoped `id` (never reused on the link).
+    /// A send right to a port the sender exports to the receiver, under the
+    /// sender's connection-scoped `id` (never reused on the link).
     SenderExport { id: u64, global: GlobalId },
+    /// A send-once right the sender exports one-shot under `id`. It has no
+    /// global identity: send-once rights are never merged under one name.
+    OnceExport { id: u64 },
     /// A port the receiver exported, coming home (its `id` in the receiver's
     /// export table).
     ReceiverExport { id: u64 },
@@ -304,6 +307,10 @@ impl Writer {
             }
             WireRef::ReceiverExport { id } => {
                 self.u8(3);
+                self.u64(*id);
+            }
+            WireRef::OnceExport { id } => {
+                self.u8(5);
                 self.u64(*id);
             }
             WireRef::MovedReceive {
@@ -740,6 +747,9 @@ impl Reader<'_> {
             3 => WireRef::ReceiverExport {
                 id: self.u64("export id")?,
             },
+            5 => WireRef::OnceExport {
+                id: self.u64("export id")?,
+            },
             4 if nested => {
                 return Err(WireError::Invalid {
                     at,
@@ -779,9 +789,18 @@ impl Reader<'_> {
                 })
             }
         };
-        let moved = matches!(reference, WireRef::MovedReceive { .. });
-        let named = !matches!(reference, WireRef::Null | WireRef::Dead);
-        if moved != (form == Form::Receive && named) {
+        // A named right's tag is fixed by its form.
+        let fits = matches!(
+            (form, &reference),
+            (_, WireRef::Null | WireRef::Dead)
+                | (Form::Receive, WireRef::MovedReceive { .. })
+                | (
+                    Form::Send,
+                    WireRef::SenderExport { .. } | WireRef::ReceiverExport { .. }
+                )
+                | (Form::SendOnce, WireRef::OnceExport { .. })
+        );
+        if !fits {
             return Err(WireError::Invalid {
                 at,
                 what: "reference tag for the right's form",
@@ -794,12 +813,15 @@ impl Reader<'_> {
         if !after.is_empty()
             && matches!(
                 reference,
-                WireRef::Null | WireRef::Dead | WireRef::MovedReceive { .. }
+                WireRef::Null
+                    | WireRef::Dead
+                    | WireRef::MovedReceive { .. }
+                    | WireRef::OnceExport { .. }
             )
         {
             return Err(WireError::Invalid {
                 at,
-                what: "positions on a null, dead or receive right",
+                what: "positions on a null, dead, receive or one-shot right",
                 value: after.len() as u64,
             });
         }
@@ -868,8 +890,7 @@ impl Reader<'_> {
             0 => Ok(None),
             1 => {
                 let r = self.right_in(true)?;
-                if r.form != Form::SendOnce || !matches!(r.reference, WireRef::SenderExport { .. })
-                {
+                if !matches!(r.reference, WireRef::OnceExport { .. }) {
                     return Err(WireError::Invalid {
                         at,
                         what: not_exported,

@@ -44,6 +44,7 @@ fn right() -> impl Strategy<Value = WireRight> {
             }
         }),
         id().prop_map(|id| WireRef::ReceiverExport { id }),
+        id().prop_map(|id| WireRef::OnceExport { id }),
         // Receive rights of ports the peer moved here (or did not), with or
         // without notification requests (their IDs may clash).
         (moved_id(), prop::option::of(id()), prop::option::of(id())).prop_map(
@@ -51,13 +52,8 @@ fn right() -> impl Strategy<Value = WireRight> {
                 let request = |once: u64| {
                     Box::new(valid_right(
                         Form::SendOnce,
-                        WireRef::SenderExport {
+                        WireRef::OnceExport {
                             id: once | SEND_ONCE_ID_BIT,
-                            global: GlobalId {
-                                home: "evil".into(),
-                                port: 1,
-                                incarnation: 0,
-                            },
                         },
                         0,
                         Vec::new(),

@@ -39,6 +39,7 @@ fn reference() -> impl Strategy<Value = WireRef> {
             }
         ),
         any::<u64>().prop_map(|id| WireRef::ReceiverExport { id }),
+        any::<u64>().prop_map(|id| WireRef::OnceExport { id }),
         (any::<u64>(), request(), request()).prop_map(|(id, no_senders, port_destroyed)| {
             WireRef::MovedReceive {
                 id: (id | MOVED_ID_BIT) & !SEND_ONCE_ID_BIT,
@@ -52,24 +53,12 @@ fn reference() -> impl Strategy<Value = WireRef> {
 /// A moved port's notification request: none, or an exported send-once
 /// right.
 fn request() -> impl Strategy<Value = Option<Box<WireRight>>> {
-    prop::option::of((
-        any::<u64>(),
-        node(),
-        any::<u64>(),
-        any::<u64>(),
-        any::<u64>(),
-    ))
-    .prop_map(|request| {
-        request.map(|(once, home, port, incarnation, watermark)| {
+    prop::option::of((any::<u64>(), any::<u64>())).prop_map(|request| {
+        request.map(|(once, watermark)| {
             Box::new(valid_right(
                 Form::SendOnce,
-                WireRef::SenderExport {
+                WireRef::OnceExport {
                     id: once | SEND_ONCE_ID_BIT,
-                    global: GlobalId {
-                        home,
-                        port,
-                        incarnation,
-                    },
                 },
                 watermark,
                 Vec::new(),
@@ -207,14 +196,7 @@ fn malformed_frames_are_rejected_with_the_reason() {
         dest_form: Form::Send,
         reply: Some(WireRight {
             form: Form::SendOnce,
-            reference: WireRef::SenderExport {
-                id: 7,
-                global: GlobalId {
-                    home: "node-a".into(),
-                    port: 9,
-                    incarnation: 1,
-                },
-            },
+            reference: WireRef::OnceExport { id: 7 },
             watermark: 3,
             after: vec![],
             home_stream: None,
@@ -540,25 +522,40 @@ fn positions_the_protocol_never_sends_are_rejected() {
     assert!(matches!(
         err(message(right(WireRef::Dead, vec![dep.clone()], None))),
         WireError::Invalid {
-            what: "positions on a null, dead or receive right",
+            what: "positions on a null, dead, receive or one-shot right",
             ..
         }
     ));
+    let once = |after, home_stream| WireRight {
+        form: Form::SendOnce,
+        ..right(WireRef::OnceExport { id: 3 }, after, home_stream)
+    };
+    let plain = message(once(vec![], None));
+    assert_eq!(WireMessage::decode(&plain.encode()).unwrap(), plain);
     assert!(matches!(
-        err(message(right(
-            WireRef::ReceiverExport { id: 3 },
-            vec![],
-            Some(HomeLane {
-                home: "node-c".into(),
-                stream: 4,
-                era: 0
-            })
-        ))),
+        err(message(once(vec![dep.clone()], None))),
         WireError::Invalid {
-            what: "home stream on a right the sender does not export",
+            what: "positions on a null, dead, receive or one-shot right",
             ..
         }
     ));
+    let lane = Some(HomeLane {
+        home: "node-c".into(),
+        stream: 4,
+        era: 0,
+    });
+    for not_exported in [
+        right(WireRef::ReceiverExport { id: 3 }, vec![], lane.clone()),
+        once(vec![], lane),
+    ] {
+        assert!(matches!(
+            err(message(not_exported)),
+            WireError::Invalid {
+                what: "home stream on a right the sender does not export",
+                ..
+            }
+        ));
+    }
     let zero = WireMessage {
         dependencies: vec![Dependency {
             position: 0,
@@ -639,13 +636,8 @@ fn lane_ends_the_protocol_never_sends_are_rejected() {
 fn receive_rights_the_protocol_never_sends_are_rejected() {
     let request = WireRight {
         form: Form::SendOnce,
-        reference: WireRef::SenderExport {
+        reference: WireRef::OnceExport {
             id: 5 | SEND_ONCE_ID_BIT,
-            global: GlobalId {
-                home: "node-a".into(),
-                port: 9,
-                incarnation: 3,
-            },
         },
         watermark: 0,
         after: Vec::new(),
@@ -961,4 +953,63 @@ fn one_shot_corpus_holds_the_fuzz_property() {
         count += 1;
     }
     assert!(count >= 8, "{count} inputs in {}", dir.display());
+}
+
+/// A send-once right travels only as a one-shot export (no global
+/// identity: send-once rights are never merged), and a one-shot export only
+/// as a send-once right.
+#[test]
+fn references_of_another_form_are_rejected() {
+    let global = GlobalId {
+        home: "node-a".into(),
+        port: 9,
+        incarnation: 1,
+    };
+    let right = |form, reference| WireRight {
+        form,
+        reference,
+        watermark: 0,
+        after: vec![],
+        home_stream: None,
+    };
+    let decode = |r: WireRight| WireMessage::decode(&message_with_right(r).encode());
+    let once_id = 5 | SEND_ONCE_ID_BIT;
+    for good in [
+        right(Form::SendOnce, WireRef::OnceExport { id: once_id }),
+        right(Form::SendOnce, WireRef::Null),
+        right(Form::SendOnce, WireRef::Dead),
+        right(Form::Send, WireRef::ReceiverExport { id: 5 }),
+        right(
+            Form::Send,
+            WireRef::SenderExport {
+                id: 5,
+                global: global.clone(),
+            },
+        ),
+    ] {
+        assert_eq!(decode(good.clone()).unwrap(), message_with_right(good));
+    }
+    for bad in [
+        right(
+            Form::SendOnce,
+            WireRef::SenderExport {
+                id: once_id,
+                global: global.clone(),
+            },
+        ),
+        right(Form::SendOnce, WireRef::ReceiverExport { id: once_id }),
+        right(Form::Send, WireRef::OnceExport { id: once_id }),
+        right(Form::Receive, WireRef::OnceExport { id: once_id }),
+    ] {
+        assert!(
+            matches!(
+                decode(bad.clone()),
+                Err(WireError::Invalid {
+                    what: "reference tag for the right's form",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
 }
