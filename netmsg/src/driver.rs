@@ -753,6 +753,9 @@ impl Writers {
                     Ok(transport::TrySend::Sent) => {}
                     Ok(transport::TrySend::Rest(rest)) => {
                         if let Some(Stream::Idle(tx)) = self.streams.remove(&key) {
+                            // (It may wait long: it keeps no chunk of the
+                            // encoding buffer.)
+                            let rest = rest.detached();
                             let len = rest.len();
                             self.hand_to_writer(key, sending_rest(tx, rest), len);
                         }

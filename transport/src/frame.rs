@@ -48,6 +48,23 @@ impl Unsent {
     pub(crate) fn len(&self) -> usize {
         self.chunks.iter().map(Bytes::len).sum()
     }
+
+    #[cfg(test)]
+    pub(crate) fn from_chunks(chunks: [Bytes; 2]) -> Self {
+        Self { chunks }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn chunks(&self) -> &[Bytes; 2] {
+        &self.chunks
+    }
+
+    /// The same bytes in buffers of their own.
+    pub(crate) fn detached(self) -> Self {
+        Self {
+            chunks: self.chunks.map(|c| Bytes::copy_from_slice(&c)),
+        }
+    }
 }
 
 /// Writes as much of one frame as the stream takes now, without waiting:

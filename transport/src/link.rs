@@ -601,6 +601,29 @@ impl Rest {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The same rest holding copies of its bytes, so that it keeps no
+    /// larger buffer they were cut from alive while it waits for the peer's
+    /// window (a frame split off a shared encoding buffer would hold all of
+    /// that buffer).
+    pub fn detached(self) -> Self {
+        let of = match self.of {
+            RestOf::Stream(unsent) => RestOf::Stream(unsent.detached()),
+            RestOf::Frame(frame) => RestOf::Frame(Bytes::copy_from_slice(&frame)),
+        };
+        Self {
+            port: self.port,
+            of,
+        }
+    }
+
+    #[cfg(test)]
+    fn chunks(&self) -> Vec<&Bytes> {
+        match &self.of {
+            RestOf::Stream(unsent) => unsent.chunks().iter().collect(),
+            RestOf::Frame(frame) => vec![frame],
+        }
+    }
 }
 
 fn overflow_prefix(port: u64, flag: u8) -> Bytes {
@@ -652,6 +675,44 @@ impl PortReceiver {
                 }
             }
             RecvPath::Overflow(rx) => Ok(rx.recv().await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A detached rest has the same bytes, none of them in the buffer its
+    /// frame was cut from.
+    #[test]
+    fn a_detached_rest_keeps_no_part_of_its_buffer() {
+        let buffer = Bytes::from((0..=255u8).cycle().take(4096).collect::<Vec<u8>>());
+        let within = |b: &Bytes| buffer.as_ptr_range().contains(&b.as_ptr());
+        let rests = [
+            Rest {
+                port: 3,
+                of: RestOf::Frame(buffer.slice(100..900)),
+            },
+            Rest {
+                port: 3,
+                of: RestOf::Stream(crate::frame::Unsent::from_chunks([
+                    buffer.slice(0..2),
+                    buffer.slice(2..700),
+                ])),
+            },
+        ];
+        for rest in rests {
+            let before: Vec<Bytes> = rest.chunks().into_iter().cloned().collect();
+            assert!(before.iter().any(&within));
+            let detached = rest.detached();
+            let after = detached.chunks();
+            assert_eq!(after.len(), before.len());
+            for (a, b) in after.iter().zip(&before) {
+                assert_eq!(**a, *b);
+                assert!(a.is_empty() || !within(a), "a chunk still in the buffer");
+            }
+            assert_eq!(detached.port, 3);
         }
     }
 }
