@@ -33,6 +33,47 @@ pub(crate) fn stats(name: &'static str, mut samples: Vec<Duration>, total: Durat
     }
 }
 
+/// The median of `other` over the median of `base`, measured in pairs (the
+/// same rounds), and its 95 % bootstrap interval: 1,000 resamples of the
+/// pairs, drawn with replacement (a fixed seed: the same samples give the
+/// same interval).
+pub(crate) fn p50_ratio_interval(base: &[Duration], other: &[Duration]) -> (f64, f64, f64) {
+    assert_eq!(base.len(), other.len(), "paired samples");
+    assert!(!base.is_empty(), "samples to compare");
+    let median = |v: &mut Vec<f64>| {
+        let mid = (v.len() - 1) / 2;
+        *v.select_nth_unstable_by(mid, f64::total_cmp).1
+    };
+    let ratio = |picks: &mut dyn Iterator<Item = usize>, a: &mut Vec<f64>, b: &mut Vec<f64>| {
+        a.clear();
+        b.clear();
+        for i in picks {
+            a.push(base[i].as_secs_f64());
+            b.push(other[i].as_secs_f64());
+        }
+        median(b) / median(a)
+    };
+    let n = base.len();
+    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let point = ratio(&mut (0..n), &mut a, &mut b);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut ratios: Vec<f64> = (0..1000)
+        .map(|_| {
+            let mut picks = (0..n).map(|_| (next() % n as u64) as usize);
+            ratio(&mut picks, &mut a, &mut b)
+        })
+        .collect();
+    ratios.sort_unstable_by(f64::total_cmp);
+    (point, ratios[25], ratios[974])
+}
+
 pub(crate) fn print_latency(results: &[Stats], baseline: usize) {
     println!(
         "{:<44} {:>10} {:>10} {:>14} {:>12}",
@@ -89,5 +130,28 @@ fn main() {
             );
             std::process::exit(2);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micros(v: impl IntoIterator<Item = u64>) -> Vec<Duration> {
+        v.into_iter().map(Duration::from_micros).collect()
+    }
+
+    #[test]
+    fn the_ratio_interval_holds_the_ratio_of_medians() {
+        let base = micros((0..999).map(|i| 50 + (i * 37) % 51));
+        // Exactly twice as long, round by round: no spread at all.
+        let twice = micros((0..999).map(|i| 2 * (50 + (i * 37) % 51)));
+        assert_eq!(p50_ratio_interval(&base, &twice), (2.0, 2.0, 2.0));
+        // Noise of its own: an interval around the point, which it holds.
+        let noisy = micros((0..999).map(|i| 65 + (i * 53) % 71));
+        let (point, low, high) = p50_ratio_interval(&base, &noisy);
+        assert!((point - 100.0 / 75.0).abs() < 1e-9, "{point}");
+        assert!(low < point && point < high, "{low} {point} {high}");
+        assert!(high - low < 0.2, "{low} {high}");
     }
 }

@@ -441,7 +441,7 @@ async fn interleaved(
     certs: &Arc<Certs>,
     rounds: usize,
     placement: Placement,
-) -> (crate::Stats, crate::Stats) {
+) -> (crate::Stats, crate::Stats, (f64, f64, f64)) {
     let mut echo = Echo::start(certs, placement).await;
     let pair = netmsg_pair(certs, placement).await;
     let reply = pair.reply_port();
@@ -467,6 +467,7 @@ async fn interleaved(
     // (Each subject's rate counts its own round trips' time only.)
     let own = |samples: &Vec<Duration>| samples.iter().sum::<Duration>();
     let (ping_time, rpc_time) = (own(&pings), own(&rpcs));
+    let ratio = crate::p50_ratio_interval(&pings, &rpcs);
     (
         crate::stats("transport ping-pong, 64 B, 1 stream", pings, ping_time),
         crate::stats(
@@ -474,6 +475,7 @@ async fn interleaved(
             rpcs,
             rpc_time,
         ),
+        ratio,
     )
 }
 
@@ -633,7 +635,7 @@ fn latency(
     };
     print_latency(&[mid(t), mid(n), mid(f)], 0);
     let c = certs.clone();
-    let (ping, rpc) = if on_worker {
+    let (ping, rpc, (ratio, low, high)) = if on_worker {
         rt.block_on(rt.spawn(async move { interleaved(&c, rounds * trials, placement).await }))
             .unwrap()
     } else {
@@ -644,6 +646,9 @@ fn latency(
         rounds * trials
     );
     print_latency(&[ping, rpc], 0);
+    println!(
+        "  p50 ratio {ratio:.3}x, 95 % interval {low:.3}-{high:.3}x (bootstrap over the paired rounds)"
+    );
 }
 
 pub(crate) fn run(rounds: usize, trials: usize, ports: usize, imports: usize) {
