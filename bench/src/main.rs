@@ -5,6 +5,8 @@
 //! `netmsg-bench rpc [--rounds N] [--trials N] [--ports N] [--imports N]`,
 //! `netmsg-bench rpc-subject netmsg|transport|fresh [--rounds N]` (one
 //! subject of `rpc`'s arrangement (b) alone, for callgrind),
+//! `netmsg-bench rpc-imports N` (`rpc`'s memory for N live imports, which
+//! `rpc` runs in a process of its own),
 //! `netmsg-bench pager [--events N] [--pages N]`.
 #![forbid(unsafe_code)]
 
@@ -115,6 +117,9 @@ fn main() {
             number("--ports", 1000),
             number("--imports", 10_000),
         ),
+        Some("rpc-imports") => {
+            rpc_bench::imports_subject(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(10_000))
+        }
         Some("rpc-subject") => rpc_bench::one_subject(
             args.get(2).map_or("netmsg", String::as_str),
             number("--rounds", 10_000),
@@ -126,7 +131,7 @@ fn main() {
         ),
         other => {
             eprintln!(
-                "netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, pager, rpc, rpc-subject, transport"
+                "netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, pager, rpc, rpc-imports, rpc-subject, transport"
             );
             std::process::exit(2);
         }

@@ -527,6 +527,39 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// [`imports_memory`] in a process of its own (this program, `rpc-imports
+/// N`): RSS grows only by what its allocator has not got already, so after
+/// other benchmarks freed memory the growth would show nothing.
+fn imports_in_a_fresh_process(imports: usize) -> (u64, f64) {
+    let exe = std::env::current_exe().expect("this program's path");
+    let out = std::process::Command::new(exe)
+        .args(["rpc-imports", &imports.to_string()])
+        .output()
+        .expect("running rpc-imports");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parsed = text.split_whitespace().collect::<Vec<_>>();
+    match (out.status.success(), parsed.as_slice()) {
+        (true, [bytes, per_sec]) => (
+            bytes.parse().expect("bytes"),
+            per_sec.parse().expect("imports per second"),
+        ),
+        _ => panic!(
+            "rpc-imports failed ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// `netmsg-bench rpc-imports N`: [`imports_memory`] alone, printed as
+/// `bytes imports-per-second`.
+pub(crate) fn imports_subject(imports: usize) {
+    let rt = workers_runtime(2);
+    let certs = Arc::new(certs());
+    let (bytes, per_sec) = rt.block_on(imports_memory(&certs, imports));
+    println!("{bytes} {per_sec}");
+}
+
 async fn imports_memory(certs: &Arc<Certs>, imports: usize) -> (u64, f64) {
     let pair = netmsg_pair(certs, Placement::Shared).await;
     let reply = pair.reply_port();
@@ -706,7 +739,7 @@ pub(crate) fn run(rounds: usize, trials: usize, ports: usize, imports: usize) {
     );
     let rate = rt.block_on(many_ports(&certs, ports, 5, 8));
     println!("RPCs across {ports} ports (8 client workers, 5 rounds): {rate:.0} RPC/s");
-    let (bytes, per_sec) = rt.block_on(imports_memory(&certs, imports));
+    let (bytes, per_sec) = imports_in_a_fresh_process(imports);
     println!(
         "{imports} live imports on one link: RSS grew {:.1} MiB for both nodes together ({:.0} B per import; {per_sec:.0} imports/s)",
         bytes as f64 / (1 << 20) as f64,
