@@ -687,11 +687,7 @@ fn latency(
 pub(crate) fn run(rounds: usize, trials: usize, ports: usize, imports: usize) {
     // (An odd count has one median.)
     let trials = trials.max(1) | 1;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = workers_runtime(2);
     let certs = Arc::new(certs());
     println!(
         "null RPC on loopback QUIC, median of {trials} alternating trials of {rounds}; \
