@@ -375,14 +375,7 @@ async fn a_full_queue_holds_its_sender_back_and_no_other_port() {
     // Flood the bulk port, which nobody reads now, until a send blocks.
     let mut accepted: u32 = 0;
     loop {
-        let mut payload = vec![(accepted % 251) as u8; PAYLOAD];
-        payload[..4].copy_from_slice(&accepted.to_le_bytes());
-        let m = Message::simple(
-            to_bulk,
-            msg_type::COPY_SEND,
-            10,
-            vec![Item::ool_bytes(payload, false)],
-        );
+        let m = numbered(to_bulk, accepted, PAYLOAD);
         match host_b
             .send(client, m, Some(Duration::from_millis(500)))
             .await
@@ -411,17 +404,7 @@ async fn a_full_queue_holds_its_sender_back_and_no_other_port() {
 
     // The server reads again: every accepted message arrives, in order.
     for i in 0..accepted {
-        let m = tokio::time::timeout(
-            Duration::from_secs(10),
-            host_a.receive(server, bulk, RecvOptions::default(), None),
-        )
-        .await
-        .expect("buffered message arrives")
-        .unwrap();
-        let data = m.body[0].bytes_payload().unwrap();
-        assert_eq!(data.len(), PAYLOAD);
-        assert_eq!(data[..4], i.to_le_bytes(), "message {i} out of order");
-        assert!(data[4..].iter().all(|&b| b == (i % 251) as u8));
+        receive_numbered(&host_a, server, bulk, i, PAYLOAD).await;
     }
     // And the sender is free again.
     let m = Message::simple(to_bulk, msg_type::COPY_SEND, 11, vec![Item::int32(7)]);
@@ -562,6 +545,34 @@ async fn a_restarted_peer_is_served_over_its_new_link() {
 
 /// `client` calls `to` with `i` (replies to `reply_port`) and checks that it
 /// comes back, within 5 s.
+/// Message `i` of a numbered run to `to`: `len` bytes out of line, `i` in
+/// the first four and `i % 251` in the rest.
+fn numbered(to: Name, i: u32, len: usize) -> Message {
+    let mut payload = vec![(i % 251) as u8; len];
+    payload[..4].copy_from_slice(&i.to_le_bytes());
+    Message::simple(
+        to,
+        msg_type::COPY_SEND,
+        10,
+        vec![Item::ool_bytes(payload, false)],
+    )
+}
+
+/// Receives the next message on `port`, which must be [`numbered`] `i`.
+async fn receive_numbered(host: &Host, task: TaskId, port: Name, i: u32, len: usize) {
+    let m = tokio::time::timeout(
+        Duration::from_secs(10),
+        host.receive(task, port, RecvOptions::default(), None),
+    )
+    .await
+    .expect("the next message in time")
+    .unwrap();
+    let data = m.body[0].bytes_payload().unwrap();
+    assert_eq!(data.len(), len);
+    assert_eq!(data[..4], i.to_le_bytes(), "message {i} out of order");
+    assert!(data[4..].iter().all(|&b| b == (i % 251) as u8));
+}
+
 async fn echo_call(host: &Host, client: TaskId, reply_port: Name, to: Name, i: i32) {
     let request = Message::new(
         to,
