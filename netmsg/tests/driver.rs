@@ -668,3 +668,47 @@ async fn a_sender_outside_netmsgs_runtime_is_served() {
         node.shutdown();
     }
 }
+
+/// A port flooded while its receiver reads it, slowly now and then: the
+/// link's stream fills and drains again and again (a writer task takes it
+/// over and hands it back some twenty times), and every message arrives,
+/// whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_flooded_while_read_gets_every_message_in_order() {
+    const PAYLOAD: usize = 8 * 1024;
+    const MESSAGES: u32 = 3000;
+    let mut ports = None;
+    let Pair {
+        hosts: [host_a, host_b],
+        client,
+        to_root: to_bulk,
+        ..
+    } = two_nodes(TransportOptions::default(), |k| {
+        let t = k.create_task();
+        let bulk = k.port_allocate(t, PortRight::Receive).unwrap();
+        ports = Some((t, bulk));
+        (t, bulk)
+    })
+    .await;
+    let (server, bulk) = ports.unwrap();
+    let reader = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            receive_numbered(&host_a, server, bulk, i, PAYLOAD).await;
+            // A slow reader now and then, so that the stream stalls.
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    for i in 0..MESSAGES {
+        let m = numbered(to_bulk, i, PAYLOAD);
+        host_b
+            .send(client, m, Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("every message in time")
+        .unwrap();
+}
