@@ -1055,23 +1055,18 @@ fn on_frame(
         if !current {
             return Ok(None);
         }
-        match t.on_frame(k, peer, id, frame) {
-            Ok(mut frames) => {
-                out.append(&mut frames);
-                let stall = if carries_sends(stream) {
-                    t.stalled(k, peer, stream)
-                } else {
-                    None
-                };
-                // Readers stalled on a full queue look again: a held frame
-                // may wait for what they have not read.
-                if t.holding() {
-                    shared.relief.send_modify(|n| *n += 1);
-                }
-                Ok(stall)
-            }
-            Err(e) => Err(e),
+        out.append(&mut t.on_frame(k, peer, id, frame)?);
+        let stall = if carries_sends(stream) {
+            t.stalled(k, peer, stream)
+        } else {
+            None
+        };
+        // Readers stalled on a full queue look again: a held frame may
+        // wait for what they have not read.
+        if t.holding() {
+            shared.relief.send_modify(|n| *n += 1);
         }
+        Ok(stall)
     });
     match handled {
         Ok(stall) => Ok(stall),

@@ -20,6 +20,7 @@
 //! importer's netmsg therefore keeps the right (a send reference on its proxy,
 //! which holds off no-senders) until the exporter says it arrived.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
@@ -337,7 +338,7 @@ impl Ledger {
 
     /// Removes one-shot export `id`: its held right and whether it is dead.
     fn take_once_export(&mut self, id: u64) -> Option<(u64, bool)> {
-        let std::collections::btree_map::Entry::Occupied(export) = self.exports.entry(id) else {
+        let Entry::Occupied(export) = self.exports.entry(id) else {
             return None;
         };
         let Export {
