@@ -74,15 +74,6 @@ enum Event {
         task: TaskId,
         reply: RootReply,
     },
-    /// A stream's writer task has written all it had: the stream goes back
-    /// to the driver (`sender` is `None` once it was FINed), with frames
-    /// queued meanwhile still in `backlog`.
-    WriterIdle {
-        peer: Arc<str>,
-        stream: u64,
-        sender: Option<transport::PortSender>,
-        backlog: mpsc::UnboundedReceiver<Item>,
-    },
     /// A sending task's turn of the translator found these.
     TurnErrors(Vec<TranslateError>),
 }
@@ -149,7 +140,7 @@ impl Netmsg {
         let translator = host.with(|k| Translator::new(k, node.name(), &secret))?;
         let (task, set) = (translator.task(), translator.port_set());
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|shared| Shared {
             host: host.clone(),
             translator: Mutex::new(Turns {
                 translator,
@@ -158,7 +149,7 @@ impl Netmsg {
             writers: Mutex::new(Writers {
                 links: BTreeMap::new(),
                 streams: FxHashMap::default(),
-                events: tx.clone(),
+                shared: shared.clone(),
                 encoded: BytesMut::with_capacity(ENCODE_CHUNK),
             }),
             relief: watch::channel(0).0,
@@ -368,16 +359,23 @@ impl Shared {
         }
     }
 
-    /// A writer task handed its stream back (see [`Writers::writer_idle`]).
+    /// A writer task found its queue empty: see [`Writers::writer_idle`].
     fn writer_idle(
         &self,
-        key: OutStream,
-        sender: Option<transport::PortSender>,
-        rx: mpsc::UnboundedReceiver<Item>,
-    ) {
+        key: &OutStream,
+        queued: &Arc<AtomicUsize>,
+        sender: &mut Option<transport::PortSender>,
+        rx: &mpsc::UnboundedReceiver<Item>,
+    ) -> bool {
         let mut turns = self.translator.lock().expect("translator lock");
         let mut writers = self.writers.lock().expect("writers lock");
-        writers.writer_idle(&mut self.turn(&mut turns.translator), key, sender, rx);
+        writers.writer_idle(
+            &mut self.turn(&mut turns.translator),
+            key,
+            queued,
+            sender,
+            rx,
+        )
     }
 }
 
@@ -420,8 +418,8 @@ struct Writers {
     /// The current links, as the driver has them.
     links: BTreeMap<String, Link>,
     streams: FxHashMap<OutStream, Stream>,
-    /// Where a writer task hands its stream back.
-    events: mpsc::UnboundedSender<Event>,
+    /// Where a writer task hands its stream back (the node's own state).
+    shared: std::sync::Weak<Shared>,
     /// Frames are encoded here and split off, so most take no allocation of
     /// their own (a chunk is freed once the transport let go of its frames).
     encoded: BytesMut,
@@ -599,12 +597,6 @@ impl Driver {
                     self.violation(&peer, &reason)
                 }
             }
-            Event::WriterIdle {
-                peer,
-                stream,
-                sender,
-                backlog,
-            } => self.shared.writer_idle((peer, stream), sender, backlog),
             Event::TurnErrors(errors) => self.turn_errors(errors),
             Event::Control { peer, link, bytes } => {
                 if self.is_current(&peer, link) {
@@ -833,60 +825,39 @@ impl Writers {
         }
     }
 
-    /// Goes on with the items queued for a stream its writer handed back:
-    /// written at once while the stream takes them, the rest by a new writer.
-    fn resume(
-        &mut self,
-        turn: &mut Turn<'_>,
-        key: OutStream,
-        mut rx: mpsc::UnboundedReceiver<Item>,
-        backlog: Backlog,
-    ) {
-        loop {
-            let Ok(item) = rx.try_recv() else {
-                if backlog.congested {
-                    turn.set_congested(&key, false);
-                }
-                return;
-            };
-            backlog.queued.fetch_sub(item_len(&item), Ordering::AcqRel);
-            let sender = match self.streams.remove(&key) {
-                Some(Stream::Idle(tx)) => Some(tx),
-                // FINed or failed: nothing may follow.
-                _ => return,
-            };
-            if let Some((_, fut, len)) = self.attempt(key.clone(), sender, item) {
-                backlog.queued.fetch_add(len, Ordering::AcqRel);
-                self.spawn_writer(key.clone(), fut, len, rx, backlog.queued.clone());
-                self.streams.insert(key, Stream::Busy(backlog));
-                return;
-            }
-        }
-    }
-
-    /// A stream's writer task has written all it had: the stream is
-    /// written directly again, after what was queued meanwhile.
+    /// A stream's writer task found its queue empty: unless items came
+    /// meanwhile (the task then goes on with them, and `false` says so), the
+    /// stream is written directly again (`sender` is `None` once it was
+    /// FINed). Items are queued only under this lock, so none can come
+    /// between this look and the hand-back.
     fn writer_idle(
         &mut self,
         turn: &mut Turn<'_>,
-        key: OutStream,
-        sender: Option<transport::PortSender>,
-        rx: mpsc::UnboundedReceiver<Item>,
-    ) {
-        let Some(Stream::Busy(backlog)) = self.streams.remove(&key) else {
-            return; // the link went meanwhile
-        };
-        match sender {
-            Some(tx) => {
-                self.streams.insert(key.clone(), Stream::Idle(tx));
-                self.resume(turn, key, rx, backlog);
-            }
-            None => {
-                if backlog.congested {
-                    turn.set_congested(&key, false);
-                }
-            }
+        key: &OutStream,
+        queued: &Arc<AtomicUsize>,
+        sender: &mut Option<transport::PortSender>,
+        rx: &mpsc::UnboundedReceiver<Item>,
+    ) -> bool {
+        if sender.is_some() && !rx.is_empty() {
+            return false;
         }
+        // (A link lost meanwhile took the stream, and a new link's writer
+        // of the same stream has a count of its own.)
+        let ours = matches!(self.streams.get(key),
+            Some(Stream::Busy(b)) if Arc::ptr_eq(&b.queued, queued));
+        if !ours {
+            return true;
+        }
+        let Some(Stream::Busy(backlog)) = self.streams.remove(key) else {
+            unreachable!("checked above");
+        };
+        if let Some(tx) = sender.take() {
+            self.streams.insert(key.clone(), Stream::Idle(tx));
+        }
+        if backlog.congested {
+            turn.set_congested(key, false);
+        }
+        true
     }
 
     /// A task that finishes `first`, then writes the queued items in order,
@@ -899,9 +870,9 @@ impl Writers {
         mut rx: mpsc::UnboundedReceiver<Item>,
         queued: Arc<AtomicUsize>,
     ) {
-        let events = self.events.clone();
+        let shared = self.shared.clone();
         tokio::spawn(async move {
-            let (peer, stream) = key;
+            let peer = &key.0;
             let mut sender = match first.await {
                 Ok(s) => s,
                 Err(e) => {
@@ -910,32 +881,34 @@ impl Writers {
                 }
             };
             queued.fetch_sub(first_len, Ordering::AcqRel);
-            while let Some(mut tx) = sender.take() {
-                let Ok(item) = rx.try_recv() else {
-                    sender = Some(tx);
-                    break;
-                };
-                let len = item_len(&item);
-                match item {
-                    Item::Frame(bytes) => {
-                        if let Err(e) = tx.send(bytes).await {
-                            tracing::warn!("netmsg: writing to {peer}: {e}");
-                            return;
-                        }
+            loop {
+                while let Some(mut tx) = sender.take() {
+                    let Ok(item) = rx.try_recv() else {
                         sender = Some(tx);
+                        break;
+                    };
+                    let len = item_len(&item);
+                    match item {
+                        Item::Frame(bytes) => {
+                            if let Err(e) = tx.send(bytes).await {
+                                tracing::warn!("netmsg: writing to {peer}: {e}");
+                                return;
+                            }
+                            sender = Some(tx);
+                        }
+                        Item::Fin => {
+                            let _ = tx.finish().await;
+                        }
                     }
-                    Item::Fin => {
-                        let _ = tx.finish().await;
-                    }
+                    queued.fetch_sub(len, Ordering::AcqRel);
                 }
-                queued.fetch_sub(len, Ordering::AcqRel);
+                let Some(shared) = shared.upgrade() else {
+                    return; // the node is gone
+                };
+                if shared.writer_idle(&key, &queued, &mut sender, &rx) {
+                    return;
+                }
             }
-            let _ = events.send(Event::WriterIdle {
-                peer,
-                stream,
-                sender,
-                backlog: rx,
-            });
         });
     }
 }
