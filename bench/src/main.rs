@@ -117,6 +117,11 @@ fn main() {
             number("--ports", 1000),
             number("--imports", 10_000),
         ),
+        Some("rpc-bulk") => rpc_bench::bulk(
+            number("--count", 2048),
+            number("--size", 64 * 1024),
+            number("--trials", 5).max(1) | 1,
+        ),
         Some("rpc-imports") => {
             rpc_bench::imports_subject(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(10_000))
         }
@@ -131,7 +136,7 @@ fn main() {
         ),
         other => {
             eprintln!(
-                "netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, pager, rpc, rpc-imports, rpc-subject, transport"
+                "netmsg-bench: unknown benchmark {other:?}; available: mach-rpc, pager, rpc, rpc-bulk, rpc-imports, rpc-subject, transport"
             );
             std::process::exit(2);
         }
