@@ -140,21 +140,7 @@ impl Netmsg {
         let translator = host.with(|k| Translator::new(k, node.name(), &secret))?;
         let (task, set) = (translator.task(), translator.port_set());
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new_cyclic(|shared| Shared {
-            host: host.clone(),
-            translator: Mutex::new(Turns {
-                translator,
-                batch: Batch::default(),
-            }),
-            writers: Mutex::new(Writers {
-                links: BTreeMap::new(),
-                streams: FxHashMap::default(),
-                shared: shared.clone(),
-                encoded: BytesMut::with_capacity(ENCODE_CHUNK),
-            }),
-            relief: watch::channel(0).0,
-            current: Mutex::new(BTreeMap::new()),
-        });
+        let shared = Shared::new(host.clone(), translator);
         // A task's message to a proxy is forwarded in its own turn, run in
         // netmsg's runtime whatever the sender's (opening a stream takes a
         // timer, a busy stream a writer task of netmsg's).
@@ -315,6 +301,24 @@ fn poll_once(fut: &mut Writing) -> std::task::Poll<Result<Option<transport::Port
 }
 
 impl Shared {
+    fn new(host: Host, translator: Translator) -> Arc<Self> {
+        Arc::new_cyclic(|shared| Shared {
+            host,
+            translator: Mutex::new(Turns {
+                translator,
+                batch: Batch::default(),
+            }),
+            writers: Mutex::new(Writers {
+                links: BTreeMap::new(),
+                streams: FxHashMap::default(),
+                shared: shared.clone(),
+                encoded: BytesMut::with_capacity(ENCODE_CHUNK),
+            }),
+            relief: watch::channel(0).0,
+            current: Mutex::new(BTreeMap::new()),
+        })
+    }
+
     /// Runs `f` on the translator and the kernel and writes the frames it
     /// made before letting go of the translator, so they go out in order.
     /// `f` puts the frames onto the `Vec` it is given.
