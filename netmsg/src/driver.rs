@@ -1054,3 +1054,87 @@ fn on_frame(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mach::{Abi, Kernel};
+
+    fn busy(queued: &Arc<AtomicUsize>) -> (Backlog, mpsc::UnboundedReceiver<Item>) {
+        let (items, rx) = mpsc::unbounded_channel();
+        let backlog = Backlog {
+            items,
+            queued: queued.clone(),
+            congested: false,
+        };
+        (backlog, rx)
+    }
+
+    /// Who writes `key`: "busy" (a writer task), "idle" (the driver) or
+    /// "none".
+    fn writer_of(shared: &Shared, key: &OutStream) -> &'static str {
+        match shared.writers.lock().unwrap().streams.get(key) {
+            Some(Stream::Busy(_)) => "busy",
+            Some(Stream::Idle(_)) => "idle",
+            None => "none",
+        }
+    }
+
+    /// A writer task looks for more to write without the lock frames are
+    /// queued under, so one may come just after its last look: it then goes
+    /// on writing, and hands the stream back only with nothing queued; a
+    /// writer of a lost link takes nothing of a new link's writer.
+    #[tokio::test]
+    async fn a_writer_hands_its_stream_back_only_with_nothing_queued() {
+        let [tls_a, tls_b]: [_; 2] =
+            transport::test_support::throwaway_cluster(&["node-a", "node-b"])
+                .try_into()
+                .ok()
+                .unwrap();
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let options = transport::TransportOptions::default();
+        let node_a = transport::Node::bind("node-a", addr, &tls_a, options.clone()).unwrap();
+        let node_b = transport::Node::bind("node-b", addr, &tls_b, options).unwrap();
+        let link = node_a
+            .dial("node-b", node_b.local_addr().unwrap())
+            .await
+            .unwrap();
+        let host = Host::new(Kernel::new(Abi::X86_64));
+        let translator = host
+            .with(|k| Translator::new(k, "node-a", &[7; 32]))
+            .unwrap();
+        let shared = Shared::new(host, translator);
+        let insert = |key: &OutStream, backlog: Backlog| {
+            let mut writers = shared.writers.lock().unwrap();
+            writers.streams.insert(key.clone(), Stream::Busy(backlog));
+        };
+        let key: OutStream = (Arc::from("node-b"), 4);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (backlog, mut rx) = busy(&queued);
+        let items = backlog.items.clone();
+        insert(&key, backlog);
+        let mut sender = Some(link.open_port(4).await.unwrap());
+
+        items
+            .send(Item::Frame(Bytes::from_static(b"late")))
+            .unwrap();
+        assert!(!shared.writer_idle(&key, &queued, &mut sender, &rx));
+        assert!(sender.is_some(), "the writer keeps the stream");
+        assert_eq!(writer_of(&shared, &key), "busy");
+
+        rx.try_recv().unwrap();
+        assert!(shared.writer_idle(&key, &queued, &mut sender, &rx));
+        assert!(sender.is_none(), "the stream went back");
+        assert_eq!(writer_of(&shared, &key), "idle");
+
+        // A new link's writer of the same stream: the old writer's hand-back
+        // leaves it alone.
+        let (backlog, _rx) = busy(&Arc::new(AtomicUsize::new(0)));
+        insert(&key, backlog);
+        let mut stale = Some(link.open_port(8).await.unwrap());
+        assert!(shared.writer_idle(&key, &queued, &mut stale, &rx));
+        assert_eq!(writer_of(&shared, &key), "busy");
+        node_a.shutdown();
+        node_b.shutdown();
+    }
+}
