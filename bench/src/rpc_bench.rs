@@ -757,6 +757,11 @@ pub(crate) fn run(rounds: usize, trials: usize, ports: usize, imports: usize) {
 /// the transport carrying frames of the same size on one stream, then a
 /// ping-pong round behind them; `trials` alternating trials, MiB/s.
 pub(crate) fn bulk(count: usize, size: usize, trials: usize) {
+    if size <= PING_BYTES || count == 0 {
+        // (The echo answers frames of up to PING_BYTES: those are its pings.)
+        eprintln!("netmsg-bench: rpc-bulk takes --size above {PING_BYTES} and --count above 0");
+        std::process::exit(2);
+    }
     let certs = Arc::new(certs());
     let own = tokio::runtime::Builder::new_current_thread()
         .enable_all()
