@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use transport::{Link, NodeEvent};
 
 pub use crate::translate::{stream_of, ABOUT_SENDERS_EXPORT, ONE_SHOT_STREAM};
-use crate::translate::{Out, Stall, TranslateError, Translator};
+use crate::translate::{Out, PeerId, Stall, TranslateError, Translator};
 use crate::wire::{OneShotFrame, StreamFrame};
 
 const CONTROL_ROOT_REQUEST: u8 = 1;
@@ -200,7 +200,7 @@ struct Shared {
     /// and changed only under the translator's lock, so that a reader of a
     /// link already lost never hands the translator a frame after
     /// `link_lost` (it would be taken for the next link's).
-    current: Mutex<BTreeMap<String, u64>>,
+    current: Mutex<FxHashMap<PeerId, u64>>,
 }
 
 /// The translator, and the batch its turns fill (kept between turns, so
@@ -315,7 +315,7 @@ impl Shared {
                 encoded: BytesMut::with_capacity(ENCODE_CHUNK),
             }),
             relief: watch::channel(0).0,
-            current: Mutex::new(BTreeMap::new()),
+            current: Mutex::new(FxHashMap::default()),
         })
     }
 
@@ -496,13 +496,15 @@ impl Driver {
         self.links.insert(peer.clone(), link.clone());
         self.links_seen += 1;
         let generation = self.links_seen;
-        {
-            let _translator = self.shared.translator.lock().expect("translator lock");
+        let peer_id = {
+            let mut turns = self.shared.translator.lock().expect("translator lock");
+            let peer_id = turns.translator.peer_id(&peer);
             let mut current = self.shared.current.lock().expect("current lock");
-            current.insert(peer.clone(), generation);
+            current.insert(peer_id, generation);
             let mut writers = self.shared.writers.lock().expect("writers lock");
             writers.links.insert(peer.clone(), link.clone());
-        }
+            peer_id
+        };
         let events = self.events.clone();
         let control = link.clone();
         let control_events = events.clone();
@@ -544,13 +546,20 @@ impl Driver {
                         shared.clone(),
                         events.clone(),
                         peer.clone(),
+                        peer_id,
                         generation,
                     );
                     tokio::spawn(reader);
                     continue;
                 }
-                let reader =
-                    read_port_stream(rx, shared.clone(), events.clone(), peer.clone(), generation);
+                let reader = read_port_stream(
+                    rx,
+                    shared.clone(),
+                    events.clone(),
+                    peer.clone(),
+                    peer_id,
+                    generation,
+                );
                 let mut reader = Box::pin(reader);
                 // A stream that has come whole (a short-lived port's frames
                 // and FIN) is read here, without a task of its own.
@@ -582,7 +591,12 @@ impl Driver {
         let lost = self.shared.with(|t, k, out| {
             // Under the translator's lock: no reader of the lost link hands
             // over a frame after this.
-            shared.current.lock().expect("current lock").remove(peer);
+            let peer_id = t.peer_id(peer);
+            shared
+                .current
+                .lock()
+                .expect("current lock")
+                .remove(&peer_id);
             t.link_lost(k, peer)
                 .map(|mut frames| out.append(&mut frames))
         });
@@ -630,8 +644,12 @@ impl Driver {
     /// Whether `link` is still the link to `peer` (events of a lost link
     /// are stale).
     fn is_current(&self, peer: &str, link: u64) -> bool {
+        let turns = self.shared.translator.lock().expect("translator lock");
         let current = self.shared.current.lock().expect("current lock");
-        current.get(peer) == Some(&link)
+        turns
+            .translator
+            .known_peer(peer)
+            .is_some_and(|peer| current.get(&peer) == Some(&link))
     }
 
     fn next_waiting(&mut self, peer: &str) -> Option<(TaskId, RootReply)> {
@@ -931,13 +949,14 @@ async fn read_port_stream(
     shared: Arc<Shared>,
     events: mpsc::UnboundedSender<Event>,
     peer: String,
+    peer_id: PeerId,
     generation: u64,
 ) {
     let stream = rx.port();
     let mut relief = shared.relief.subscribe();
     while let Ok(Some(bytes)) = rx.recv().await {
         relief.borrow_and_update();
-        let handled = on_stream_frame(&shared, &peer, generation, stream, &bytes);
+        let handled = on_stream_frame(&shared, peer_id, generation, stream, &bytes);
         let mut stall = match handled {
             Ok(stall) => stall,
             Err(reason) => {
@@ -967,7 +986,7 @@ async fn read_port_stream(
                 }
             }
             relief.borrow_and_update();
-            stall = shared.with(|t, k, _| t.stalled(k, &peer, stream));
+            stall = shared.with(|t, k, _| t.stalled(k, peer_id, stream));
         }
     }
 }
@@ -989,12 +1008,13 @@ async fn read_one_shot_stream(
     shared: Arc<Shared>,
     events: mpsc::UnboundedSender<Event>,
     peer: String,
+    peer_id: PeerId,
     generation: u64,
 ) {
     while let Ok(Some(bytes)) = rx.recv().await {
         let handled = OneShotFrame::decode(&bytes)
             .map_err(|e| format!("one-shot stream: {e}"))
-            .and_then(|f| on_frame(&shared, &peer, generation, f.stream, f.frame));
+            .and_then(|f| on_frame(&shared, peer_id, generation, f.stream, f.frame));
         if let Err(reason) = handled {
             let link = generation;
             let _ = events.send(Event::Violation { peer, link, reason });
@@ -1008,7 +1028,7 @@ async fn read_one_shot_stream(
 /// of the translator). `Err` is a protocol violation: the link is closed.
 fn on_stream_frame(
     shared: &Shared,
-    peer: &str,
+    peer: PeerId,
     link: u64,
     stream: u64,
     bytes: &[u8],
@@ -1020,7 +1040,7 @@ fn on_stream_frame(
 /// [`on_stream_frame`] for a frame already decoded.
 fn on_frame(
     shared: &Shared,
-    peer: &str,
+    peer: PeerId,
     link: u64,
     stream: u64,
     frame: StreamFrame,
@@ -1028,7 +1048,7 @@ fn on_frame(
     let id = stream & !ABOUT_SENDERS_EXPORT;
     let handled = shared.with(|t, k, out| {
         // A frame of a link already lost is dropped with the link.
-        let current = shared.current.lock().expect("current lock").get(peer) == Some(&link);
+        let current = shared.current.lock().expect("current lock").get(&peer) == Some(&link);
         if !current {
             return Ok(None);
         }

@@ -207,10 +207,15 @@ impl Cluster {
         let busy: Vec<(usize, usize, u64)> = busy
             .into_iter()
             .filter(|&(from, to, id)| {
+                // (A peer the node has had no frame from has nothing stalled.)
                 id & ABOUT_SENDERS_EXPORT != 0
                     || self.nets[to]
-                        .stalled(&mut self.kernels[to], &node_name(from), id)
-                        .is_none()
+                        .known_peer(&node_name(from))
+                        .is_none_or(|peer| {
+                            self.nets[to]
+                                .stalled(&mut self.kernels[to], peer, id)
+                                .is_none()
+                        })
             })
             .collect();
         if busy.len() < waiting {
@@ -255,10 +260,12 @@ impl Cluster {
             eprintln!("  frame node{from} -> node{to} stream {id}: {frame:?}");
         }
         self.frames += 1;
-        let out = self.nets[to]
+        let net = &mut self.nets[to];
+        let peer = net.peer_id(&node_name(from));
+        let out = net
             .on_frame(
                 &mut self.kernels[to],
-                &node_name(from),
+                peer,
                 id & !ABOUT_SENDERS_EXPORT,
                 frame,
             )

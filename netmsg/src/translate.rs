@@ -183,11 +183,11 @@ fn kr<T>(what: &'static str, r: Result<T, KernReturn>) -> Result<T, TranslateErr
 }
 
 /// A peer (a node this node has had a link with), by the order it came:
-/// tables are keyed by it, not by name, so a name is looked up once per
-/// frame or event (`Translator::peer_id`). Never reused; a node's names stay
-/// as its links do, a few bytes each.
+/// tables are keyed by it, not by name, and a driver looks a name up once
+/// per link (`Translator::peer_id`), not per frame. Never reused; a node's
+/// names stay as its links do, a few bytes each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-struct PeerId(u32);
+pub struct PeerId(u32);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ProxyOf {
@@ -611,10 +611,8 @@ impl Translator {
     /// Why the driver must not read more from stream `id` of `peer` now, if
     /// it must not: a message from it waits for room in a full queue, or its
     /// messages are forwarded onto a congested stream.
-    pub fn stalled(&mut self, k: &mut Kernel, peer: &str, id: u64) -> Option<Stall> {
+    pub fn stalled(&mut self, k: &mut Kernel, peer: PeerId, id: u64) -> Option<Stall> {
         self.reap_sends(k);
-        let name = peer;
-        let peer = self.known_peer(name)?;
         let mut blocked = self
             .blocked
             .iter()
@@ -627,6 +625,7 @@ impl Translator {
             // drains the full queue. Read on then (each message read is
             // another blocked send, admitted in order) up to a bound, as
             // the waits are the peers' word.
+            let name = self.peer_name(peer);
             let waited = self.holds.waited_on(|s| *s.node == *name && s.port == id);
             if waited {
                 let (count, bytes) =
@@ -710,7 +709,8 @@ impl Translator {
     /// The handle of the peer named `name` (a link's node), made the first
     /// time. Names from inside frames are looked up with
     /// [`Translator::known_peer`] instead: only links add names.
-    fn peer_id(&mut self, name: &str) -> PeerId {
+    /// The handle of peer `name`, given on first sight.
+    pub fn peer_id(&mut self, name: &str) -> PeerId {
         if let Some(&id) = self.peer_ids.get(name) {
             return id;
         }
@@ -720,7 +720,8 @@ impl Translator {
         id
     }
 
-    fn known_peer(&self, name: &str) -> Option<PeerId> {
+    /// The handle of peer `name`, if it has one.
+    pub fn known_peer(&self, name: &str) -> Option<PeerId> {
         self.peer_ids.get(name).copied()
     }
 
@@ -2578,11 +2579,10 @@ impl Translator {
     pub fn on_frame(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         frame: StreamFrame,
     ) -> Result<Vec<Out>, TranslateError> {
-        let peer = self.peer_id(peer);
         let mut out = Vec::new();
         let to_my_export = match &frame {
             StreamFrame::Message(_) | StreamFrame::LaneEnded { .. } | StreamFrame::Moved(_) => true,

@@ -214,6 +214,7 @@ proptest! {
     fn any_decodable_frame_is_answered_without_panic(frames in prop::collection::vec(frame(), 1..40)) {
         let mut k = Kernel::new(Abi::X86_64);
         let mut t = Translator::new(&mut k, "home", b"hostile-peer test").unwrap();
+        let evil = t.peer_id("evil");
         // Something real to aim at: two exports of a server's port.
         let server = k.create_task();
         let p = k.port_allocate(server, PortRight::Receive).unwrap();
@@ -221,7 +222,7 @@ proptest! {
             t.bootstrap_export(&mut k, "evil", server, p, msg_type::MAKE_SEND).unwrap();
         }
         for (stream, f) in frames {
-            match t.on_frame(&mut k, "evil", stream, f) {
+            match t.on_frame(&mut k, evil, stream, f) {
                 Ok(_) | Err(TranslateError::Protocol { .. }) => {}
                 Err(e) => panic!("not the peer's fault? {e}"),
             }
@@ -286,6 +287,7 @@ fn with_right(right: WireRight) -> StreamFrame {
 #[test]
 fn a_lying_embargo_holds_only_its_own_port() {
     let (mut k, mut t, server) = home();
+    let evil = t.peer_id("evil");
     let (p, to_p) = exported_port(&mut k, &mut t, server);
     let global = GlobalId {
         home: "evil".into(),
@@ -304,7 +306,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
         id: 7,
         global: global.clone(),
     });
-    t.on_frame(&mut k, "evil", to_p, with_right(right)).unwrap();
+    t.on_frame(&mut k, evil, to_p, with_right(right)).unwrap();
     let opts = mach::RecvOptions::default();
     let m = k.receive(server, p, opts).unwrap().unwrap();
     let q = m.body[0].names_payload().unwrap()[0];
@@ -325,7 +327,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
             lanes: vec![(None, 0)],
         }),
     });
-    t.on_frame(&mut k, "evil", moved, frame).unwrap();
+    t.on_frame(&mut k, evil, moved, frame).unwrap();
     let carrying = WireRight {
         form: Form::Receive,
         reference: WireRef::MovedReceive {
@@ -337,7 +339,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
         after: Vec::new(),
         home_stream: None,
     };
-    t.on_frame(&mut k, "evil", to_p, with_right(carrying))
+    t.on_frame(&mut k, evil, to_p, with_right(carrying))
         .unwrap();
     assert!(k.receive(server, p, opts).unwrap().is_none(), "held");
     // The server's messages to that port wait (parked, not forwarded).
@@ -350,7 +352,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
     // Other ports' traffic goes on (the stream of `p` waits behind the
     // carrying message, in order): a plain message to another port arrives.
     let (p2, to_p2) = exported_port(&mut k, &mut t, server);
-    t.on_frame(&mut k, "evil", to_p2, plain(2)).unwrap();
+    t.on_frame(&mut k, evil, to_p2, plain(2)).unwrap();
     assert_eq!(k.receive(server, p2, opts).unwrap().unwrap().id, 2);
     k.check_invariants().unwrap();
     // The link goes: the port and what waited for it go, the server's
@@ -372,6 +374,7 @@ fn a_lying_watermark_reads_a_full_stream_only_so_far() {
     // (64 KiB messages stop at the bytes, empty ones at the count.)
     for (bytes, most) in [(64 << 10, 16), (0, 1024)] {
         let (mut k, mut t, server) = home();
+        let evil = t.peer_id("evil");
         let (p, to_p) = exported_port(&mut k, &mut t, server);
         k.port_set_qlimit(server, p, 1).unwrap();
         let (q, to_q) = exported_port(&mut k, &mut t, server);
@@ -394,9 +397,9 @@ fn a_lying_watermark_reads_a_full_stream_only_so_far() {
         };
         // The queue fills, and the next message waits for room.
         for _ in 0..2 {
-            t.on_frame(&mut k, "evil", to_p, frame()).unwrap();
+            t.on_frame(&mut k, evil, to_p, frame()).unwrap();
         }
-        assert!(t.stalled(&mut k, "evil", to_p).is_some(), "back-pressure");
+        assert!(t.stalled(&mut k, evil, to_p).is_some(), "back-pressure");
         // A right to p coming home on q's stream, after more than will ever come.
         let home = WireRight {
             form: Form::Send,
@@ -405,13 +408,13 @@ fn a_lying_watermark_reads_a_full_stream_only_so_far() {
             after: Vec::new(),
             home_stream: None,
         };
-        t.on_frame(&mut k, "evil", to_q, with_right(home)).unwrap();
+        t.on_frame(&mut k, evil, to_q, with_right(home)).unwrap();
         let opts = mach::RecvOptions::default();
         assert!(k.receive(server, q, opts).unwrap().is_none(), "held");
         // p's stream is read on, a bounded number of messages, then not.
         let mut read_on = 0;
-        while t.stalled(&mut k, "evil", to_p).is_none() {
-            t.on_frame(&mut k, "evil", to_p, frame()).unwrap();
+        while t.stalled(&mut k, evil, to_p).is_none() {
+            t.on_frame(&mut k, evil, to_p, frame()).unwrap();
             read_on += 1;
             assert!(read_on <= most, "{bytes} bytes: read on without bound");
         }

@@ -1017,10 +1017,12 @@ fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
             .collect();
     assert!(!frames.is_empty());
     for (id, frame) in frames {
-        let out = c.c.nets[to]
+        let net = &mut c.c.nets[to];
+        let peer = net.peer_id(&sim::node_name(from));
+        let out = net
             .on_frame(
                 &mut c.c.kernels[to],
-                &sim::node_name(from),
+                peer,
                 id & !netmsg::translate::ABOUT_SENDERS_EXPORT,
                 frame,
             )
