@@ -522,7 +522,13 @@ impl Driver {
                 }
             }
         });
-        let shared = self.shared.clone();
+        let from = FromLink {
+            shared: self.shared.clone(),
+            events,
+            peer,
+            peer_id,
+            generation,
+        };
         tokio::spawn(async move {
             let mut one_shot_seen = false;
             while let Ok(rx) = link.accept_port().await {
@@ -536,30 +542,14 @@ impl Driver {
                         } else {
                             format!("one-shot port stream {port} opened on its own")
                         };
-                        let link = generation;
-                        let _ = events.send(Event::Violation { peer, link, reason });
+                        from.violation(reason);
                         return;
                     }
                     one_shot_seen = true;
-                    let reader = read_one_shot_stream(
-                        rx,
-                        shared.clone(),
-                        events.clone(),
-                        peer.clone(),
-                        peer_id,
-                        generation,
-                    );
-                    tokio::spawn(reader);
+                    tokio::spawn(read_one_shot_stream(rx, from.clone()));
                     continue;
                 }
-                let reader = read_port_stream(
-                    rx,
-                    shared.clone(),
-                    events.clone(),
-                    peer.clone(),
-                    peer_id,
-                    generation,
-                );
+                let reader = read_port_stream(rx, from.clone());
                 let mut reader = Box::pin(reader);
                 // A stream that has come whole (a short-lived port's frames
                 // and FIN) is read here, without a task of its own.
@@ -942,28 +932,39 @@ fn item_len(item: &Item) -> usize {
     }
 }
 
-/// Reads a port stream of `peer`'s (link `generation`) to its end, frame by
-/// frame into the translator; a protocol violation ends the link.
-async fn read_port_stream(
-    mut rx: transport::PortReceiver,
+/// Where a reader of a link's streams hands its frames, and which link
+/// they come on.
+#[derive(Clone)]
+struct FromLink {
     shared: Arc<Shared>,
     events: mpsc::UnboundedSender<Event>,
     peer: String,
+    /// The translator's handle of `peer`.
     peer_id: PeerId,
+    /// The driver's count of links: frames of a lost link are dropped.
     generation: u64,
-) {
+}
+
+impl FromLink {
+    /// The peer broke the protocol: the driver closes this link.
+    fn violation(self, reason: String) {
+        let (peer, link) = (self.peer, self.generation);
+        let _ = self.events.send(Event::Violation { peer, link, reason });
+    }
+}
+
+/// Reads a port stream of the link's to its end, frame by frame into the
+/// translator; a protocol violation ends the link.
+async fn read_port_stream(mut rx: transport::PortReceiver, from: FromLink) {
+    let (shared, peer) = (&from.shared, from.peer_id);
     let stream = rx.port();
     let mut relief = shared.relief.subscribe();
     while let Ok(Some(bytes)) = rx.recv().await {
         relief.borrow_and_update();
-        let handled = on_stream_frame(&shared, peer_id, generation, stream, &bytes);
+        let handled = on_stream_frame(shared, peer, from.generation, stream, &bytes);
         let mut stall = match handled {
             Ok(stall) => stall,
-            Err(reason) => {
-                let link = generation;
-                let _ = events.send(Event::Violation { peer, link, reason });
-                return;
-            }
+            Err(reason) => return from.violation(reason),
         };
         // Back-pressure: while a message from this stream waits for room in
         // its port's queue, or its messages are forwarded onto a congested
@@ -986,7 +987,7 @@ async fn read_port_stream(
                 }
             }
             relief.borrow_and_update();
-            stall = shared.with(|t, k, _| t.stalled(k, peer_id, stream));
+            stall = shared.with(|t, k, _| t.stalled(k, peer, stream));
         }
     }
 }
@@ -999,26 +1000,25 @@ fn carries_sends(stream: u64) -> bool {
     stream & (ABOUT_SENDERS_EXPORT | ONE_SHOT_STREAM) == 0
 }
 
-/// Reads `peer`'s one-shot stream (link `generation`) to its end: each frame
-/// into the translator as its port stream's. It is never stalled: each
-/// one-shot port stream carries one frame, so there is nothing of it to hold
-/// back, and a send-once message never waits for room in a queue.
-async fn read_one_shot_stream(
-    mut rx: transport::PortReceiver,
-    shared: Arc<Shared>,
-    events: mpsc::UnboundedSender<Event>,
-    peer: String,
-    peer_id: PeerId,
-    generation: u64,
-) {
+/// Reads the link's one-shot stream to its end: each frame into the
+/// translator as its port stream's. It is never stalled: each one-shot port
+/// stream carries one frame, so there is nothing of it to hold back, and a
+/// send-once message never waits for room in a queue.
+async fn read_one_shot_stream(mut rx: transport::PortReceiver, from: FromLink) {
     while let Ok(Some(bytes)) = rx.recv().await {
         let handled = OneShotFrame::decode(&bytes)
             .map_err(|e| format!("one-shot stream: {e}"))
-            .and_then(|f| on_frame(&shared, peer_id, generation, f.stream, f.frame));
+            .and_then(|f| {
+                on_frame(
+                    &from.shared,
+                    from.peer_id,
+                    from.generation,
+                    f.stream,
+                    f.frame,
+                )
+            });
         if let Err(reason) = handled {
-            let link = generation;
-            let _ = events.send(Event::Violation { peer, link, reason });
-            return;
+            return from.violation(reason);
         }
     }
 }
