@@ -175,13 +175,105 @@ impl Entry {
     }
 }
 
+/// A space's entries by name. Names are small (allocated lowest first, see
+/// [`Space`]), so a name indexes a vector, as in GNU Mach's entry table; a
+/// name a task chose far above them (`port_allocate_name`) is kept in a map
+/// beside it. Walked in name order where order shows (callers sort).
+#[derive(Debug, Default)]
+struct EntryTable {
+    /// Entry of name `n` at `n`, for names below [`DIRECT_NAMES`].
+    direct: Vec<Option<Entry>>,
+    far: FxHashMap<Name, Entry>,
+    len: usize,
+}
+
+/// Names below this index [`EntryTable::direct`]: at most 64 Ki slots a
+/// task, a few bytes each.
+const DIRECT_NAMES: Name = 1 << 16;
+
+impl EntryTable {
+    fn get(&self, name: &Name) -> Option<&Entry> {
+        if *name < DIRECT_NAMES {
+            self.direct.get(*name as usize)?.as_ref()
+        } else {
+            self.far.get(name)
+        }
+    }
+
+    fn get_mut(&mut self, name: &Name) -> Option<&mut Entry> {
+        if *name < DIRECT_NAMES {
+            self.direct.get_mut(*name as usize)?.as_mut()
+        } else {
+            self.far.get_mut(name)
+        }
+    }
+
+    fn contains_key(&self, name: &Name) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn insert(&mut self, name: Name, entry: Entry) -> Option<Entry> {
+        let previous = if name < DIRECT_NAMES {
+            let i = name as usize;
+            if self.direct.len() <= i {
+                self.direct.resize_with(i + 1, || None);
+            }
+            self.direct[i].replace(entry)
+        } else {
+            self.far.insert(name, entry)
+        };
+        if previous.is_none() {
+            self.len += 1;
+        }
+        previous
+    }
+
+    fn remove(&mut self, name: &Name) -> Option<Entry> {
+        let removed = if *name < DIRECT_NAMES {
+            self.direct.get_mut(*name as usize)?.take()
+        } else {
+            self.far.remove(name)
+        };
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Name, &Entry)> {
+        let direct = self.direct.iter().enumerate();
+        direct
+            .filter_map(|(n, e)| Some((n as Name, e.as_ref()?)))
+            .chain(self.far.iter().map(|(&n, e)| (n, e)))
+    }
+
+    fn names(&self) -> Vec<Name> {
+        self.iter().map(|(n, _)| n).collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl std::ops::Index<&Name> for EntryTable {
+    type Output = Entry;
+
+    fn index(&self, name: &Name) -> &Entry {
+        self.get(name).expect("entry exists")
+    }
+}
+
 /// Names are allocated as GNU Mach's radix-tree space does: recently freed names are
 /// reused last-in-first-out (up to 64 kept), otherwise the lowest key never taken.
 #[derive(Debug)]
 struct Space {
     active: bool,
-    /// (Hashed for lookups; walked in name order where order shows.)
-    entries: FxHashMap<Name, Entry>,
+    entries: EntryTable,
     /// Keys present in the tree (live entries and the free list).
     keys: BTreeSet<Name>,
     free_list: Vec<Name>,
@@ -196,7 +288,7 @@ impl Space {
     fn new() -> Self {
         Self {
             active: true,
-            entries: FxHashMap::default(),
+            entries: EntryTable::default(),
             keys: BTreeSet::new(),
             free_list: Vec::new(),
             lowest_unused_hint: 1,
@@ -466,7 +558,7 @@ impl Kernel {
     pub fn destroy_task(&mut self, task: TaskId) -> Kr {
         let space = self.space_mut(task)?;
         space.active = false;
-        let mut names: Vec<Name> = space.entries.keys().copied().collect();
+        let mut names: Vec<Name> = space.entries.names();
         names.sort_unstable();
         for name in names {
             self.right_clean(task, name);
@@ -2261,7 +2353,7 @@ impl Kernel {
 
     /// Every name in a task's space with its type bits and user references.
     pub fn names(&mut self, task: TaskId) -> Kr<Vec<(Name, u32, u32)>> {
-        let mut names: Vec<Name> = self.space(task)?.entries.keys().copied().collect();
+        let mut names: Vec<Name> = self.space(task)?.entries.names();
         names.sort_unstable();
         names
             .into_iter()
@@ -2671,7 +2763,7 @@ impl Kernel {
                 }
                 continue;
             }
-            for (&name, e) in &space.entries {
+            for (name, e) in space.entries.iter() {
                 if e.kind == 0 {
                     return Err(format!("task {t} {name:#x}: empty entry"));
                 }

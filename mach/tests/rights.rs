@@ -1185,3 +1185,46 @@ fn out_of_line_and_inline_port_arrays() {
     assert_eq!(type_of(&mut k, b, names[0]), Ok(ty::SEND_ONCE));
     k.check_invariants().unwrap();
 }
+
+/// Names a task chooses far above the ones the kernel hands out (which are
+/// kept apart from them) hold rights, carry messages, list in name order and
+/// go away like any other.
+#[test]
+fn names_far_above_the_rest_work_as_any_other() {
+    let (mut k, a, b) = kernel();
+    let near = receive_right(&mut k, a);
+    let far: Name = 0x4000_0000;
+    let farther: Name = NAME_DEAD - 1;
+    assert_eq!(k.port_allocate_name(a, PortRight::Receive, far), Ok(()));
+    assert_eq!(k.port_allocate_name(a, PortRight::Receive, farther), Ok(()));
+    assert_eq!(
+        k.port_allocate_name(a, PortRight::Receive, far),
+        Err(KernReturn::NameExists)
+    );
+    // A send right to a far name under a far name of another task's.
+    k.port_insert_right(b, far + 1, a, far, mt::MAKE_SEND)
+        .unwrap();
+    send(
+        &mut k,
+        b,
+        Message::simple(far + 1, mt::COPY_SEND, 7, vec![Item::int32(1)]),
+    );
+    assert_eq!(recv(&mut k, a, far).id, 7);
+    let names: Vec<Name> = k.names(a).unwrap().iter().map(|&(n, _, _)| n).collect();
+    assert_eq!(names, vec![near, far, farther]);
+    assert_eq!(k.port_type(b, far + 1), Ok(ty::SEND));
+    // Its receive right destroyed, the other task's right is a dead name.
+    assert_eq!(k.port_destroy(a, far), Ok(()));
+    assert_eq!(k.port_type(b, far + 1), Ok(ty::DEAD_NAME));
+    assert_eq!(k.port_deallocate(b, far + 1), Ok(()));
+    assert_eq!(k.port_type(b, far + 1), Err(KernReturn::InvalidName));
+    assert_eq!(k.port_destroy(a, farther), Ok(()));
+    let names: Vec<Name> = k.names(a).unwrap().iter().map(|&(n, _, _)| n).collect();
+    assert_eq!(names, vec![near]);
+    assert!(k.names(b).unwrap().is_empty());
+    k.check_invariants().unwrap();
+    // A destroyed task's far names go with it.
+    assert_eq!(k.port_allocate_name(b, PortRight::Receive, far), Ok(()));
+    assert_eq!(k.destroy_task(b), Ok(()));
+    k.check_invariants().unwrap();
+}
