@@ -709,7 +709,6 @@ impl Translator {
     /// The handle of the peer named `name` (a link's node), made the first
     /// time. Names from inside frames are looked up with
     /// [`Translator::known_peer`] instead: only links add names.
-    /// The handle of peer `name`, given on first sight.
     pub fn peer_id(&mut self, name: &str) -> PeerId {
         if let Some(&id) = self.peer_ids.get(name) {
             return id;
