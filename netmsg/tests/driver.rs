@@ -20,6 +20,21 @@ async fn two_nodes(
     two_nodes_and(&[], options, serve).await.0
 }
 
+/// [`two_nodes`] whose root is a port of a new server task on A: the pair,
+/// the server and its name for the port.
+async fn two_nodes_serving_a_port() -> (Pair, TaskId, Name) {
+    let mut served = None;
+    let pair = two_nodes(TransportOptions::default(), |k| {
+        let t = k.create_task();
+        let p = k.port_allocate(t, PortRight::Receive).unwrap();
+        served = Some((t, p));
+        (t, p)
+    })
+    .await;
+    let (server, port) = served.unwrap();
+    (pair, server, port)
+}
+
 /// [`two_nodes`], and the credentials of further members of their cluster,
 /// named `others`.
 async fn two_nodes_and(
@@ -327,21 +342,17 @@ async fn a_peer_breaking_the_one_shot_streams_rules_loses_only_its_link() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_holds_its_sender_back_and_no_other_port() {
     const PAYLOAD: usize = 64 * 1024;
-    let mut ports = None;
-    let Pair {
-        hosts: [host_a, host_b],
-        client,
-        to_root: to_bulk,
-        ..
-    } = two_nodes(TransportOptions::default(), |k| {
-        let t = k.create_task();
-        let bulk = k.port_allocate(t, PortRight::Receive).unwrap();
-        let echo = k.port_allocate(t, PortRight::Receive).unwrap();
-        ports = Some((t, bulk, echo));
-        (t, bulk)
-    })
-    .await;
-    let (server, bulk, echo) = ports.unwrap();
+    let (
+        Pair {
+            hosts: [host_a, host_b],
+            client,
+            to_root: to_bulk,
+            ..
+        },
+        server,
+        bulk,
+    ) = two_nodes_serving_a_port().await;
+    let echo = host_a.with(|k| k.port_allocate(server, PortRight::Receive).unwrap());
     let reply_port = host_b.with(|k| k.port_allocate(client, PortRight::Receive).unwrap());
 
     // The first message on the bulk port asks for the echo port.
@@ -677,20 +688,16 @@ async fn a_sender_outside_netmsgs_runtime_is_served() {
 async fn a_port_flooded_while_read_gets_every_message_in_order() {
     const PAYLOAD: usize = 8 * 1024;
     const MESSAGES: u32 = 3000;
-    let mut ports = None;
-    let Pair {
-        hosts: [host_a, host_b],
-        client,
-        to_root: to_bulk,
-        ..
-    } = two_nodes(TransportOptions::default(), |k| {
-        let t = k.create_task();
-        let bulk = k.port_allocate(t, PortRight::Receive).unwrap();
-        ports = Some((t, bulk));
-        (t, bulk)
-    })
-    .await;
-    let (server, bulk) = ports.unwrap();
+    let (
+        Pair {
+            hosts: [host_a, host_b],
+            client,
+            to_root: to_bulk,
+            ..
+        },
+        server,
+        bulk,
+    ) = two_nodes_serving_a_port().await;
     let reader = tokio::spawn(async move {
         for i in 0..MESSAGES {
             receive_numbered(&host_a, server, bulk, i, PAYLOAD).await;
