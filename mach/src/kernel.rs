@@ -2882,6 +2882,20 @@ impl Kernel {
         matches!((get(task_a, a), get(task_b, b)), (Some(x), Some(y)) if x == y)
     }
 
+    /// The name under which `task` holds send or receive rights of the port
+    /// its right `name` (of any kind, e.g. send-once) names, if it does:
+    /// GNU Mach's `ipc_right_reverse` (none for a dead port).
+    pub fn send_name_of(&self, task: TaskId, name: Name) -> Option<Name> {
+        match self.lookup(task, name).ok()?.object {
+            Some(Object::Port(port))
+                if !matches!(self.ports.get(&port)?.receiver, Receiver::Dead) =>
+            {
+                self.reverse(task, port)
+            }
+            _ => None,
+        }
+    }
+
     /// Which task and name hold the receive right of the port `task` names.
     pub fn receiver_of(&self, task: TaskId, name: Name) -> Option<(TaskId, Name)> {
         let Some(Object::Port(port)) = self.lookup(task, name).ok()?.object else {

@@ -1228,3 +1228,22 @@ fn names_far_above_the_rest_work_as_any_other() {
     assert_eq!(k.destroy_task(b), Ok(()));
     k.check_invariants().unwrap();
 }
+
+/// `send_name_of` is `ipc_right_reverse` for the port a right names: the
+/// receive right's name in its holder's space, the send right's in another,
+/// none where the space holds only send-once rights or a dead name.
+#[test]
+fn the_name_of_a_port_behind_a_send_once_right() {
+    let (mut k, a, b) = kernel();
+    let p = receive_right(&mut k, a);
+    let once_a = give_send_once(&mut k, a, p, a);
+    assert_eq!(k.send_name_of(a, once_a), Some(p));
+    let once_b = give_send_once(&mut k, a, p, b);
+    assert_eq!(k.send_name_of(b, once_b), None, "no send right in b");
+    let send_b = give_send(&mut k, a, p, b);
+    assert_eq!(k.send_name_of(b, once_b), Some(send_b));
+    assert_eq!(k.send_name_of(b, send_b), Some(send_b));
+    k.port_mod_refs(a, p, PortRight::Receive as u32, -1)
+        .unwrap();
+    assert_eq!(k.send_name_of(b, once_b), None, "the port died");
+}
