@@ -417,6 +417,9 @@ struct Sim {
     in_flight: BTreeMap<(Task, usize), BTreeMap<u64, u32>>,
     /// Last tag received per (sender, port).
     last: BTreeMap<(Task, usize), u32>,
+    /// The last message of each sender and port received, also through
+    /// send-once rights, and whether it was.
+    last_all: BTreeMap<(Task, usize), (u32, bool)>,
     once_made: BTreeMap<usize, u64>,
     once_used: BTreeMap<usize, u64>,
     once_notified: BTreeMap<usize, u64>,
@@ -443,6 +446,11 @@ pub struct Stats {
     /// node that already named the port (a second name there).
     pub receive_rights_moved: u64,
     pub second_names: u64,
+    /// Messages sent through send-once rights, and messages that arrived
+    /// before one their sender sent earlier to the same port, either of them
+    /// through a send-once right (docs/protocol.md, "Known divergences").
+    pub send_once_messages: u64,
+    pub send_once_out_of_order: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -455,6 +463,8 @@ impl std::ops::AddAssign for Stats {
         self.ports_destroyed += s.ports_destroyed;
         self.receive_rights_moved += s.receive_rights_moved;
         self.second_names += s.second_names;
+        self.send_once_messages += s.send_once_messages;
+        self.send_once_out_of_order += s.send_once_out_of_order;
     }
 }
 
@@ -483,6 +493,7 @@ impl Sim {
             right_clocks: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             last: BTreeMap::new(),
+            last_all: BTreeMap::new(),
             once_made: BTreeMap::new(),
             once_used: BTreeMap::new(),
             once_notified: BTreeMap::new(),
@@ -1065,6 +1076,23 @@ impl Sim {
                 }
             }
             self.last.insert(key, tag);
+        }
+        // Order among them counting messages through send-once rights too:
+        // measured, not required (see above).
+        if !self.ports[p].relaxed && !self.lost_links {
+            if sent.via_once {
+                self.stats.send_once_messages += 1;
+            }
+            match self.last_all.get(&key) {
+                Some(&(prev, prev_once)) if prev > tag => {
+                    if sent.via_once || prev_once {
+                        self.stats.send_once_out_of_order += 1;
+                    }
+                }
+                _ => {
+                    self.last_all.insert(key, (tag, sent.via_once));
+                }
+            }
         }
         let via_once = m.local_type() == msg_type::PORT_SEND_ONCE;
         if via_once != sent.via_once {
