@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 use mach::types::{msg_type, msgh_bits, notify_id, port_type};
@@ -243,6 +243,12 @@ pub struct Translator {
     through: BTreeMap<(PeerId, String, u64), u64>,
     /// Import ID per proxy name.
     proxy_import: FxHashMap<Name, u64>,
+    /// One-shot proxy → the import of its port's send proxy from the same
+    /// peer (the exporter said so): its message goes on that stream.
+    once_along: FxHashMap<Name, u64>,
+    /// Proxies that came back to the port set with messages queued (sent
+    /// before what the set holds then), until their queue is seen empty.
+    requeued: FxHashSet<Name>,
     /// Positions of destroyed proxies' messages, per port, for the next
     /// proxy of it (see `retire`).
     retired: BTreeMap<GlobalId, (u64, Vec<Dependency>)>,
@@ -500,6 +506,8 @@ impl Translator {
             forwarded: BTreeMap::new(),
             forwarded_at: BTreeMap::new(),
             proxy_import: FxHashMap::default(),
+            once_along: FxHashMap::default(),
+            requeued: FxHashSet::default(),
             retired: BTreeMap::new(),
             retired_order: std::collections::VecDeque::new(),
             retired_generation: 0,
@@ -544,6 +552,8 @@ impl Translator {
     /// True when no export, import or proxy remains for any peer.
     pub fn is_idle(&self) -> bool {
         self.proxies.is_empty()
+            && self.once_along.is_empty()
+            && self.requeued.is_empty()
             && self.unclaimed.is_empty()
             && self.staged.is_empty()
             && self.send_once_pool.is_empty()
@@ -679,6 +689,9 @@ impl Translator {
                     && self.proxy_import.get(name) == Some(&id)
             });
         if let Some(name) = proxy {
+            if !on && k.queued(self.task, name).is_ok_and(|n| n > 0) {
+                self.requeued.insert(name);
+            }
             let set = if on { NAME_NULL } else { self.set };
             kr(
                 "proxy set membership",
@@ -781,6 +794,7 @@ impl Translator {
             other_bits: 0,
             marker: false,
             dest_form: Form::Send,
+            once: None,
             reply: Some(right.clone()),
             origin: None,
             dependencies: Vec::new(),
@@ -927,8 +941,30 @@ impl Translator {
                 id,
                 frame: StreamFrame::Release(Frame::SendOnceDestroyed { id }),
             };
+            let along = match self.once_along.get(&on) {
+                Some(&e) => self.port_stream(k, peer, e),
+                None => None,
+            };
             let (frame, result) = match self.outgoing(k, peer, msg, out) {
-                Ok(w) => (StreamFrame::Message(w), Ok(())),
+                Ok(mut w) => match along {
+                    Some((e, proxy)) => {
+                        // On the stream of the node's send right to the port,
+                        // in its place among those messages (what waits to
+                        // follow the proxy's next message waits for it).
+                        w.once = Some(id);
+                        if let Some(deps) = self.pending.remove(&proxy) {
+                            w.dependencies.extend(deps);
+                        }
+                        self.wrote(peer, e);
+                        out.push(Out {
+                            peer: self.peer_shared(peer),
+                            id: e,
+                            frame: StreamFrame::Message(w),
+                        });
+                        return self.apply(k, peer, effects, out);
+                    }
+                    None => (StreamFrame::Message(w), Ok(())),
+                },
                 Err(e) => (destroyed.frame.clone(), Err(e)),
             };
             // (The stream's only frame: no count is kept for it.)
@@ -982,6 +1018,35 @@ impl Translator {
             frame,
         });
         Ok(())
+    }
+
+    /// Live import `e` from `peer` and its proxy, when a one-shot proxy's
+    /// message can go on its stream in its place: the proxy leads to the
+    /// port's home directly, is no forwarder and is not embargoed, and what
+    /// is queued on it was sent after the message. (netmsg takes messages
+    /// from its port set in the order they were sent, so that holds unless
+    /// the proxy was out of the set for a congested stream, or came back to
+    /// it with messages queued: those join behind the set's.)
+    fn port_stream(&mut self, k: &Kernel, peer: PeerId, e: u64) -> Option<(u64, Name)> {
+        let p = self.peers.get(&peer)?;
+        let &proxy = p.proxy_name.get(&p.ledger.proxy_of(e)?)?;
+        let direct = self
+            .proxy_global
+            .get(&proxy)
+            .is_some_and(|g| g.home == self.peer_name(peer));
+        if !direct
+            || self.forwarders.contains_key(&proxy)
+            || self.embargoed.contains_key(&proxy)
+            || self.congested.contains(&(peer, e))
+        {
+            return None;
+        }
+        if k.queued(self.task, proxy).ok()? == 0 {
+            self.requeued.remove(&proxy);
+        } else if self.requeued.contains(&proxy) {
+            return None;
+        }
+        Some((e, proxy))
     }
 
     /// Forwarder `forwarder` may have no users left: its no-senders came (with
@@ -1153,6 +1218,7 @@ impl Translator {
             other_bits: bits & !(msgh_bits::PORTS_MASK | msgh_bits::COMPLEX),
             marker: false,
             dest_form,
+            once: None,
             reply,
             origin: None,
             dependencies: Vec::new(),
@@ -1243,7 +1309,12 @@ impl Translator {
         } else {
             let id = self.peer(peer).ledger.export_send_once(u64::from(name));
             self.request_dead_name(k, name)?;
-            WireRef::OnceExport { id }
+            // (What the peer sends through the right then keeps its place
+            // among what it sends through its send right to the port.)
+            let port_stream = k
+                .send_name_of(self.task, name)
+                .and_then(|port| self.peers[&peer].ledger.live_export(u64::from(port)));
+            WireRef::OnceExport { id, port_stream }
         };
         Ok(WireRight {
             form,
@@ -1859,6 +1930,7 @@ impl Translator {
                     other_bits: 0,
                     marker: true,
                     dest_form: Form::Send,
+                    once: None,
                     reply: None,
                     origin: lane.clone(),
                     dependencies: Vec::new(),
@@ -2045,6 +2117,7 @@ impl Translator {
             k.port_move_member(self.task, proxy, NAME_NULL),
         )?;
         self.proxies.remove(&proxy);
+        self.requeued.remove(&proxy);
         self.pool_let_go.remove(&proxy);
         // (Kept while rights sent home through it are unconfirmed: its
         // references on the port go as they are.)
@@ -2997,6 +3070,25 @@ impl Translator {
             peer: self.peer_name(peer).to_owned(),
             reason,
         })?;
+        // A message through a one-shot export, on the stream of the peer's
+        // send right to the same port: delivered as through the one-shot
+        // export, in its place on this stream.
+        let (id, target) = match m.once {
+            None => (id, target),
+            Some(once) => match self.peers[&peer].ledger.export_target(once) {
+                // (Only the order is the peer's word: the right is its own
+                // export's, whichever stream it comes on.)
+                Some(t) if t.once && !target.once && m.dest_form == Form::SendOnce => (once, t),
+                _ => {
+                    return Err(TranslateError::Protocol {
+                        peer: self.peer_name(peer).to_owned(),
+                        reason: format!(
+                            "message through one-shot export {once} on the stream of {id}"
+                        ),
+                    })
+                }
+            },
+        };
         if target.once {
             let effects = self
                 .peer(peer)
@@ -3536,11 +3628,16 @@ impl Translator {
         match &r.reference {
             WireRef::Null => Ok((NAME_NULL, disposition)),
             WireRef::Dead => Ok((NAME_DEAD, disposition)),
-            WireRef::OnceExport { id } => {
+            WireRef::OnceExport { id, port_stream } => {
                 let imported = self.peer(peer).ledger.import_send_once(*id);
                 let Some((proxy, _)) = self.placed_import(k, peer, imported, out)? else {
                     return Ok((NAME_DEAD, disposition));
                 };
+                if let Some(e) =
+                    port_stream.filter(|&e| self.peers[&peer].ledger.proxy_of(e).is_some())
+                {
+                    self.once_along.insert(proxy, e);
+                }
                 if make_once {
                     return Ok((proxy, msg_type::MAKE_SEND_ONCE));
                 }
@@ -4008,6 +4105,10 @@ impl Translator {
                         self.abandon_embargo(k, key, None, out)?;
                     }
                     let once = self.proxies.remove(&name).is_some_and(|(_, p)| p.once);
+                    if once {
+                        self.once_along.remove(&name);
+                    }
+                    self.requeued.remove(&name);
                     let import = self.proxy_import.remove(&name);
                     let mut last = self.pending.remove(&name).unwrap_or_default();
                     if let Some(g) = self.proxy_global.remove(&name) {
@@ -4312,7 +4413,7 @@ fn check_rights(m: &WireMessage) -> Result<(), String> {
         } = &r.reference
         {
             for request in no_senders.iter().chain(port_destroyed) {
-                if let WireRef::OnceExport { id: once } = request.reference {
+                if let WireRef::OnceExport { id: once, .. } = request.reference {
                     if !once_id(once) || once_ids.contains(&once) {
                         return Err(format!(
                             "notification request of moved port {id}: export {once}"
@@ -4326,7 +4427,10 @@ fn check_rights(m: &WireMessage) -> Result<(), String> {
             WireRef::SenderExport { id, .. } if once_id(id) || r.form != Form::Send => {
                 return Err(format!("export {id} sent as a {:?} right", r.form));
             }
-            WireRef::OnceExport { id } => {
+            WireRef::OnceExport { id, port_stream } => {
+                if port_stream.is_some_and(once_id) {
+                    return Err(format!("one-shot export {id} along a one-shot stream"));
+                }
                 if !once_id(id) || r.form != Form::SendOnce {
                     return Err(format!("export {id} sent as a {:?} right", r.form));
                 }

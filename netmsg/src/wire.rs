@@ -24,8 +24,9 @@ pub const FRAME_HOME_ARRIVED: u8 = 6;
 pub const FRAME_LANE_ENDED: u8 = 7;
 /// Frame type of a receive right's port state (`StreamFrame::Moved`).
 pub const FRAME_MOVED: u8 = 8;
-/// Format version carried by every message frame.
-pub const VERSION: u8 = 1;
+/// Format version carried by every message and release frame (2: one-shot
+/// rights and messages name a port stream, see `docs/protocol.md`).
+pub const VERSION: u8 = 2;
 /// Longest node name in a global identity (a DNS name).
 pub const MAX_NODE_NAME: usize = 253;
 
@@ -116,7 +117,11 @@ pub enum WireRef {
     SenderExport { id: u64, global: GlobalId },
     /// A send-once right the sender exports one-shot under `id`. It has no
     /// global identity: send-once rights are never merged under one name.
-    OnceExport { id: u64 },
+    /// `port_stream` is the sender's live send export of the same port to the
+    /// receiver, if it has one: the receiver sends what goes through this
+    /// right on that export's stream, so it keeps its place among its
+    /// messages through its send right (see [`WireMessage::once`]).
+    OnceExport { id: u64, port_stream: Option<u64> },
     /// A port the receiver exported, coming home (its `id` in the receiver's
     /// export table).
     ReceiverExport { id: u64 },
@@ -261,6 +266,11 @@ pub struct WireMessage {
     pub marker: bool,
     /// The form of the destination right the sender used (send or send-once).
     pub dest_form: Form,
+    /// With `dest_form` send-once, on a send export's stream: the receiver's
+    /// one-shot export of the same port the message went through, sent on the
+    /// stream of the sender's send right to keep its place among those
+    /// messages (see [`WireRef::OnceExport`]).
+    pub once: Option<u64>,
     pub reply: Option<WireRight>,
     /// The lane of the message the sender forwards (through its proxy): each
     /// origin's forwarded messages form their own lane of the stream, in the
@@ -284,6 +294,16 @@ impl Writer {
     }
     fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    /// A presence byte, then the value if present.
+    fn optional_u64(&mut self, v: Option<u64>) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                self.u64(v);
+            }
+        }
     }
     fn bytes(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
@@ -309,9 +329,10 @@ impl Writer {
                 self.u8(3);
                 self.u64(*id);
             }
-            WireRef::OnceExport { id } => {
+            WireRef::OnceExport { id, port_stream } => {
                 self.u8(5);
                 self.u64(*id);
+                self.optional_u64(*port_stream);
             }
             WireRef::MovedReceive {
                 id,
@@ -406,6 +427,9 @@ impl WireMessage {
         };
         w.u32(self.other_bits | marker);
         w.form(self.dest_form);
+        if self.dest_form == Form::SendOnce {
+            w.optional_u64(self.once);
+        }
         match &self.reply {
             None => w.u8(0),
             Some(r) => {
@@ -492,6 +516,10 @@ impl WireMessage {
                 value: 16,
             });
         }
+        let once = match dest_form {
+            Form::SendOnce => r.optional_u64("one-shot export")?,
+            _ => None,
+        };
         let reply = match r.u8("reply presence")? {
             0 => None,
             1 => {
@@ -606,6 +634,7 @@ impl WireMessage {
             other_bits,
             marker,
             dest_form,
+            once,
             reply,
             origin,
             dependencies,
@@ -669,6 +698,18 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(
             self.take(8, what)?.try_into().expect("8"),
         ))
+    }
+    fn optional_u64(&mut self, what: &'static str) -> Result<Option<u64>, WireError> {
+        let at = self.at;
+        match self.u8(what)? {
+            0 => Ok(None),
+            1 => self.u64(what).map(Some),
+            v => Err(WireError::Invalid {
+                at,
+                what,
+                value: u64::from(v),
+            }),
+        }
     }
     fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, WireError> {
         let n = self.u32(what)? as usize;
@@ -749,6 +790,7 @@ impl Reader<'_> {
             },
             5 => WireRef::OnceExport {
                 id: self.u64("export id")?,
+                port_stream: self.optional_u64("port stream")?,
             },
             4 if nested => {
                 return Err(WireError::Invalid {

@@ -44,7 +44,8 @@ fn right() -> impl Strategy<Value = WireRight> {
             }
         }),
         id().prop_map(|id| WireRef::ReceiverExport { id }),
-        id().prop_map(|id| WireRef::OnceExport { id }),
+        (id(), prop::option::of(id()))
+            .prop_map(|(id, port_stream)| WireRef::OnceExport { id, port_stream }),
         // Receive rights of ports the peer moved here (or did not), with or
         // without notification requests (their IDs may clash).
         (moved_id(), prop::option::of(id()), prop::option::of(id())).prop_map(
@@ -54,6 +55,7 @@ fn right() -> impl Strategy<Value = WireRight> {
                         Form::SendOnce,
                         WireRef::OnceExport {
                             id: once | SEND_ONCE_ID_BIT,
+                            port_stream: None,
                         },
                         0,
                         Vec::new(),
@@ -113,11 +115,14 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
     let message = (
         prop::option::of(right()),
         prop::collection::vec(right(), 0..3),
-        prop_oneof![Just(Form::Send), Just(Form::SendOnce)],
+        (
+            prop_oneof![Just(Form::Send), Just(Form::SendOnce)],
+            prop::option::of(id()),
+        ),
         dependencies(),
         prop::option::of(origin()),
     )
-        .prop_map(|(reply, rights, dest_form, dependencies, origin)| {
+        .prop_map(|(reply, rights, (dest_form, once), dependencies, origin)| {
             let items = rights
                 .into_iter()
                 .map(|r| WireItem::Rights {
@@ -133,6 +138,7 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
                 other_bits: 0,
                 marker: false,
                 dest_form,
+                once: once.filter(|_| dest_form == Form::SendOnce),
                 reply,
                 origin,
                 dependencies,
@@ -268,6 +274,7 @@ fn plain(id: i32) -> StreamFrame {
         other_bits: 0,
         marker: false,
         dest_form: Form::Send,
+        once: None,
         reply: None,
         origin: None,
         dependencies: Vec::new(),
@@ -425,4 +432,88 @@ fn a_lying_watermark_reads_a_full_stream_only_so_far() {
         assert!(errors.is_empty(), "{errors:?}");
         k.check_invariants().unwrap();
     }
+}
+
+/// A send-once right to a port the peer reaches through a send right names
+/// that right's stream; a message through it on that stream is delivered as
+/// through the send-once right, once. Naming a send export, or a one-shot
+/// export on its own stream, or one already used, is refused; the port's
+/// other traffic goes on.
+#[test]
+fn a_message_on_a_send_stream_names_only_a_live_one_shot_export() {
+    let (mut k, mut t, server) = home();
+    let evil = t.peer_id("evil");
+    let (p, to_p) = exported_port(&mut k, &mut t, server);
+    let opts = mach::RecvOptions::default();
+    // The server gets a send right to a port of the peer's (import 7) and
+    // sends it a request with a send-once reply right to p.
+    let right = WireRight {
+        form: Form::Send,
+        reference: WireRef::SenderExport {
+            id: 7,
+            global: GlobalId {
+                home: "evil".into(),
+                port: 5,
+                incarnation: 0,
+            },
+        },
+        watermark: 0,
+        after: Vec::new(),
+        home_stream: None,
+    };
+    t.on_frame(&mut k, evil, to_p, with_right(right)).unwrap();
+    let m = k.receive(server, p, opts).unwrap().unwrap();
+    let q = m.body[0].names_payload().unwrap()[0];
+    let request = mach::Message::new(
+        q,
+        msg_type::COPY_SEND,
+        p,
+        msg_type::MAKE_SEND_ONCE,
+        1,
+        vec![],
+    );
+    k.send(server, request, false).unwrap();
+    let mut out = Vec::new();
+    assert!(t.pump(&mut k, &mut out).is_empty());
+    let once = out
+        .iter()
+        .find_map(|o| match &o.frame {
+            StreamFrame::Message(m) => match m.reply.as_ref()?.reference {
+                WireRef::OnceExport { id, port_stream } => {
+                    assert_eq!(port_stream, Some(to_p), "names the send right's stream");
+                    Some(id)
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("the request, with its reply right");
+    let through = |once: Option<u64>| {
+        let mut f = plain(3);
+        if let StreamFrame::Message(m) = &mut f {
+            m.dest_form = Form::SendOnce;
+            m.once = once;
+        }
+        f
+    };
+    let refused = |r: Result<Vec<netmsg::translate::Out>, TranslateError>| {
+        matches!(r, Err(TranslateError::Protocol { .. }))
+    };
+    // A send export named as one-shot, a one-shot export on its own stream.
+    assert!(refused(t.on_frame(&mut k, evil, to_p, through(Some(to_p)))));
+    assert!(refused(t.on_frame(&mut k, evil, once, through(Some(once)))));
+    assert!(k.receive(server, p, opts).unwrap().is_none());
+    // The right one: delivered through the send-once right, then settled.
+    t.on_frame(&mut k, evil, to_p, through(Some(once))).unwrap();
+    let m = k.receive(server, p, opts).unwrap().unwrap();
+    assert_eq!((m.id, m.local_type()), (3, msg_type::PORT_SEND_ONCE));
+    assert!(refused(t.on_frame(&mut k, evil, to_p, through(Some(once)))));
+    // p's stream goes on.
+    t.on_frame(&mut k, evil, to_p, plain(4)).unwrap();
+    assert_eq!(k.receive(server, p, opts).unwrap().unwrap().id, 4);
+    k.check_invariants().unwrap();
+    t.link_lost(&mut k, "evil").unwrap();
+    assert!(t.pump(&mut k, &mut Vec::new()).is_empty());
+    k.check_invariants().unwrap();
+    assert!(t.is_idle());
 }

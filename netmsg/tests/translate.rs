@@ -1352,6 +1352,49 @@ fn a_receive_right_moving_twice_matches_one_kernel() {
     differential(receive_right_moves_twice);
 }
 
+/// A client holding a send right and send-once rights to a server's port
+/// sends through them in turn: the server gets the messages in the order
+/// sent, as from one kernel (messages through a send-once right keep their
+/// place among the sender's others to the port, in both orders).
+fn send_and_send_once_rights_interleaved(c: &mut Cluster) {
+    let (server, client, p) = server_and_client(c);
+    let to_p = c.give_send(server, p, client);
+    let inbox = c.port(client);
+    let to_inbox = c.give_send(client, inbox, server);
+    c.settle();
+    for id in [1, 2] {
+        send_right(c, server, to_inbox, id, msg_type::MAKE_SEND_ONCE, p);
+    }
+    c.settle();
+    let once: Vec<Name> = (0..2)
+        .map(|_| right_in_next(c, client, inbox, "a send-once right"))
+        .collect();
+    send_int(c, client, to_p, 10, 1);
+    let through_once = |c: &mut Cluster, right: Name, v: i32| {
+        let msg = Message::simple(right, msg_type::MOVE_SEND_ONCE, 11, vec![int(v)]);
+        c.send(client, msg);
+    };
+    through_once(c, once[0], 2);
+    send_int(c, client, to_p, 10, 3);
+    through_once(c, once[1], 4);
+    send_int(c, client, to_p, 10, 5);
+    c.settle();
+    for _ in 0..5 {
+        c.observe("server", server, p);
+    }
+    c.observe("server, nothing more", server, p);
+    c.k(client).port_deallocate(client.task, to_p).unwrap();
+    c.k(server).port_deallocate(server.task, to_inbox).unwrap();
+    c.settle();
+    c.destroy_port(client, inbox);
+    c.destroy_port(server, p);
+}
+
+#[test]
+fn send_and_send_once_rights_interleaved_keep_order() {
+    differential(send_and_send_once_rights_interleaved);
+}
+
 /// Send-once rights to a port whose receive right moves: a message queued
 /// through one before the move, one used after it, one destroyed unused (its
 /// notification) all reach the new receiver as through a send-once right.

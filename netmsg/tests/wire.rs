@@ -39,7 +39,8 @@ fn reference() -> impl Strategy<Value = WireRef> {
             }
         ),
         any::<u64>().prop_map(|id| WireRef::ReceiverExport { id }),
-        any::<u64>().prop_map(|id| WireRef::OnceExport { id }),
+        (any::<u64>(), prop::option::of(any::<u64>()))
+            .prop_map(|(id, port_stream)| WireRef::OnceExport { id, port_stream }),
         (any::<u64>(), request(), request()).prop_map(|(id, no_senders, port_destroyed)| {
             WireRef::MovedReceive {
                 id: (id | MOVED_ID_BIT) & !SEND_ONCE_ID_BIT,
@@ -59,6 +60,7 @@ fn request() -> impl Strategy<Value = Option<Box<WireRight>>> {
                 Form::SendOnce,
                 WireRef::OnceExport {
                     id: once | SEND_ONCE_ID_BIT,
+                    port_stream: None,
                 },
                 watermark,
                 Vec::new(),
@@ -144,7 +146,10 @@ fn message() -> impl Strategy<Value = WireMessage> {
     (
         any::<i32>(),
         any::<u32>().prop_map(|b| b & 0x7fff_0000),
-        prop_oneof![Just(Form::Send), Just(Form::SendOnce)],
+        (
+            prop_oneof![Just(Form::Send), Just(Form::SendOnce)],
+            prop::option::of(any::<u64>()),
+        ),
         prop::option::of(prop_oneof![Just(Form::Send), Just(Form::SendOnce)].prop_flat_map(right)),
         (
             prop::option::of(origin()),
@@ -153,7 +158,14 @@ fn message() -> impl Strategy<Value = WireMessage> {
         (prop::collection::vec(item(), 0..6), any::<bool>()),
     )
         .prop_map(
-            |(id, other_bits, dest_form, reply, (origin, dependencies), (items, marker))| {
+            |(
+                id,
+                other_bits,
+                (dest_form, once),
+                reply,
+                (origin, dependencies),
+                (items, marker),
+            )| {
                 // (A flush marker carries no rights.)
                 let marker = marker
                     && reply.is_none()
@@ -163,6 +175,8 @@ fn message() -> impl Strategy<Value = WireMessage> {
                     other_bits,
                     marker,
                     dest_form,
+                    // (Only a message through a send-once right has one.)
+                    once: once.filter(|_| dest_form == Form::SendOnce),
                     reply,
                     origin,
                     dependencies,
@@ -194,9 +208,13 @@ fn malformed_frames_are_rejected_with_the_reason() {
         other_bits: 0,
         marker: false,
         dest_form: Form::Send,
+        once: None,
         reply: Some(WireRight {
             form: Form::SendOnce,
-            reference: WireRef::OnceExport { id: 7 },
+            reference: WireRef::OnceExport {
+                id: 7,
+                port_stream: None,
+            },
             watermark: 3,
             after: vec![],
             home_stream: None,
@@ -238,6 +256,24 @@ fn malformed_frames_are_rejected_with_the_reason() {
         err(&dest),
         WireError::Invalid {
             what: "destination form",
+            ..
+        }
+    ));
+    // A message through a send-once right names a one-shot export or none.
+    let through_once = WireMessage {
+        dest_form: Form::SendOnce,
+        once: Some(5 | SEND_ONCE_ID_BIT),
+        ..m.clone()
+    }
+    .encode();
+    assert_eq!(through_once.len(), good.len() + 9);
+    let mut once = through_once;
+    once[11] = 2;
+    assert!(matches!(
+        err(&once),
+        WireError::Invalid {
+            what: "one-shot export",
+            value: 2,
             ..
         }
     ));
@@ -410,7 +446,7 @@ fn release_frames_the_protocol_never_sends_are_rejected() {
     let release = encode(Frame::Release { id: 7, count: 3 });
     assert_eq!(
         release,
-        [2, 1, 7, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]
+        [2, 2, 7, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]
     );
     assert!(matches!(
         err(&encode(Frame::Release { id: 7, count: 0 })),
@@ -451,7 +487,7 @@ fn release_frames_the_protocol_never_sends_are_rejected() {
         }
     ));
     let mut version = release.clone();
-    version[1] = 2;
+    version[1] = 1; // the format before one-shot port streams
     assert!(matches!(
         err(&version),
         WireError::Invalid {
@@ -493,6 +529,7 @@ fn positions_the_protocol_never_sends_are_rejected() {
         other_bits: 0,
         marker: false,
         dest_form: Form::Send,
+        once: None,
         reply: Some(reply),
         origin: Some(Origin {
             node: "node-a".into(),
@@ -528,7 +565,14 @@ fn positions_the_protocol_never_sends_are_rejected() {
     ));
     let once = |after, home_stream| WireRight {
         form: Form::SendOnce,
-        ..right(WireRef::OnceExport { id: 3 }, after, home_stream)
+        ..right(
+            WireRef::OnceExport {
+                id: 3,
+                port_stream: None,
+            },
+            after,
+            home_stream,
+        )
     };
     let plain = message(once(vec![], None));
     assert_eq!(WireMessage::decode(&plain.encode()).unwrap(), plain);
@@ -638,6 +682,7 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
         form: Form::SendOnce,
         reference: WireRef::OnceExport {
             id: 5 | SEND_ONCE_ID_BIT,
+            port_stream: None,
         },
         watermark: 0,
         after: Vec::new(),
@@ -975,7 +1020,13 @@ fn references_of_another_form_are_rejected() {
     let decode = |r: WireRight| WireMessage::decode(&message_with_right(r).encode());
     let once_id = 5 | SEND_ONCE_ID_BIT;
     for good in [
-        right(Form::SendOnce, WireRef::OnceExport { id: once_id }),
+        right(
+            Form::SendOnce,
+            WireRef::OnceExport {
+                id: once_id,
+                port_stream: None,
+            },
+        ),
         right(Form::SendOnce, WireRef::Null),
         right(Form::SendOnce, WireRef::Dead),
         right(Form::Send, WireRef::ReceiverExport { id: 5 }),
@@ -998,8 +1049,20 @@ fn references_of_another_form_are_rejected() {
             },
         ),
         right(Form::SendOnce, WireRef::ReceiverExport { id: once_id }),
-        right(Form::Send, WireRef::OnceExport { id: once_id }),
-        right(Form::Receive, WireRef::OnceExport { id: once_id }),
+        right(
+            Form::Send,
+            WireRef::OnceExport {
+                id: once_id,
+                port_stream: None,
+            },
+        ),
+        right(
+            Form::Receive,
+            WireRef::OnceExport {
+                id: once_id,
+                port_stream: None,
+            },
+        ),
     ] {
         assert!(
             matches!(

@@ -9,6 +9,7 @@ pub(crate) fn message_with_right(right: WireRight) -> WireMessage {
         other_bits: 0,
         marker: false,
         dest_form: Form::Send,
+        once: None,
         reply: None,
         origin: None,
         dependencies: Vec::new(),

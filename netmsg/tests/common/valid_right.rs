@@ -19,7 +19,7 @@ pub(crate) fn valid_right(
     let reference = match reference {
         WireRef::SenderExport { id, .. }
         | WireRef::ReceiverExport { id }
-        | WireRef::OnceExport { id }
+        | WireRef::OnceExport { id, .. }
             if form == Form::Receive =>
         {
             WireRef::MovedReceive {
@@ -31,9 +31,12 @@ pub(crate) fn valid_right(
         WireRef::SenderExport { id, .. } | WireRef::ReceiverExport { id }
             if form == Form::SendOnce =>
         {
-            WireRef::OnceExport { id }
+            WireRef::OnceExport {
+                id,
+                port_stream: None,
+            }
         }
-        WireRef::OnceExport { id } if form == Form::Send => WireRef::ReceiverExport { id },
+        WireRef::OnceExport { id, .. } if form == Form::Send => WireRef::ReceiverExport { id },
         WireRef::MovedReceive { .. } if form != Form::Receive => WireRef::Null,
         r => r,
     };
