@@ -907,6 +907,11 @@ impl Ledger {
         })
     }
 
+    /// Whether any port has a send export (`live_export` finds none else).
+    pub fn has_send_exports(&self) -> bool {
+        !self.export_of.is_empty()
+    }
+
     /// The proxy of import `id`, if live.
     pub fn proxy_of(&self, id: u64) -> Option<u64> {
         match self.imports.get(&id)?.state {

@@ -951,7 +951,7 @@ impl Translator {
                         // On the stream of the node's send right to the port,
                         // in its place among those messages (what waits to
                         // follow the proxy's next message waits for it).
-                        w.once = Some(id);
+                        w.once = std::num::NonZeroU64::new(id);
                         if let Some(deps) = self.pending.remove(&proxy) {
                             w.dependencies.extend(deps);
                         }
@@ -1311,9 +1311,12 @@ impl Translator {
             self.request_dead_name(k, name)?;
             // (What the peer sends through the right then keeps its place
             // among what it sends through its send right to the port.)
-            let port_stream = k
-                .send_name_of(self.task, name)
-                .and_then(|port| self.peers[&peer].ledger.live_export(u64::from(port)));
+            let ledger = &self.peers[&peer].ledger;
+            let port_stream = ledger
+                .has_send_exports()
+                .then(|| k.send_name_of(self.task, name))
+                .flatten()
+                .and_then(|port| ledger.live_export(u64::from(port)));
             WireRef::OnceExport { id, port_stream }
         };
         Ok(WireRight {
@@ -2117,7 +2120,9 @@ impl Translator {
             k.port_move_member(self.task, proxy, NAME_NULL),
         )?;
         self.proxies.remove(&proxy);
-        self.requeued.remove(&proxy);
+        if !self.requeued.is_empty() {
+            self.requeued.remove(&proxy);
+        }
         self.pool_let_go.remove(&proxy);
         // (Kept while rights sent home through it are unconfirmed: its
         // references on the port go as they are.)
@@ -3073,7 +3078,7 @@ impl Translator {
         // A message through a one-shot export, on the stream of the peer's
         // send right to the same port: delivered as through the one-shot
         // export, in its place on this stream.
-        let (id, target) = match m.once {
+        let (id, target) = match m.once.map(u64::from) {
             None => (id, target),
             Some(once) => match self.peers[&peer].ledger.export_target(once) {
                 // (Only the order is the peer's word: the right is its own
@@ -4105,10 +4110,13 @@ impl Translator {
                         self.abandon_embargo(k, key, None, out)?;
                     }
                     let once = self.proxies.remove(&name).is_some_and(|(_, p)| p.once);
-                    if once {
+                    // (Most nodes keep neither: no hashing for them.)
+                    if once && !self.once_along.is_empty() {
                         self.once_along.remove(&name);
                     }
-                    self.requeued.remove(&name);
+                    if !self.requeued.is_empty() {
+                        self.requeued.remove(&name);
+                    }
                     let import = self.proxy_import.remove(&name);
                     let mut last = self.pending.remove(&name).unwrap_or_default();
                     if let Some(g) = self.proxy_global.remove(&name) {

@@ -5,6 +5,8 @@
 //! checks every count against the bytes left before allocating, and rejects
 //! unknown values and trailing bytes.
 
+use std::num::NonZeroU64;
+
 use bytes::BytesMut;
 use mach::types::msg_type;
 
@@ -24,6 +26,9 @@ pub const FRAME_HOME_ARRIVED: u8 = 6;
 pub const FRAME_LANE_ENDED: u8 = 7;
 /// Frame type of a receive right's port state (`StreamFrame::Moved`).
 pub const FRAME_MOVED: u8 = 8;
+/// Added to the destination form byte (send-once) of a message that names a
+/// one-shot export ([`WireMessage::once`]), which follows as a u64.
+pub const ONE_SHOT_EXPORT_NAMED: u8 = 0x80;
 /// Format version carried by every message and release frame (2: one-shot
 /// rights and messages name a port stream, see `docs/protocol.md`).
 pub const VERSION: u8 = 2;
@@ -270,7 +275,7 @@ pub struct WireMessage {
     /// one-shot export of the same port the message went through, sent on the
     /// stream of the sender's send right to keep its place among those
     /// messages (see [`WireRef::OnceExport`]).
-    pub once: Option<u64>,
+    pub once: Option<NonZeroU64>,
     pub reply: Option<WireRight>,
     /// The lane of the message the sender forwards (through its proxy): each
     /// origin's forwarded messages form their own lane of the stream, in the
@@ -294,16 +299,6 @@ impl Writer {
     }
     fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    /// A presence byte, then the value if present.
-    fn optional_u64(&mut self, v: Option<u64>) {
-        match v {
-            None => self.u8(0),
-            Some(v) => {
-                self.u8(1);
-                self.u64(v);
-            }
-        }
     }
     fn bytes(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
@@ -330,9 +325,11 @@ impl Writer {
                 self.u64(*id);
             }
             WireRef::OnceExport { id, port_stream } => {
-                self.u8(5);
+                self.u8(if port_stream.is_some() { 6 } else { 5 });
                 self.u64(*id);
-                self.optional_u64(*port_stream);
+                if let Some(stream) = port_stream {
+                    self.u64(*stream);
+                }
             }
             WireRef::MovedReceive {
                 id,
@@ -426,9 +423,13 @@ impl WireMessage {
             0
         };
         w.u32(self.other_bits | marker);
-        w.form(self.dest_form);
-        if self.dest_form == Form::SendOnce {
-            w.optional_u64(self.once);
+        match self.once {
+            // (Only through a send-once right; the form's byte says so.)
+            Some(once) => {
+                w.u8(Form::SendOnce.msg_type() | ONE_SHOT_EXPORT_NAMED);
+                w.u64(once.get());
+            }
+            None => w.form(self.dest_form),
         }
         match &self.reply {
             None => w.u8(0),
@@ -508,7 +509,20 @@ impl WireMessage {
                 value: u64::from(other_bits),
             });
         }
-        let dest_form = r.form()?;
+        let named = Form::SendOnce.msg_type() | ONE_SHOT_EXPORT_NAMED;
+        let (dest_form, once) = if r.b.get(r.at) == Some(&named) {
+            r.at += 1;
+            let at = r.at;
+            let id = r.u64("one-shot export")?;
+            let once = NonZeroU64::new(id).ok_or(WireError::Invalid {
+                at,
+                what: "one-shot export",
+                value: 0,
+            })?;
+            (Form::SendOnce, Some(once))
+        } else {
+            (r.form()?, None)
+        };
         if dest_form == Form::Receive {
             return Err(WireError::Invalid {
                 at: r.at - 1,
@@ -516,10 +530,6 @@ impl WireMessage {
                 value: 16,
             });
         }
-        let once = match dest_form {
-            Form::SendOnce => r.optional_u64("one-shot export")?,
-            _ => None,
-        };
         let reply = match r.u8("reply presence")? {
             0 => None,
             1 => {
@@ -699,18 +709,6 @@ impl Reader<'_> {
             self.take(8, what)?.try_into().expect("8"),
         ))
     }
-    fn optional_u64(&mut self, what: &'static str) -> Result<Option<u64>, WireError> {
-        let at = self.at;
-        match self.u8(what)? {
-            0 => Ok(None),
-            1 => self.u64(what).map(Some),
-            v => Err(WireError::Invalid {
-                at,
-                what,
-                value: u64::from(v),
-            }),
-        }
-    }
     fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, WireError> {
         let n = self.u32(what)? as usize;
         Ok(self.take(n, what)?.to_vec())
@@ -790,7 +788,11 @@ impl Reader<'_> {
             },
             5 => WireRef::OnceExport {
                 id: self.u64("export id")?,
-                port_stream: self.optional_u64("port stream")?,
+                port_stream: None,
+            },
+            6 => WireRef::OnceExport {
+                id: self.u64("export id")?,
+                port_stream: Some(self.u64("port stream")?),
             },
             4 if nested => {
                 return Err(WireError::Invalid {
@@ -932,7 +934,13 @@ impl Reader<'_> {
             0 => Ok(None),
             1 => {
                 let r = self.right_in(true)?;
-                if !matches!(r.reference, WireRef::OnceExport { .. }) {
+                if !matches!(
+                    r.reference,
+                    WireRef::OnceExport {
+                        port_stream: None,
+                        ..
+                    }
+                ) {
                     return Err(WireError::Invalid {
                         at,
                         what: not_exported,

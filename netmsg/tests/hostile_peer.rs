@@ -138,7 +138,9 @@ fn frame() -> impl Strategy<Value = (u64, StreamFrame)> {
                 other_bits: 0,
                 marker: false,
                 dest_form,
-                once: once.filter(|_| dest_form == Form::SendOnce),
+                once: once
+                    .and_then(std::num::NonZeroU64::new)
+                    .filter(|_| dest_form == Form::SendOnce),
                 reply,
                 origin,
                 dependencies,
@@ -492,7 +494,7 @@ fn a_message_on_a_send_stream_names_only_a_live_one_shot_export() {
         let mut f = plain(3);
         if let StreamFrame::Message(m) = &mut f {
             m.dest_form = Form::SendOnce;
-            m.once = once;
+            m.once = once.and_then(std::num::NonZeroU64::new);
         }
         f
     };

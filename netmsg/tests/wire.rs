@@ -8,6 +8,7 @@ use netmsg::wire::{
     MAX_EMBARGO_LANES, MAX_MOVED_SEND_ONCE,
 };
 use proptest::prelude::*;
+use std::num::NonZeroU64;
 
 #[path = "common/frames.rs"]
 mod frames;
@@ -176,7 +177,9 @@ fn message() -> impl Strategy<Value = WireMessage> {
                     marker,
                     dest_form,
                     // (Only a message through a send-once right has one.)
-                    once: once.filter(|_| dest_form == Form::SendOnce),
+                    once: once
+                        .and_then(NonZeroU64::new)
+                        .filter(|_| dest_form == Form::SendOnce),
                     reply,
                     origin,
                     dependencies,
@@ -259,21 +262,23 @@ fn malformed_frames_are_rejected_with_the_reason() {
             ..
         }
     ));
-    // A message through a send-once right names a one-shot export or none.
+    // A message through a send-once right may name a one-shot export (not
+    // export 0): the form's byte says so, then its ID.
     let through_once = WireMessage {
         dest_form: Form::SendOnce,
-        once: Some(5 | SEND_ONCE_ID_BIT),
+        once: NonZeroU64::new(5 | SEND_ONCE_ID_BIT),
         ..m.clone()
     }
     .encode();
-    assert_eq!(through_once.len(), good.len() + 9);
-    let mut once = through_once;
-    once[11] = 2;
+    assert_eq!(through_once.len(), good.len() + 8);
+    assert_eq!(through_once[10], 18 | 0x80);
+    let mut zero = through_once;
+    zero[11..19].fill(0);
     assert!(matches!(
-        err(&once),
+        err(&zero),
         WireError::Invalid {
             what: "one-shot export",
-            value: 2,
+            value: 0,
             ..
         }
     ));
