@@ -254,7 +254,7 @@ struct Backlog {
 }
 
 /// A stream this node writes: the peer, and the transport stream.
-type OutStream = (Arc<str>, u64);
+type OutStream = (PeerId, u64);
 
 type Writing = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Option<transport::PortSender>, String>> + Send>,
@@ -309,7 +309,7 @@ impl Shared {
                 batch: Batch::default(),
             }),
             writers: Mutex::new(Writers {
-                links: BTreeMap::new(),
+                links: FxHashMap::default(),
                 streams: FxHashMap::default(),
                 shared: shared.clone(),
                 encoded: BytesMut::with_capacity(ENCODE_CHUNK),
@@ -396,7 +396,7 @@ impl Turn<'_> {
         let translator = &mut *self.translator;
         if let Err(e) = self
             .host
-            .with(|k| translator.set_congested(k, &key.0, key.1, on))
+            .with(|k| translator.set_congested(k, key.0, key.1, on))
         {
             tracing::warn!("netmsg: {e}");
         }
@@ -420,7 +420,7 @@ struct Driver {
 /// else through a writer task.
 struct Writers {
     /// The current links, as the driver has them.
-    links: BTreeMap<String, Link>,
+    links: FxHashMap<PeerId, Link>,
     streams: FxHashMap<OutStream, Stream>,
     /// Where a writer task hands its stream back (the node's own state).
     shared: std::sync::Weak<Shared>,
@@ -502,7 +502,7 @@ impl Driver {
             let mut current = self.shared.current.lock().expect("current lock");
             current.insert(peer_id, generation);
             let mut writers = self.shared.writers.lock().expect("writers lock");
-            writers.links.insert(peer.clone(), link.clone());
+            writers.links.insert(peer_id, link.clone());
             peer_id
         };
         let events = self.events.clone();
@@ -569,10 +569,12 @@ impl Driver {
         {
             // Frames for the lost link are dropped from now on, so none
             // reaches a later link to the same peer.
-            let _translator = self.shared.translator.lock().expect("translator lock");
-            let mut writers = self.shared.writers.lock().expect("writers lock");
-            writers.links.remove(peer);
-            writers.streams.retain(|(p, _), _| **p != *peer);
+            let turns = self.shared.translator.lock().expect("translator lock");
+            if let Some(peer) = turns.translator.known_peer(peer) {
+                let mut writers = self.shared.writers.lock().expect("writers lock");
+                writers.links.remove(&peer);
+                writers.streams.retain(|(p, _), _| *p != peer);
+            }
         }
         for (_, reply) in self.waiting_root.remove(peer).unwrap_or_default() {
             let _ = reply.send(Err(format!("link to {peer} lost")));
@@ -724,6 +726,13 @@ impl Driver {
 }
 
 impl Writers {
+    /// `peer`'s name, for the log.
+    fn peer_name(&self, peer: PeerId) -> &str {
+        self.links
+            .get(&peer)
+            .map_or("a peer whose link is gone", |l| l.peer().node.as_str())
+    }
+
     /// Writes a turn's frames in the order made, then FINs the streams it
     /// finished.
     fn write(&mut self, turn: &mut Turn<'_>, batch: &mut Batch) {
@@ -765,7 +774,7 @@ impl Writers {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!("netmsg: writing to {}: {e}", key.0);
+                        tracing::warn!("netmsg: writing to {}: {e}", self.peer_name(key.0));
                         self.streams.remove(&key);
                     }
                 }
@@ -808,7 +817,7 @@ impl Writers {
             queued: Arc::new(AtomicUsize::new(len)),
             congested: false,
         };
-        self.spawn_writer(key.clone(), first, len, rx, backlog.queued.clone());
+        self.spawn_writer(key, first, len, rx, backlog.queued.clone());
         self.streams.insert(key, Stream::Busy(backlog));
     }
 
@@ -820,7 +829,7 @@ impl Writers {
         sender: Option<transport::PortSender>,
         item: Item,
     ) -> Option<(OutStream, Writing, usize)> {
-        let link = self.links.get(&*key.0).cloned()?;
+        let link = self.links.get(&key.0).cloned()?;
         let len = item_len(&item);
         let mut fut = writing(link, key.1, sender, item);
         match poll_once(&mut fut) {
@@ -830,7 +839,7 @@ impl Writers {
             }
             std::task::Poll::Ready(Ok(None)) => None,
             std::task::Poll::Ready(Err(e)) => {
-                tracing::warn!("netmsg: writing to {}: {e}", key.0);
+                tracing::warn!("netmsg: writing to {}: {e}", self.peer_name(key.0));
                 None
             }
             std::task::Poll::Pending => Some((key, fut, len)),
@@ -864,7 +873,7 @@ impl Writers {
             unreachable!("checked above");
         };
         if let Some(tx) = sender.take() {
-            self.streams.insert(key.clone(), Stream::Idle(tx));
+            self.streams.insert(*key, Stream::Idle(tx));
         }
         if backlog.congested {
             turn.set_congested(key, false);
@@ -883,8 +892,8 @@ impl Writers {
         queued: Arc<AtomicUsize>,
     ) {
         let shared = self.shared.clone();
+        let peer = self.peer_name(key.0).to_owned();
         tokio::spawn(async move {
-            let peer = &key.0;
             let mut sender = match first.await {
                 Ok(s) => s,
                 Err(e) => {
@@ -1120,15 +1129,15 @@ mod tests {
             .await
             .unwrap();
         let host = Host::new(Kernel::new(Abi::X86_64));
-        let translator = host
+        let mut translator = host
             .with(|k| Translator::new(k, "node-a", &[7; 32]))
             .unwrap();
+        let key: OutStream = (translator.peer_id("node-b"), 4);
         let shared = Shared::new(host, translator);
         let insert = |key: &OutStream, backlog: Backlog| {
             let mut writers = shared.writers.lock().unwrap();
-            writers.streams.insert(key.clone(), Stream::Busy(backlog));
+            writers.streams.insert(*key, Stream::Busy(backlog));
         };
-        let key: OutStream = (Arc::from("node-b"), 4);
         let queued = Arc::new(AtomicUsize::new(0));
         let (backlog, mut rx) = busy(&queued);
         let items = backlog.items.clone();

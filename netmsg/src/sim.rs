@@ -152,8 +152,8 @@ impl Cluster {
 
     pub fn route(&mut self, from: usize, out: Vec<Out>) {
         for o in out {
-            let to: usize = o
-                .peer
+            let to: usize = self.nets[from]
+                .peer_name(o.peer)
                 .trim_start_matches("node")
                 .parse()
                 .expect("peer names are nodeN");
@@ -174,7 +174,8 @@ impl Cluster {
         let mut finished = Vec::new();
         self.nets[from].take_finished(&mut finished);
         for (peer, stream) in finished {
-            let to: usize = peer
+            let to: usize = self.nets[from]
+                .peer_name(peer)
                 .trim_start_matches("node")
                 .parse()
                 .expect("peer names are nodeN");

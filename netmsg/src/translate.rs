@@ -152,7 +152,7 @@ pub enum Stall {
 /// A frame to write on the stream of export `id` toward `peer`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Out {
-    pub peer: std::sync::Arc<str>,
+    pub peer: PeerId,
     pub id: u64,
     pub frame: StreamFrame,
 }
@@ -609,13 +609,8 @@ impl Translator {
     /// node is done writing on since the last call, after every frame made so
     /// far, onto `into`: the driver FINs them (`docs/protocol.md`, "Port
     /// streams").
-    pub fn take_finished(&mut self, into: &mut Vec<(std::sync::Arc<str>, u64)>) {
-        let names = &self.peer_names;
-        into.extend(
-            self.finished
-                .drain(..)
-                .map(|(peer, id)| (names[peer.0 as usize].clone(), id)),
-        );
+    pub fn take_finished(&mut self, into: &mut Vec<(PeerId, u64)>) {
+        into.append(&mut self.finished);
     }
 
     /// Why the driver must not read more from stream `id` of `peer` now, if
@@ -664,11 +659,10 @@ impl Translator {
     pub fn set_congested(
         &mut self,
         k: &mut Kernel,
-        peer: &str,
+        peer: PeerId,
         id: u64,
         on: bool,
     ) -> Result<(), TranslateError> {
-        let peer = self.peer_id(peer);
         let key = (peer, id);
         let changed = if on {
             self.congested.insert(key)
@@ -737,11 +731,12 @@ impl Translator {
         self.peer_ids.get(name).copied()
     }
 
-    fn peer_name(&self, peer: PeerId) -> &str {
+    /// The name of `peer` (a handle this translator gave).
+    pub fn peer_name(&self, peer: PeerId) -> &str {
         &self.peer_names[peer.0 as usize]
     }
 
-    /// The peer's name, shared (frames out carry it without a copy).
+    /// The peer's name, shared (lane keys carry it without a copy).
     fn peer_shared(&self, peer: PeerId) -> std::sync::Arc<str> {
         self.peer_names[peer.0 as usize].clone()
     }
@@ -937,7 +932,7 @@ impl Translator {
             // A message netmsg cannot carry is destroyed, and with it the
             // send-once right it was sent with: the home side must notify.
             let destroyed = Out {
-                peer: self.peer_shared(peer),
+                peer,
                 id,
                 frame: StreamFrame::Release(Frame::SendOnceDestroyed { id }),
             };
@@ -957,7 +952,7 @@ impl Translator {
                         }
                         self.wrote(peer, e);
                         out.push(Out {
-                            peer: self.peer_shared(peer),
+                            peer,
                             id: e,
                             frame: StreamFrame::Message(w),
                         });
@@ -1012,11 +1007,7 @@ impl Translator {
             self.went_through(peer, on);
         }
         let frame = StreamFrame::Message(wire);
-        out.push(Out {
-            peer: self.peer_shared(peer),
-            id,
-            frame,
-        });
+        out.push(Out { peer, id, frame });
         Ok(())
     }
 
@@ -1385,7 +1376,7 @@ impl Translator {
         self.canonical.entry(global.clone()).or_insert(name);
         self.arm_no_senders(k, peer, handle)?;
         out.push(Out {
-            peer: self.peer_shared(peer),
+            peer,
             id,
             frame: StreamFrame::Moved(MovedPort {
                 id,
@@ -1926,7 +1917,7 @@ impl Translator {
                 }
             }
             out.push(Out {
-                peer: self.peer_shared(upstream),
+                peer: upstream,
                 id: import,
                 frame: StreamFrame::Message(WireMessage {
                     id: MARKER_ID,
@@ -2104,7 +2095,7 @@ impl Translator {
                 .collect();
             for origin in lanes {
                 out.push(Out {
-                    peer: self.peer_shared(upstream),
+                    peer: upstream,
                     id: import,
                     frame: StreamFrame::LaneEnded { id: import, origin },
                 });
@@ -3434,7 +3425,7 @@ impl Translator {
             };
             wire.origin = Some(origin);
             out.push(Out {
-                peer: self.peer_shared(upstream),
+                peer: upstream,
                 id: import,
                 frame: StreamFrame::Message(wire),
             });
@@ -4069,7 +4060,7 @@ impl Translator {
             match effect {
                 Effect::Send(frame) => {
                     let o = Out {
-                        peer: self.peer_shared(peer),
+                        peer,
                         id: frame_id(&frame),
                         frame: StreamFrame::Release(frame),
                     };
@@ -4293,7 +4284,7 @@ impl Translator {
             let _ = k.port_mod_refs(self.task, port, PortRight::Receive as u32, -1);
             self.forget_if_freed(k, port);
         }
-        out.retain(|o| *o.peer != *name);
+        out.retain(|o| o.peer != peer);
         for (upstream, import, origin) in ended {
             let live = self
                 .peers
@@ -4301,7 +4292,7 @@ impl Translator {
                 .is_some_and(|p| p.ledger.proxy_of(import).is_some());
             if live {
                 out.push(Out {
-                    peer: self.peer_shared(upstream),
+                    peer: upstream,
                     id: import,
                     frame: StreamFrame::LaneEnded { id: import, origin },
                 });
@@ -4330,7 +4321,7 @@ impl Translator {
         // Frames from other peers that waited on the lost streams go now.
         self.handle_freed(k, &mut out)?;
         // Nothing for the lost link's streams goes on a later link.
-        out.retain(|o| *o.peer != *name);
+        out.retain(|o| o.peer != peer);
         self.finished.retain(|(p, _)| *p != peer);
         Ok(out)
     }

@@ -108,9 +108,8 @@ impl Client {
     }
 
     fn congested(&mut self, on: bool) {
-        self.t
-            .set_congested(&mut self.k, "server", SEND, on)
-            .unwrap();
+        let server = self.t.peer_id("server");
+        self.t.set_congested(&mut self.k, server, SEND, on).unwrap();
     }
 
     /// What netmsg forwards now: (stream, the message's value) in order.
