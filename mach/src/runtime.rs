@@ -111,6 +111,9 @@ impl State {
                 }
                 Wake::SendDone(ticket) => {
                     if let Some(n) = self.sends.remove(&ticket) {
+                        // Every waiter `send_done` registered, and a permit
+                        // for the sender, which may not wait yet.
+                        n.notify_waiters();
                         n.notify_one();
                     }
                 }
@@ -235,8 +238,15 @@ impl Host {
                 .or_insert_with(|| Arc::new(Notify::new()))
                 .clone()
         };
-        // `notify_one` leaves a permit if the wake-up comes before the wait.
-        notify.notified().await;
+        // Every waiter of the ticket is woken. One registered only after the
+        // wake-up went out finds the send no longer pending.
+        let notified = notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if !self.lock().kernel.send_pending(ticket) {
+            return;
+        }
+        notified.await;
     }
 
     /// `mach_msg(MACH_RCV_MSG)` on a receive right or port set, with

@@ -290,3 +290,46 @@ async fn a_wake_racing_the_wait_is_never_lost() {
         }
     }
 }
+
+/// Any number of tasks may wait for one blocked send: each is woken when it
+/// is done, whether it began waiting before or after.
+#[tokio::test(start_paused = true)]
+async fn every_waiter_of_a_blocked_send_is_woken() {
+    let host = Host::default();
+    let (a, b, port, send) = two_tasks(&host);
+    host.with(|k| k.port_set_qlimit(a, port, 1)).unwrap();
+    host.send(b, Message::simple(send, mt::COPY_SEND, 0, vec![]), None)
+        .await
+        .unwrap();
+    let ticket = host.with(|k| {
+        match k
+            .send(b, Message::simple(send, mt::COPY_SEND, 1, vec![]), true)
+            .unwrap()
+        {
+            mach::SendStatus::Pending(ticket) => ticket,
+            mach::SendStatus::Sent => panic!("the queue is full"),
+        }
+    });
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { host.send_done(ticket).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(waiters.iter().all(|w| !w.is_finished()), "the send waits");
+    let first = host
+        .receive(a, port, RecvOptions::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(first.id, 0);
+    for w in waiters {
+        tokio::time::timeout(Duration::from_secs(1), w)
+            .await
+            .expect("woken")
+            .unwrap();
+    }
+    // A waiter that comes after returns at once.
+    host.send_done(ticket).await;
+    assert!(host.with(|k| k.send_completed(ticket)));
+}
