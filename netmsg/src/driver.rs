@@ -140,7 +140,7 @@ impl Netmsg {
         let translator = host.with(|k| Translator::new(k, node.name(), &secret))?;
         let (task, set) = (translator.task(), translator.port_set());
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Shared::new(host.clone(), translator);
+        let shared = Shared::new(host.clone(), translator, tx.clone());
         // A task's message to a proxy is forwarded in its own turn, run in
         // netmsg's runtime whatever the sender's (opening a stream takes a
         // timer, a busy stream a writer task of netmsg's).
@@ -201,6 +201,9 @@ struct Shared {
     /// link already lost never hands the translator a frame after
     /// `link_lost` (it would be taken for the next link's).
     current: Mutex<FxHashMap<PeerId, u64>>,
+    /// Where errors found outside the turns that could return them go.
+    events: mpsc::UnboundedSender<Event>,
+    me: std::sync::Weak<Shared>,
 }
 
 /// The translator, and the batch its turns fill (kept between turns, so
@@ -301,7 +304,7 @@ fn poll_once(fut: &mut Writing) -> std::task::Poll<Result<Option<transport::Port
 }
 
 impl Shared {
-    fn new(host: Host, translator: Translator) -> Arc<Self> {
+    fn new(host: Host, translator: Translator, events: mpsc::UnboundedSender<Event>) -> Arc<Self> {
         Arc::new_cyclic(|shared| Shared {
             host,
             translator: Mutex::new(Turns {
@@ -316,6 +319,8 @@ impl Shared {
             }),
             relief: watch::channel(0).0,
             current: Mutex::new(FxHashMap::default()),
+            events,
+            me: shared.clone(),
         })
     }
 
@@ -331,7 +336,31 @@ impl Shared {
             let mut writers = self.writers.lock().expect("writers lock");
             writers.write(&mut self.turn(translator), batch);
         }
+        let behind = translator.take_behind_waits();
+        drop(turns);
+        if !behind.is_empty() {
+            self.wait_behind(behind);
+        }
         r
+    }
+
+    /// Messages wait behind these sends of their streams, which wait for
+    /// room: each is let in once its send is done, whether or not its stream
+    /// is read meanwhile (it may be read on past the send).
+    fn wait_behind(&self, tickets: Vec<mach::SendTicket>) {
+        for ticket in tickets {
+            let (host, me) = (self.host.clone(), self.me.clone());
+            tokio::spawn(async move {
+                host.send_done(ticket).await;
+                let Some(shared) = me.upgrade() else {
+                    return; // the node is gone
+                };
+                let error = shared.with(|t, k, out| t.deliver_behind_sends(k, out).err());
+                if let Some(e) = error {
+                    let _ = shared.events.send(Event::TurnErrors(vec![e]));
+                }
+            });
+        }
     }
 
     /// Time passing for embargoes (see [`Translator::tick`]).
@@ -1133,7 +1162,7 @@ mod tests {
             .with(|k| Translator::new(k, "node-a", &[7; 32]))
             .unwrap();
         let key: OutStream = (translator.peer_id("node-b"), 4);
-        let shared = Shared::new(host, translator);
+        let shared = Shared::new(host, translator, mpsc::unbounded_channel().0);
         let insert = |key: &OutStream, backlog: Backlog| {
             let mut writers = shared.writers.lock().unwrap();
             writers.streams.insert(*key, Stream::Busy(backlog));
@@ -1165,5 +1194,111 @@ mod tests {
         assert_eq!(writer_of(&shared, &key), "busy");
         node_a.shutdown();
         node_b.shutdown();
+    }
+
+    /// A message read past a send of its stream that waits for room, and
+    /// waiting behind it, goes in once that send is done with nothing more
+    /// read or sent: a task of the driver's waits for the send.
+    #[tokio::test]
+    async fn a_message_behind_a_waiting_send_goes_in_when_the_send_is_done() {
+        use crate::wire::{Form, GlobalId, WireItem, WireMessage, WireRef, WireRight};
+        let host = Host::new(Kernel::new(Abi::X86_64));
+        let mut translator = host.with(|k| Translator::new(k, "home", &[7; 32])).unwrap();
+        let peer = translator.peer_id("peer");
+        let message = |id: i32, dest_form: Form, once: u64, items: Vec<WireItem>| {
+            StreamFrame::Message(WireMessage {
+                id,
+                other_bits: 0,
+                marker: false,
+                dest_form,
+                once: std::num::NonZeroU64::new(once),
+                reply: None,
+                origin: None,
+                dependencies: Vec::new(),
+                items,
+            })
+        };
+        let opts = mach::RecvOptions::default();
+        // The server's port p, exported to the peer; the peer's port q, sent
+        // to p; the server's request to q with a send-once reply right to p.
+        let (server, p, to_p, once) = host.with(|k| {
+            let server = k.create_task();
+            let p = k.port_allocate(server, mach::PortRight::Receive).unwrap();
+            let (to_p, _) = translator
+                .bootstrap_export(k, "peer", server, p, mach::types::msg_type::MAKE_SEND)
+                .unwrap();
+            let right = WireRight {
+                form: Form::Send,
+                reference: WireRef::SenderExport {
+                    id: 7,
+                    global: GlobalId {
+                        home: "peer".into(),
+                        port: 5,
+                        incarnation: 0,
+                    },
+                },
+                watermark: 0,
+                after: Vec::new(),
+                home_stream: None,
+            };
+            let rights = vec![WireItem::Rights {
+                form: Form::Send,
+                inline: true,
+                longform: false,
+                deallocate: false,
+                rights: vec![right],
+            }];
+            translator
+                .on_frame(k, peer, to_p, message(1, Form::Send, 0, rights))
+                .unwrap();
+            let q = k.receive(server, p, opts).unwrap().unwrap().body[0]
+                .names_payload()
+                .unwrap()[0];
+            let request = mach::Message::new(
+                q,
+                mach::types::msg_type::COPY_SEND,
+                p,
+                mach::types::msg_type::MAKE_SEND_ONCE,
+                2,
+                vec![],
+            );
+            k.send(server, request, false).unwrap();
+            let mut out = Vec::new();
+            assert!(translator.pump(k, &mut out).is_empty());
+            let once = out
+                .iter()
+                .find_map(|o| match &o.frame {
+                    StreamFrame::Message(m) => match m.reply.as_ref()?.reference {
+                        WireRef::OnceExport { id, .. } => Some(id),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .expect("the request, with its reply right");
+            k.port_set_qlimit(server, p, 1).unwrap();
+            (server, p, to_p, once)
+        });
+        let shared = Shared::new(host.clone(), translator, mpsc::unbounded_channel().0);
+        shared.current.lock().unwrap().insert(peer, 1);
+        // 10 fills p, 11 waits for room, the reply (read on past 11) waits
+        // behind it.
+        for frame in [
+            message(10, Form::Send, 0, Vec::new()),
+            message(11, Form::Send, 0, Vec::new()),
+            message(3, Form::SendOnce, once, Vec::new()),
+        ] {
+            on_frame(&shared, peer, 1, to_p, frame).unwrap();
+        }
+        let receive = || {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                host.receive(server, p, opts, None),
+            )
+        };
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            order.push(receive().await.expect("a message comes").unwrap().id);
+        }
+        assert_eq!(order, [10, 11, 3]);
     }
 }

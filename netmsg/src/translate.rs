@@ -149,6 +149,18 @@ pub enum Stall {
     Congested,
 }
 
+/// A message through one-shot export `once` that came on `peer`'s stream
+/// `stream` of a send export of the same port, after the send `after` of
+/// that stream, which waits for room in the port's queue.
+#[derive(Debug)]
+struct BehindSend {
+    peer: PeerId,
+    stream: u64,
+    after: SendTicket,
+    once: u64,
+    message: WireMessage,
+}
+
 /// A frame to write on the stream of export `id` toward `peer`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Out {
@@ -286,6 +298,15 @@ pub struct Translator {
     /// done, so the link's flow control holds the peer back.
     /// (With about the bytes of each message.)
     blocked: BTreeMap<SendTicket, (PeerId, u64, usize)>,
+    /// Messages through a one-shot export that came on the stream of the
+    /// peer's send right to the same port behind a message of that stream
+    /// still waiting for room (the stream was read on past it): each goes in
+    /// once that send is done, in stream order (one kernel's sender would
+    /// have sent it only then).
+    behind_sends: std::collections::VecDeque<BehindSend>,
+    /// Sends a message began to wait behind since the driver last asked
+    /// ([`Translator::take_behind_waits`]).
+    behind_waits: Vec<SendTicket>,
     /// Streams (peer, import id) this node writes faster than the link takes
     /// them (the driver says so): their proxies are out of the port set, so
     /// messages wait in the proxy's queue and its senders block at its limit,
@@ -519,6 +540,8 @@ impl Translator {
             cut: None,
             closed: Vec::new(),
             blocked: BTreeMap::new(),
+            behind_sends: std::collections::VecDeque::new(),
+            behind_waits: Vec::new(),
             congested: std::collections::BTreeSet::new(),
             finished: Vec::new(),
             forwarders: BTreeMap::new(),
@@ -563,6 +586,7 @@ impl Translator {
             && self.pool_let_go.is_empty()
             && self.holds.held() == 0
             && self.blocked.is_empty()
+            && self.behind_sends.is_empty()
             && self.embargoes.is_empty()
             && self.peers.values().all(|p| p.ledger.is_empty())
     }
@@ -706,6 +730,47 @@ impl Translator {
         }
     }
 
+    /// Delivers the messages waiting behind sends that are now done, in the
+    /// order they came (see [`Translator::behind_sends`]).
+    pub fn deliver_behind_sends(
+        &mut self,
+        k: &mut Kernel,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
+        if self.behind_sends.is_empty() {
+            return Ok(());
+        }
+        self.reap_sends(k);
+        let mut i = 0;
+        while i < self.behind_sends.len() {
+            let b = &self.behind_sends[i];
+            let first_of_stream = !self
+                .behind_sends
+                .iter()
+                .take(i)
+                .any(|e| e.peer == b.peer && e.stream == b.stream);
+            if !first_of_stream || self.blocked.contains_key(&b.after) {
+                i += 1;
+                continue;
+            }
+            let b = self.behind_sends.remove(i).expect("in range");
+            if let Some(target) = self
+                .peers
+                .get(&b.peer)
+                .and_then(|p| p.ledger.export_target(b.once))
+            {
+                self.deliver_to(k, b.peer, b.once, target, b.message, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sends messages began to wait behind since the last call: once
+    /// each is done, [`Translator::deliver_behind_sends`] lets them in.
+    pub fn take_behind_waits(&mut self) -> Vec<SendTicket> {
+        std::mem::take(&mut self.behind_waits)
+    }
+
     fn peer(&mut self, peer: PeerId) -> &mut Peer {
         self.peers.entry(peer).or_insert_with(|| Peer {
             ledger: Ledger::new(),
@@ -817,6 +882,9 @@ impl Translator {
     pub fn pump(&mut self, k: &mut Kernel, out: &mut Vec<Out>) -> Vec<TranslateError> {
         self.reap_sends(k);
         let mut errors = Vec::new();
+        if let Err(e) = self.deliver_behind_sends(k, out) {
+            errors.push(e);
+        }
         let opts = RecvOptions {
             max_size: None,
             large: false,
@@ -2652,6 +2720,7 @@ impl Translator {
         frame: StreamFrame,
     ) -> Result<Vec<Out>, TranslateError> {
         let mut out = Vec::new();
+        self.deliver_behind_sends(k, &mut out)?;
         let to_my_export = match &frame {
             StreamFrame::Message(_) | StreamFrame::LaneEnded { .. } | StreamFrame::Moved(_) => true,
             StreamFrame::Release(f) => {
@@ -3074,7 +3143,38 @@ impl Translator {
             Some(once) => match self.peers[&peer].ledger.export_target(once) {
                 // (Only the order is the peer's word: the right is its own
                 // export's, whichever stream it comes on.)
-                Some(t) if t.once && !target.once && m.dest_form == Form::SendOnce => (once, t),
+                Some(t) if t.once && !target.once && m.dest_form == Form::SendOnce => {
+                    // Behind a send of the stream that waits for room (or a
+                    // message already waiting behind one), it waits too.
+                    let stream = id;
+                    let after = self
+                        .blocked
+                        .iter()
+                        .filter(|(_, &(p, i, _))| p == peer && i == stream)
+                        .map(|(&ticket, _)| ticket)
+                        .next_back()
+                        .or_else(|| {
+                            self.behind_sends
+                                .iter()
+                                .rev()
+                                .find(|b| b.peer == peer && b.stream == stream)
+                                .map(|b| b.after)
+                        });
+                    if let Some(after) = after {
+                        if !self.behind_sends.iter().any(|b| b.after == after) {
+                            self.behind_waits.push(after);
+                        }
+                        self.behind_sends.push_back(BehindSend {
+                            peer,
+                            stream,
+                            after,
+                            once,
+                            message: m,
+                        });
+                        return Ok(());
+                    }
+                    (once, t)
+                }
                 _ => {
                     return Err(TranslateError::Protocol {
                         peer: self.peer_name(peer).to_owned(),
@@ -3085,6 +3185,19 @@ impl Translator {
                 }
             },
         };
+        self.deliver_to(k, peer, id, target, m, out)
+    }
+
+    /// Delivers message `m` from `peer` through its export `id` (`target`).
+    fn deliver_to(
+        &mut self,
+        k: &mut Kernel,
+        peer: PeerId,
+        id: u64,
+        target: crate::release::ExportTarget,
+        m: WireMessage,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TranslateError> {
         if target.once {
             let effects = self
                 .peer(peer)
@@ -4316,6 +4429,7 @@ impl Translator {
         self.holds.link_lost(&name);
         self.holds.link_up(&name);
         self.written.retain(|(p, _), _| *p != peer);
+        self.behind_sends.retain(|b| b.peer != peer);
         self.delivered.retain(|lane, _| *lane.node != *name);
         self.congested.retain(|(p, _)| *p != peer);
         // Frames from other peers that waited on the lost streams go now.

@@ -436,19 +436,25 @@ fn a_lying_watermark_reads_a_full_stream_only_so_far() {
     }
 }
 
-/// A send-once right to a port the peer reaches through a send right names
-/// that right's stream; a message through it on that stream is delivered as
-/// through the send-once right, once. Naming a send export, or a one-shot
-/// export on its own stream, or one already used, is refused; the port's
-/// other traffic goes on.
-#[test]
-fn a_message_on_a_send_stream_names_only_a_live_one_shot_export() {
+/// A server's port p, exported to the peer "evil", and the server's request
+/// to a port of the peer's (import 7) with a send-once reply right to p: the
+/// reply right's one-shot export, and the port stream it names.
+struct Requested {
+    k: Kernel,
+    t: Translator,
+    server: TaskId,
+    evil: netmsg::translate::PeerId,
+    p: Name,
+    to_p: u64,
+    once: u64,
+    port_stream: Option<u64>,
+}
+
+fn requested() -> Requested {
     let (mut k, mut t, server) = home();
     let evil = t.peer_id("evil");
     let (p, to_p) = exported_port(&mut k, &mut t, server);
     let opts = mach::RecvOptions::default();
-    // The server gets a send right to a port of the peer's (import 7) and
-    // sends it a request with a send-once reply right to p.
     let right = WireRight {
         form: Form::Send,
         reference: WireRef::SenderExport {
@@ -477,19 +483,47 @@ fn a_message_on_a_send_stream_names_only_a_live_one_shot_export() {
     k.send(server, request, false).unwrap();
     let mut out = Vec::new();
     assert!(t.pump(&mut k, &mut out).is_empty());
-    let once = out
+    let (once, port_stream) = out
         .iter()
         .find_map(|o| match &o.frame {
             StreamFrame::Message(m) => match m.reply.as_ref()?.reference {
-                WireRef::OnceExport { id, port_stream } => {
-                    assert_eq!(port_stream, Some(to_p), "names the send right's stream");
-                    Some(id)
-                }
+                WireRef::OnceExport { id, port_stream } => Some((id, port_stream)),
                 _ => None,
             },
             _ => None,
         })
         .expect("the request, with its reply right");
+    Requested {
+        k,
+        t,
+        server,
+        evil,
+        p,
+        to_p,
+        once,
+        port_stream,
+    }
+}
+
+/// A send-once right to a port the peer reaches through a send right names
+/// that right's stream; a message through it on that stream is delivered as
+/// through the send-once right, once. Naming a send export, or a one-shot
+/// export on its own stream, or one already used, is refused; the port's
+/// other traffic goes on.
+#[test]
+fn a_message_on_a_send_stream_names_only_a_live_one_shot_export() {
+    let Requested {
+        mut k,
+        mut t,
+        server,
+        evil,
+        p,
+        to_p,
+        once,
+        port_stream,
+    } = requested();
+    assert_eq!(port_stream, Some(to_p), "names the send right's stream");
+    let opts = mach::RecvOptions::default();
     let through = |once: Option<u64>| {
         let mut f = plain(3);
         if let StreamFrame::Message(m) = &mut f {
@@ -514,6 +548,48 @@ fn a_message_on_a_send_stream_names_only_a_live_one_shot_export() {
     t.on_frame(&mut k, evil, to_p, plain(4)).unwrap();
     assert_eq!(k.receive(server, p, opts).unwrap().unwrap().id, 4);
     k.check_invariants().unwrap();
+    t.link_lost(&mut k, "evil").unwrap();
+    assert!(t.pump(&mut k, &mut Vec::new()).is_empty());
+    k.check_invariants().unwrap();
+    assert!(t.is_idle());
+}
+
+/// A message through a one-shot export on the stream of the peer's send
+/// right to the same port, read past a send of that stream that waits for
+/// room in the port's full queue (a stream is read on when a held frame
+/// waits for its later messages), goes in after that send, as one kernel's
+/// sender would have sent it only after its blocked send.
+#[test]
+fn a_send_once_message_read_past_a_send_waiting_for_room_goes_in_after_it() {
+    let Requested {
+        mut k,
+        mut t,
+        server,
+        evil: peer,
+        p,
+        to_p,
+        once,
+        ..
+    } = requested();
+    let opts = mach::RecvOptions::default();
+    let mut reply = plain(3);
+    if let StreamFrame::Message(m) = &mut reply {
+        m.dest_form = Form::SendOnce;
+        m.once = std::num::NonZeroU64::new(once);
+    }
+    // p holds one message: 10 fills it, 11 waits for room, and the reply,
+    // read past 11, waits behind it.
+    k.port_set_qlimit(server, p, 1).unwrap();
+    t.on_frame(&mut k, peer, to_p, plain(10)).unwrap();
+    t.on_frame(&mut k, peer, to_p, plain(11)).unwrap();
+    assert!(t.stalled(&mut k, peer, to_p).is_some(), "11 waits for room");
+    t.on_frame(&mut k, peer, to_p, reply).unwrap();
+    let mut order = Vec::new();
+    while let Some(m) = k.receive(server, p, opts).unwrap() {
+        order.push(m.id);
+        assert!(t.pump(&mut k, &mut Vec::new()).is_empty());
+    }
+    assert_eq!(order, [10, 11, 3]);
     t.link_lost(&mut k, "evil").unwrap();
     assert!(t.pump(&mut k, &mut Vec::new()).is_empty());
     k.check_invariants().unwrap();
