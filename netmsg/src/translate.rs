@@ -882,8 +882,10 @@ impl Translator {
     pub fn pump(&mut self, k: &mut Kernel, out: &mut Vec<Out>) -> Vec<TranslateError> {
         self.reap_sends(k);
         let mut errors = Vec::new();
-        if let Err(e) = self.deliver_behind_sends(k, out) {
-            errors.push(e);
+        if !self.behind_sends.is_empty() {
+            if let Err(e) = self.deliver_behind_sends(k, out) {
+                errors.push(e);
+            }
         }
         let opts = RecvOptions {
             max_size: None,
@@ -2720,7 +2722,9 @@ impl Translator {
         frame: StreamFrame,
     ) -> Result<Vec<Out>, TranslateError> {
         let mut out = Vec::new();
-        self.deliver_behind_sends(k, &mut out)?;
+        if !self.behind_sends.is_empty() {
+            self.deliver_behind_sends(k, &mut out)?;
+        }
         let to_my_export = match &frame {
             StreamFrame::Message(_) | StreamFrame::LaneEnded { .. } | StreamFrame::Moved(_) => true,
             StreamFrame::Release(f) => {
