@@ -203,7 +203,6 @@ struct Shared {
     current: Mutex<FxHashMap<PeerId, u64>>,
     /// Where errors found outside the turns that could return them go.
     events: mpsc::UnboundedSender<Event>,
-    me: std::sync::Weak<Shared>,
 }
 
 /// The translator, and the batch its turns fill (kept between turns, so
@@ -320,7 +319,6 @@ impl Shared {
             relief: watch::channel(0).0,
             current: Mutex::new(FxHashMap::default()),
             events,
-            me: shared.clone(),
         })
     }
 
@@ -337,9 +335,10 @@ impl Shared {
             writers.write(&mut self.turn(translator), batch);
         }
         let behind = translator.take_behind_waits();
-        drop(turns);
         if !behind.is_empty() {
-            self.wait_behind(behind);
+            let shared = self.writers.lock().expect("writers lock").shared.clone();
+            drop(turns);
+            self.wait_behind(shared, behind);
         }
         r
     }
@@ -347,12 +346,12 @@ impl Shared {
     /// Messages wait behind these sends of their streams, which wait for
     /// room: each is let in once its send is done, whether or not its stream
     /// is read meanwhile (it may be read on past the send).
-    fn wait_behind(&self, tickets: Vec<mach::SendTicket>) {
+    fn wait_behind(&self, shared: std::sync::Weak<Shared>, tickets: Vec<mach::SendTicket>) {
         for ticket in tickets {
-            let (host, me) = (self.host.clone(), self.me.clone());
+            let (host, shared) = (self.host.clone(), shared.clone());
             tokio::spawn(async move {
                 host.send_done(ticket).await;
-                let Some(shared) = me.upgrade() else {
+                let Some(shared) = shared.upgrade() else {
                     return; // the node is gone
                 };
                 let error = shared.with(|t, k, out| t.deliver_behind_sends(k, out).err());
@@ -451,7 +450,8 @@ struct Writers {
     /// The current links, as the driver has them.
     links: FxHashMap<PeerId, Link>,
     streams: FxHashMap<OutStream, Stream>,
-    /// Where a writer task hands its stream back (the node's own state).
+    /// Where a writer task hands its stream back, and a task waiting for a
+    /// send lets what waits behind it in (the node's own state).
     shared: std::sync::Weak<Shared>,
     /// Frames are encoded here and split off, so most take no allocation of
     /// their own (a chunk is freed once the transport let go of its frames).

@@ -730,8 +730,8 @@ impl Translator {
         }
     }
 
-    /// Delivers the messages waiting behind sends that are now done, in the
-    /// order they came (see [`Translator::behind_sends`]).
+    /// Delivers the messages waiting behind sends of their streams that are
+    /// now done, each stream's in the order they came.
     pub fn deliver_behind_sends(
         &mut self,
         k: &mut Kernel,
