@@ -1236,6 +1236,7 @@ mod tests {
                         port: 5,
                         incarnation: 0,
                     },
+                    once_exports: Vec::new(),
                 },
                 watermark: 0,
                 after: Vec::new(),

@@ -907,6 +907,18 @@ impl Ledger {
         })
     }
 
+    /// The proxy of one-shot import `id`, if live.
+    pub fn once_proxy(&self, id: u64) -> Option<u64> {
+        self.once_proxy_of.get(&id).copied()
+    }
+
+    /// The live one-shot exports: (the held send-once right, export ID).
+    pub fn once_exports(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.once_export_of_right
+            .iter()
+            .map(|(&right, &id)| (right, id))
+    }
+
     /// Whether any port has a send export (`live_export` finds none else).
     pub fn has_send_exports(&self) -> bool {
         !self.export_of.is_empty()

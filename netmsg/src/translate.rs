@@ -59,6 +59,10 @@ pub const ABOUT_SENDERS_EXPORT: u64 = 1 << 62;
 /// No export has the number 0, so no port stream has this ID.
 pub const ONE_SHOT_STREAM: u64 = crate::release::SEND_ONCE_ID_BIT;
 
+/// How many of a peer's live one-shot exports a new send export to it looks
+/// at for ones to the same port (see [`WireRef::SenderExport`]).
+pub const ONCE_EXPORTS_LOOKED_AT: usize = 64;
+
 /// The transport stream (per direction) an [`Out`] is written on.
 pub fn stream_of(out: &Out) -> u64 {
     match &out.frame {
@@ -822,7 +826,7 @@ impl Translator {
             "bootstrap right",
             k.port_extract_right(task, name, disposition, self.task),
         )?;
-        let id = self.export_send(k, peer, mine)?;
+        let (id, _) = self.export_send(k, peer, mine)?;
         let global = match self.proxy_global.get(&mine) {
             Some(g) => g.clone(),
             None => self.local_global(mine),
@@ -844,7 +848,11 @@ impl Translator {
         let mut out = Vec::new();
         let right = WireRight {
             form: Form::Send,
-            reference: WireRef::SenderExport { id, global },
+            reference: WireRef::SenderExport {
+                id,
+                global,
+                once_exports: Vec::new(),
+            },
             watermark: 0,
             after: Vec::new(),
             home_stream: None,
@@ -1343,7 +1351,7 @@ impl Translator {
                     }
                 }
                 Some((upstream, proxy)) if !proxy.once && self.proxy_global.contains_key(&name) => {
-                    let id = self.export_send(k, peer, name)?;
+                    let (id, _) = self.export_send(k, peer, name)?;
                     let global = self.proxy_global[&name].clone();
                     after.extend(self.pending.get(&name).into_iter().flatten().cloned());
                     let import = self.peers[&upstream].ledger.proxy_import_id(proxy.handle);
@@ -1357,13 +1365,23 @@ impl Translator {
                             });
                         }
                     }
-                    WireRef::SenderExport { id, global }
+                    WireRef::SenderExport {
+                        id,
+                        global,
+                        once_exports: Vec::new(),
+                    }
                 }
                 _ => {
-                    let id = self.export_send(k, peer, name)?;
+                    let (id, new) = self.export_send(k, peer, name)?;
+                    let once_exports = if new {
+                        self.once_exports_of(k, peer, name)
+                    } else {
+                        Vec::new()
+                    };
                     WireRef::SenderExport {
                         id,
                         global: self.local_global(name),
+                        once_exports,
                     }
                 }
             }
@@ -2578,13 +2596,14 @@ impl Translator {
     }
 
     /// Counts one more send right of `name` (netmsg holds one reference in
-    /// `name` already) for `peer`, keeping one reference per live export.
+    /// `name` already) for `peer`, keeping one reference per live export:
+    /// the export's ID, and whether the export is new.
     fn export_send(
         &mut self,
         k: &mut Kernel,
         peer: PeerId,
         name: Name,
-    ) -> Result<u64, TranslateError> {
+    ) -> Result<(u64, bool), TranslateError> {
         let existed = self
             .peer(peer)
             .ledger
@@ -2599,7 +2618,23 @@ impl Translator {
         } else {
             self.request_dead_name(k, name)?;
         }
-        Ok(id)
+        Ok((id, !existed))
+    }
+
+    /// The live one-shot exports to `peer` whose send-once rights are to the
+    /// port netmsg holds send right `name` to (they could not name its new
+    /// export's stream when they left). Only a peer's first
+    /// [`ONCE_EXPORTS_LOOKED_AT`] are looked at: a new send export costs at
+    /// most that many lookups.
+    fn once_exports_of(&self, k: &Kernel, peer: PeerId, name: Name) -> Vec<u64> {
+        let task = self.task;
+        self.peers[&peer]
+            .ledger
+            .once_exports()
+            .take(ONCE_EXPORTS_LOOKED_AT)
+            .filter(|&(right, _)| k.same_port(task, right as Name, task, name))
+            .map(|(_, id)| id)
+            .collect()
     }
 
     fn request_dead_name(&mut self, k: &mut Kernel, name: Name) -> Result<(), TranslateError> {
@@ -3760,7 +3795,11 @@ impl Translator {
                 )?;
                 Ok((name, disposition))
             }
-            WireRef::SenderExport { id, global } => {
+            WireRef::SenderExport {
+                id,
+                global,
+                once_exports,
+            } => {
                 if let Some(placed) = self.by_another_path(k, peer, *id, global, r, out)? {
                     return Ok((placed, disposition));
                 }
@@ -3773,6 +3812,14 @@ impl Translator {
                     k.port_insert_right(self.task, proxy, self.task, proxy, msg_type::MAKE_SEND),
                 )?;
                 self.arm_no_senders(k, peer, handle)?;
+                // One-shot proxies whose messages now go on this stream.
+                for &once in once_exports {
+                    let p = &self.peers[&peer];
+                    if let Some(&on) = p.ledger.once_proxy(once).and_then(|h| p.proxy_name.get(&h))
+                    {
+                        self.once_along.insert(on, *id);
+                    }
+                }
                 self.proxy_global
                     .entry(proxy)
                     .or_insert_with(|| global.clone());

@@ -119,7 +119,16 @@ pub enum WireRef {
     Dead,
     /// A send right to a port the sender exports to the receiver, under the
     /// sender's connection-scoped `id` (never reused on the link).
-    SenderExport { id: u64, global: GlobalId },
+    /// `once_exports` are the sender's live one-shot exports to the receiver
+    /// whose send-once rights are to the same port, named when this export is
+    /// new (they left before it, so they could not name its stream): the
+    /// receiver sends what goes through them on this export's stream, as
+    /// through a [`WireRef::OnceExport`] that names it.
+    SenderExport {
+        id: u64,
+        global: GlobalId,
+        once_exports: Vec<u64>,
+    },
     /// A send-once right the sender exports one-shot under `id`. It has no
     /// global identity: send-once rights are never merged under one name.
     /// `port_stream` is the sender's live send export of the same port to the
@@ -315,10 +324,18 @@ impl Writer {
         match &r.reference {
             WireRef::Null => self.u8(0),
             WireRef::Dead => self.u8(1),
-            WireRef::SenderExport { id, global } => {
-                self.u8(2);
+            WireRef::SenderExport {
+                id,
+                global,
+                once_exports,
+            } => {
+                self.u8(if once_exports.is_empty() { 2 } else { 7 });
                 self.u64(*id);
                 self.global(global);
+                if !once_exports.is_empty() {
+                    self.u16(once_exports.len() as u16);
+                    once_exports.iter().for_each(|&e| self.u64(e));
+                }
             }
             WireRef::ReceiverExport { id } => {
                 self.u8(3);
@@ -782,6 +799,12 @@ impl Reader<'_> {
             2 => WireRef::SenderExport {
                 id: self.u64("export id")?,
                 global: self.global()?,
+                once_exports: Vec::new(),
+            },
+            7 => WireRef::SenderExport {
+                id: self.u64("export id")?,
+                global: self.global()?,
+                once_exports: self.once_exports()?,
             },
             3 => WireRef::ReceiverExport {
                 id: self.u64("export id")?,
@@ -1023,6 +1046,34 @@ impl Reader<'_> {
             lanes,
         }))
     }
+    /// Tag 7's one-shot export IDs: at least one, each a one-shot ID.
+    fn once_exports(&mut self) -> Result<Vec<u64>, WireError> {
+        let at = self.at;
+        let n = self.u16("one-shot export count")? as usize;
+        if n == 0 {
+            return Err(WireError::Invalid {
+                at,
+                what: "one-shot export count (tag 7 names at least one)",
+                value: 0,
+            });
+        }
+        self.need(n as u64 * 8, "one-shot export ids")?;
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let at = self.at;
+            let id = self.u64("one-shot export id")?;
+            if id & SEND_ONCE_ID_BIT == 0 {
+                return Err(WireError::Invalid {
+                    at,
+                    what: "one-shot export id",
+                    value: id,
+                });
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
     fn dependencies(&mut self) -> Result<Vec<Dependency>, WireError> {
         let n = self.u16("dependency count")? as usize;
         // Each dependency takes at least 27 bytes.

@@ -32,17 +32,16 @@ fn right() -> impl Strategy<Value = WireRight> {
     let reference = prop_oneof![
         Just(WireRef::Null),
         Just(WireRef::Dead),
-        // Identities naming the peer's ports, or forging this node's.
-        (id(), node(), 1u64..4, 0u64..2).prop_map(|(id, home, port, incarnation)| {
-            WireRef::SenderExport {
-                id,
-                global: GlobalId {
-                    home,
-                    port,
-                    incarnation,
-                },
-            }
-        }),
+        // Identities naming the peer's ports, or forging this node's,
+        // naming one-shot exports, live or not.
+        (
+            id(),
+            node(),
+            1u64..4,
+            0u64..2,
+            prop::collection::vec(id(), 0..2)
+        )
+            .prop_map(frames::sender_export),
         id().prop_map(|id| WireRef::ReceiverExport { id }),
         (id(), prop::option::of(id()))
             .prop_map(|(id, port_stream)| WireRef::OnceExport { id, port_stream }),
@@ -314,6 +313,7 @@ fn a_lying_embargo_holds_only_its_own_port() {
     let right = send(WireRef::SenderExport {
         id: 7,
         global: global.clone(),
+        once_exports: Vec::new(),
     });
     t.on_frame(&mut k, evil, to_p, with_right(right)).unwrap();
     let opts = mach::RecvOptions::default();
@@ -464,6 +464,7 @@ fn requested() -> Requested {
                 port: 5,
                 incarnation: 0,
             },
+            once_exports: Vec::new(),
         },
         watermark: 0,
         after: Vec::new(),

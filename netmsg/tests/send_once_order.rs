@@ -9,7 +9,7 @@ use mach::types::msg_type;
 use mach::{Abi, Item, Kernel, Message, Name, PortRight, RecvOptions, TaskId};
 use netmsg::release::SEND_ONCE_ID_BIT;
 use netmsg::translate::{Out, Translator};
-use netmsg::wire::{Form, GlobalId, StreamFrame, WireItem, WireRef, WireRight};
+use netmsg::wire::{Form, GlobalId, StreamFrame, WireItem, WireMessage, WireRef, WireRight};
 
 #[path = "common/frames.rs"]
 mod frames;
@@ -27,25 +27,19 @@ struct Client {
     once: Vec<Name>,
 }
 
-/// A client task holding, from the server, a send right to its port and two
-/// send-once rights to it that name the send right's stream.
-fn client() -> Client {
-    let mut k = Kernel::new(Abi::X86_64);
-    let mut t = Translator::new(&mut k, "client", b"send-once order test").unwrap();
-    let server = t.peer_id("server");
-    let task = k.create_task();
-    let inbox = k.port_allocate(task, PortRight::Receive).unwrap();
-    let (to_inbox, _) = t
-        .bootstrap_export(&mut k, "server", task, inbox, msg_type::MAKE_SEND)
-        .unwrap();
-    let right = |form, reference| WireRight {
+fn right(form: Form, reference: WireRef) -> WireRight {
+    WireRight {
         form,
         reference,
         watermark: 0,
         after: Vec::new(),
         home_stream: None,
-    };
-    let send = right(
+    }
+}
+
+/// The server's send export of its port, naming `once_exports`.
+fn send_right(once_exports: &[u64]) -> WireRight {
+    right(
         Form::Send,
         WireRef::SenderExport {
             id: SEND,
@@ -54,39 +48,66 @@ fn client() -> Client {
                 port: 9,
                 incarnation: 1,
             },
+            once_exports: once_exports.to_vec(),
         },
-    );
-    let once = ONCE
+    )
+}
+
+/// The two one-shot exports, naming `port_stream`.
+fn once_rights(port_stream: Option<u64>) -> WireItem {
+    let rights = ONCE
         .iter()
-        .map(|&id| {
-            let reference = WireRef::OnceExport {
-                id,
-                port_stream: Some(SEND),
-            };
-            right(Form::SendOnce, reference)
-        })
+        .map(|&id| right(Form::SendOnce, WireRef::OnceExport { id, port_stream }))
         .collect();
-    let mut m = message_with_right(send);
-    m.items.push(WireItem::Rights {
+    WireItem::Rights {
         form: Form::SendOnce,
         inline: true,
         longform: false,
         deallocate: false,
-        rights: once,
-    });
-    t.on_frame(&mut k, server, to_inbox, StreamFrame::Message(m))
+        rights,
+    }
+}
+
+/// A client task holding, from the server, a send right to its port and two
+/// send-once rights to it that name the send right's stream.
+fn client() -> Client {
+    let mut m = message_with_right(send_right(&[]));
+    m.items.push(once_rights(Some(SEND)));
+    client_given(vec![m])
+}
+
+/// A client task given, by the server, `messages`, each carrying a send
+/// right to the server's port or send-once rights to it.
+fn client_given(messages: Vec<WireMessage>) -> Client {
+    let mut k = Kernel::new(Abi::X86_64);
+    let mut t = Translator::new(&mut k, "client", b"send-once order test").unwrap();
+    let server = t.peer_id("server");
+    let task = k.create_task();
+    let inbox = k.port_allocate(task, PortRight::Receive).unwrap();
+    let (to_inbox, _) = t
+        .bootstrap_export(&mut k, "server", task, inbox, msg_type::MAKE_SEND)
         .unwrap();
-    let m = k
-        .receive(task, inbox, RecvOptions::default())
-        .unwrap()
-        .expect("the rights");
-    let to_port = m.body[0].names_payload().unwrap()[0];
-    let once = m.body[1].names_payload().unwrap().to_vec();
+    let (mut to_port, mut once) = (None, Vec::new());
+    for m in messages {
+        t.on_frame(&mut k, server, to_inbox, StreamFrame::Message(m))
+            .unwrap();
+        let m = k
+            .receive(task, inbox, RecvOptions::default())
+            .unwrap()
+            .expect("the rights");
+        for item in &m.body {
+            let names = item.names_payload().unwrap();
+            match item.type_name {
+                msg_type::PORT_SEND => to_port = Some(names[0]),
+                _ => once.extend_from_slice(names),
+            }
+        }
+    }
     Client {
         k,
         t,
         task,
-        to_port,
+        to_port: to_port.expect("a send right"),
         once,
     }
 }
@@ -178,4 +199,103 @@ fn a_proxy_back_in_the_set_with_messages_queued_is_not_overtaken() {
     // taken again.
     c.send_once(1, 4);
     assert_eq!(c.pump(), [(SEND, 4)]);
+}
+
+/// Send-once rights that left before the server exported its port's send
+/// right to the client could not name that right's stream; the send right,
+/// a new export, names them, and their messages then take its stream in
+/// their place. A one-shot export it does not name keeps the one-shot
+/// stream.
+#[test]
+fn a_new_send_export_names_the_one_shot_exports_that_left_before_it() {
+    let given = |named: &[u64]| {
+        let mut once = message_with_right(send_right(&[]));
+        once.items = vec![once_rights(None)];
+        client_given(vec![once, message_with_right(send_right(named))])
+    };
+    let mut c = given(&ONCE);
+    c.send(1);
+    c.send_once(0, 2);
+    c.send(3);
+    c.send_once(1, 4);
+    assert_eq!(c.pump(), [(SEND, 1), (SEND, 2), (SEND, 3), (SEND, 4)]);
+    let mut c = given(&ONCE[1..]);
+    c.send(1);
+    c.send_once(0, 2);
+    c.send_once(1, 4);
+    assert_eq!(c.pump(), [(SEND, 1), (ONCE[0], 2), (SEND, 4)]);
+}
+
+/// The exporter's side: a new send export of a port names the live one-shot
+/// exports to the same peer of send-once rights to that port; an export that
+/// exists already, and send-once rights to another port, are not named.
+#[test]
+fn the_exporter_names_its_one_shot_exports_of_the_port_in_a_new_send_export() {
+    let mut k = Kernel::new(Abi::X86_64);
+    let mut t = Translator::new(&mut k, "server", b"send-once order test").unwrap();
+    let server = k.create_task();
+    let p = k.port_allocate(server, PortRight::Receive).unwrap();
+    let q = k.port_allocate(server, PortRight::Receive).unwrap();
+    let global = GlobalId {
+        home: "client".into(),
+        port: 4,
+        incarnation: 1,
+    };
+    let (to_client, _) = t
+        .bootstrap_import(&mut k, "client", 2, global, server)
+        .unwrap();
+    // What the server's messages to the client carry, in order.
+    let sent = |k: &mut Kernel, t: &mut Translator, disposition: u8, port: Name| {
+        let m = Message::simple(
+            to_client,
+            msg_type::COPY_SEND,
+            1,
+            vec![Item::port(disposition, port)],
+        );
+        k.send(server, m, false).unwrap();
+        let mut out: Vec<Out> = Vec::new();
+        assert!(t.pump(k, &mut out).is_empty());
+        let [Out {
+            frame: StreamFrame::Message(m),
+            ..
+        }] = &out[..]
+        else {
+            panic!("one message: {out:?}");
+        };
+        let WireItem::Rights { rights, .. } = &m.items[0] else {
+            panic!("a right: {m:?}");
+        };
+        rights[0].reference.clone()
+    };
+    let once_to = |r: WireRef| match r {
+        WireRef::OnceExport {
+            id,
+            port_stream: None,
+        } => id,
+        r => panic!("a one-shot export naming no stream: {r:?}"),
+    };
+    let named = |r: WireRef| match r {
+        WireRef::SenderExport { once_exports, .. } => once_exports,
+        r => panic!("a send export: {r:?}"),
+    };
+    let first = once_to(sent(&mut k, &mut t, msg_type::MAKE_SEND_ONCE, p));
+    let _other_port = once_to(sent(&mut k, &mut t, msg_type::MAKE_SEND_ONCE, q));
+    let second = once_to(sent(&mut k, &mut t, msg_type::MAKE_SEND_ONCE, p));
+    let mut both = named(sent(&mut k, &mut t, msg_type::MAKE_SEND, p));
+    both.sort_unstable();
+    assert_eq!(both, [first, second]);
+    assert_eq!(named(sent(&mut k, &mut t, msg_type::MAKE_SEND, p)), []);
+    // Those made once the export exists name its stream themselves.
+    let third = sent(&mut k, &mut t, msg_type::MAKE_SEND_ONCE, p);
+    assert!(
+        matches!(
+            third,
+            WireRef::OnceExport {
+                port_stream: Some(_),
+                ..
+            }
+        ),
+        "{third:?}"
+    );
+    k.check_invariants().unwrap();
 }

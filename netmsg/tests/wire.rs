@@ -29,16 +29,14 @@ fn reference() -> impl Strategy<Value = WireRef> {
     prop_oneof![
         Just(WireRef::Null),
         Just(WireRef::Dead),
-        (any::<u64>(), node(), any::<u64>(), any::<u64>()).prop_map(
-            |(id, home, port, incarnation)| WireRef::SenderExport {
-                id,
-                global: GlobalId {
-                    home,
-                    port,
-                    incarnation
-                }
-            }
-        ),
+        (
+            any::<u64>(),
+            node(),
+            any::<u64>(),
+            any::<u64>(),
+            prop::collection::vec(any::<u64>().prop_map(|id| id | SEND_ONCE_ID_BIT), 0..3)
+        )
+            .prop_map(frames::sender_export),
         any::<u64>().prop_map(|id| WireRef::ReceiverExport { id }),
         (any::<u64>(), prop::option::of(any::<u64>()))
             .prop_map(|(id, port_stream)| WireRef::OnceExport { id, port_stream }),
@@ -551,6 +549,7 @@ fn positions_the_protocol_never_sends_are_rejected() {
                 port: 9,
                 incarnation: 1,
             },
+            once_exports: Vec::new(),
         },
         vec![dep.clone()],
         Some(HomeLane {
@@ -722,6 +721,7 @@ fn receive_rights_the_protocol_never_sends_are_rejected() {
                 port: 9,
                 incarnation: 3,
             },
+            once_exports: Vec::new(),
         },
         ..request.clone()
     };
@@ -1040,6 +1040,7 @@ fn references_of_another_form_are_rejected() {
             WireRef::SenderExport {
                 id: 5,
                 global: global.clone(),
+                once_exports: Vec::new(),
             },
         ),
     ] {
@@ -1051,6 +1052,7 @@ fn references_of_another_form_are_rejected() {
             WireRef::SenderExport {
                 id: once_id,
                 global: global.clone(),
+                once_exports: Vec::new(),
             },
         ),
         right(Form::SendOnce, WireRef::ReceiverExport { id: once_id }),
@@ -1080,4 +1082,60 @@ fn references_of_another_form_are_rejected() {
             "{bad:?}"
         );
     }
+}
+
+/// A send export naming one-shot exports (tag 7) names at least one, each
+/// a one-shot ID.
+#[test]
+fn a_send_export_names_only_one_shot_exports() {
+    let once_id = 5 | SEND_ONCE_ID_BIT;
+    let right = WireRight {
+        form: Form::Send,
+        reference: WireRef::SenderExport {
+            id: 3,
+            global: GlobalId {
+                home: "node-a".into(),
+                port: 9,
+                incarnation: 1,
+            },
+            once_exports: vec![once_id],
+        },
+        watermark: 0,
+        after: vec![],
+        home_stream: None,
+    };
+    let good = message_with_right(right).encode();
+    assert_eq!(
+        WireMessage::decode(&good),
+        Ok(message_with_right(
+            match WireMessage::decode(&good).unwrap().items.remove(0) {
+                WireItem::Rights { mut rights, .. } => rights.remove(0),
+                other => panic!("{other:?}"),
+            }
+        ))
+    );
+    let at = good
+        .windows(8)
+        .position(|w| w == once_id.to_le_bytes())
+        .expect("the ID");
+    let mut not_once = good.clone();
+    not_once[at + 7] &= 0x7f;
+    assert_eq!(
+        WireMessage::decode(&not_once),
+        Err(WireError::Invalid {
+            at,
+            what: "one-shot export id",
+            value: 5
+        })
+    );
+    let mut none = good.clone();
+    none[at - 2] = 0;
+    assert_eq!(
+        WireMessage::decode(&none),
+        Err(WireError::Invalid {
+            at: at - 2,
+            what: "one-shot export count (tag 7 names at least one)",
+            value: 0
+        })
+    );
 }
