@@ -4560,6 +4560,10 @@ fn check_rights(m: &WireMessage) -> Result<(), String> {
         WireItem::Rights { form, rights, .. } => rights.iter().map(|r| (Some(*form), r)).collect(),
         WireItem::Data { .. } => Vec::new(),
     });
+    // (netmsg never sends one: `outgoing` refuses it.)
+    if m.reply.as_ref().is_some_and(|r| r.form == Form::Receive) {
+        return Err("a receive right as the reply port".into());
+    }
     for (item_form, r) in m.reply.iter().map(|r| (None, r)).chain(items) {
         if item_form.is_some_and(|f| f != r.form) {
             return Err("right of another form than its item".into());

@@ -219,35 +219,48 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300), ..ProptestConfig::default() })]
     #[test]
     fn any_decodable_frame_is_answered_without_panic(frames in prop::collection::vec(frame(), 1..40)) {
-        let mut k = Kernel::new(Abi::X86_64);
-        let mut t = Translator::new(&mut k, "home", b"hostile-peer test").unwrap();
-        let evil = t.peer_id("evil");
-        // Something real to aim at: two exports of a server's port.
-        let server = k.create_task();
-        let p = k.port_allocate(server, PortRight::Receive).unwrap();
-        for _ in 0..2 {
-            t.bootstrap_export(&mut k, "evil", server, p, msg_type::MAKE_SEND).unwrap();
+        answered(frames)?;
+    }
+}
+
+/// Frames from the peer "evil" to a node exporting a server's port to it
+/// twice: each is taken or refused as the peer's error, never panics or
+/// breaks the kernel's invariants, and losing the link frees everything.
+fn answered(frames: Vec<(u64, StreamFrame)>) -> Result<(), TestCaseError> {
+    let mut k = Kernel::new(Abi::X86_64);
+    let mut t = Translator::new(&mut k, "home", b"hostile-peer test").unwrap();
+    let evil = t.peer_id("evil");
+    // Something real to aim at: two exports of a server's port.
+    let server = k.create_task();
+    let p = k.port_allocate(server, PortRight::Receive).unwrap();
+    for _ in 0..2 {
+        t.bootstrap_export(&mut k, "evil", server, p, msg_type::MAKE_SEND)
+            .unwrap();
+    }
+    for (stream, f) in frames {
+        match t.on_frame(&mut k, evil, stream, f) {
+            Ok(_) | Err(TranslateError::Protocol { .. }) => {}
+            Err(e) => panic!("not the peer's fault? {e}"),
         }
-        for (stream, f) in frames {
-            match t.on_frame(&mut k, evil, stream, f) {
-                Ok(_) | Err(TranslateError::Protocol { .. }) => {}
-                Err(e) => panic!("not the peer's fault? {e}"),
-            }
-            // (A held frame freed by a death in the pump may turn out bad
-            // then: still the peer's fault.)
-            let errors = t.pump(&mut k, &mut Vec::new());
-            prop_assert!(
-                errors.iter().all(|e| matches!(e, TranslateError::Protocol { .. })),
-                "{errors:?}"
-            );
-            k.check_invariants().map_err(TestCaseError::fail)?;
-        }
-        // Losing the link afterwards frees everything the peer held.
-        let _ = t.link_lost(&mut k, "evil").map_err(|e| TestCaseError::fail(e.to_string()))?;
+        // (A held frame freed by a death in the pump may turn out bad
+        // then: still the peer's fault.)
         let errors = t.pump(&mut k, &mut Vec::new());
-        prop_assert!(errors.is_empty());
+        prop_assert!(
+            errors
+                .iter()
+                .all(|e| matches!(e, TranslateError::Protocol { .. })),
+            "{errors:?}"
+        );
         k.check_invariants().map_err(TestCaseError::fail)?;
     }
+    // Losing the link afterwards frees everything the peer held.
+    let _ = t
+        .link_lost(&mut k, "evil")
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let errors = t.pump(&mut k, &mut Vec::new());
+    prop_assert!(errors.is_empty());
+    k.check_invariants().map_err(TestCaseError::fail)?;
+    Ok(())
 }
 
 /// This node ("home") with a server task.
@@ -595,4 +608,79 @@ fn a_send_once_message_read_past_a_send_waiting_for_room_goes_in_after_it() {
     assert!(t.pump(&mut k, &mut Vec::new()).is_empty());
     k.check_invariants().unwrap();
     assert!(t.is_idle());
+}
+
+/// Found by `any_decodable_frame_is_answered_without_panic`: a message
+/// whose reply right is of receive form (netmsg never sends one), to a port
+/// that moved here with its own receive right queued in it, was taken and
+/// then refused where netmsg passed it on, as if the local side had erred.
+/// It is the peer's error, refused before anything of it is taken.
+#[test]
+fn a_reply_right_of_receive_form_is_the_peers_error() {
+    let moved = MOVED_ID_BIT;
+    let message = |reply, items, origin| {
+        StreamFrame::Message(WireMessage {
+            id: 7,
+            other_bits: 0,
+            marker: false,
+            dest_form: Form::Send,
+            once: None,
+            reply,
+            origin,
+            dependencies: Vec::new(),
+            items,
+        })
+    };
+    let right = |form, reference| WireRight {
+        form,
+        reference,
+        watermark: 0,
+        after: Vec::new(),
+        home_stream: None,
+    };
+    let request = right(
+        Form::SendOnce,
+        WireRef::OnceExport {
+            id: SEND_ONCE_ID_BIT,
+            port_stream: None,
+        },
+    );
+    let own_receive_right = WireItem::Rights {
+        form: Form::Receive,
+        inline: true,
+        longform: false,
+        deallocate: false,
+        rights: vec![right(
+            Form::Receive,
+            WireRef::MovedReceive {
+                id: moved,
+                no_senders: None,
+                port_destroyed: Some(Box::new(request)),
+            },
+        )],
+    };
+    let lane = Origin {
+        node: "evil".into(),
+        era: 0,
+    };
+    let port = MovedPort {
+        id: moved,
+        global: GlobalId {
+            home: "evil".into(),
+            port: 1,
+            incarnation: 0,
+        },
+        mscount: 0,
+        seqno: 0,
+        qlimit: 0,
+        send_once: 0,
+        embargo: None,
+    };
+    let reply = right(Form::Receive, WireRef::Null);
+    answered(vec![
+        (moved, message(None, vec![own_receive_right], Some(lane))),
+        (moved, StreamFrame::Moved(port)),
+        (moved, message(Some(reply), Vec::new(), None)),
+    ])
+    .unwrap();
 }
