@@ -8,8 +8,11 @@
  *     with its watermark: A holds the carrying message until it has handled
  *     that many of B's messages on P's stream (causal order: a task at A that
  *     gets the right and sends to P comes after everything B sent before);
- *   - send-once rights to P exported one-shot, each used, destroyed unused, or
- *     overtaken by P's death, with each one-shot export on its own streams;
+ *   - send-once rights to P exported one-shot, each used, destroyed unused,
+ *     sent back home to A in a message on another stream (B's netmsg destroys
+ *     the proxy, whose right then goes without a notification, and A gives
+ *     the right it holds), or overtaken by P's death, with each one-shot
+ *     export on its own streams;
  *   - P dying at any moment;
  *   - the link being lost at any moment (everything in flight on it is gone).
  * Broken variants (spin -DBROKEN_...) must fail; see check.sh.
@@ -20,7 +23,7 @@
 #define MAXONCE 2   /* send-once rights A may send B */
 #define MAXHOME 1   /* rights B's tasks may send home */
 
-mtype = { RIGHT, ONCE, MSG, REL, DEAD, ACK, OMSG, SOD, HOME, HOMEARRIVED };
+mtype = { RIGHT, ONCE, MSG, REL, DEAD, ACK, OMSG, SOD, HOME, HOMEARRIVED, OHOME };
 
 chan carrier = [MAXSEND + MAXONCE] of { mtype, byte };   /* A -> B, rights in messages */
 chan s = [MAXMSG + MAXSEND + 2] of { mtype, byte };      /* B -> A on P's send export stream */
@@ -29,6 +32,7 @@ chan back = [MAXHOME] of { mtype, byte };                /* B -> A, rights going
 chan nsq = [MAXSEND + 2] of { byte, byte };              /* B's kernel -> B's netmsg: no-senders(gen, mscount) */
 chan so[MAXONCE] = [2] of { mtype };                     /* B -> A, one stream per one-shot export */
 chan ro[MAXONCE] = [1] of { mtype };                     /* A -> B on those */
+chan oback = [MAXONCE] of { mtype, byte };               /* B -> A, send-once rights going home in messages */
 
 bool may_lose;              /* chosen both ways at start, so that runs without loss reach quiescence too */
 bool lost = false;          /* the link is gone; a new link starts a new ledger */
@@ -136,6 +140,7 @@ end:
          ox_live[i] = false; ox_dead[i] = false;
          oproxy[i] = false;
          do :: so[i]?_ :: empty(so[i]) -> break od;
+         do :: oback?_,_ :: empty(oback) -> break od;
          do :: ro[i]?_ :: empty(ro[i]) -> break od
        }
        export_live = false; sent = 0;
@@ -213,6 +218,13 @@ end:
   do
   :: atomic { (!lost && oproxy[i]) -> oproxy[i] = false; so[i]!OMSG }
   :: atomic { (!lost && oproxy[i]) -> oproxy[i] = false; so[i]!SOD }
+  :: atomic { (!lost && oproxy[i]) -> oproxy[i] = false; oback!OHOME,i;
+#ifdef BROKEN_ONCE_HOME_NOTIFIES
+       so[i]!SOD   /* the proxy's right dropped with a send-once notification */
+#else
+       skip        /* the proxy went first: its right is a dead name */
+#endif
+     }
   :: atomic { ro[i]?DEAD ->
        if
 #ifdef BROKEN_DEAD_DROPS_ONCE
@@ -227,8 +239,12 @@ end:
 
 /* A's side of one-shot export i. */
 proctype OnceA(byte i) {
+  byte n;
 end:
   do
+  :: atomic { oback?OHOME,n -> assert(ox_live[n]);
+       if :: !ox_dead[n] -> settle(n) :: else -> skip fi;   /* a task holds it again; else a dead name */
+       ox_live[n] = false; ox_dead[n] = false }
   :: atomic { so[i]?OMSG -> assert(ox_live[i]);
        if :: !ox_dead[i] -> settle(i) :: else -> skip fi;   /* delivered; else destroyed */
        ox_live[i] = false; ox_dead[i] = false }
@@ -247,6 +263,7 @@ proctype Quiescence() {
   timeout ->
     assert(!import_live && sent == 0 && !export_live && rights_in_flight == 0 && once_in_flight == 0);
     assert(len(s) == 0 && len(r) == 0 && len(carrier) == 0 && len(nsq) == 0 && len(back) == 0);
+    assert(len(oback) == 0);
     assert(kept == 0 && home_in_flight == 0);
     assert(delivered + destroyed + lost_msgs == b_sent);
     for (i : 0 .. MAXONCE - 1) {

@@ -310,6 +310,16 @@ impl Ledger {
             .ok_or(ReleaseError::UnknownExport { id })
     }
 
+    /// One-shot export `id`'s send-once right came home (the importer's
+    /// proxy went, unused): the export ends, and its held right is given
+    /// instead of delivered through. The held right, whether its port died
+    /// (its dead name went with the notification), and what settling does.
+    pub fn once_home(&mut self, id: u64) -> Result<(u64, bool, Effects), ReleaseError> {
+        self.take_once_export(id)
+            .map(|(right, dead)| (right, dead, Self::finish_once(id, dead)))
+            .ok_or(ReleaseError::UnknownExport { id })
+    }
+
     /// The end of a one-shot export's stream about senders: only `Dead` is
     /// ever written there, and a stream never written is never opened.
     fn finish_once(id: u64, dead: bool) -> Effects {
@@ -910,6 +920,11 @@ impl Ledger {
     /// The proxy of one-shot import `id`, if live.
     pub fn once_proxy(&self, id: u64) -> Option<u64> {
         self.once_proxy_of.get(&id).copied()
+    }
+
+    /// Whether any one-shot import is live.
+    pub fn has_once_imports(&self) -> bool {
+        !self.once_proxies.is_empty()
     }
 
     /// The live one-shot exports: (the held send-once right, export ID).

@@ -1307,6 +1307,22 @@ impl Translator {
         t: u8,
         out: &mut Vec<Out>,
     ) -> Result<WireRight, TranslateError> {
+        self.export_right_as(k, peer, name, t, true, out)
+    }
+
+    /// [`Translator::export_right`]; a send-once right to one of this node's
+    /// one-shot proxies of `peer`'s exports goes home as that export
+    /// (`WireRef::OnceHome`) only if `once_home` (a moved port's notification
+    /// requests travel as one-shot exports of this node's).
+    fn export_right_as(
+        &mut self,
+        k: &mut Kernel,
+        peer: PeerId,
+        name: Name,
+        t: u8,
+        once_home: bool,
+        out: &mut Vec<Out>,
+    ) -> Result<WireRight, TranslateError> {
         if t == msg_type::PORT_RECEIVE && name != NAME_NULL && name != NAME_DEAD {
             return self.export_receive(k, peer, name, out);
         }
@@ -1385,6 +1401,12 @@ impl Translator {
                     }
                 }
             }
+        } else if let Some(id) = once_home
+            .then(|| self.once_going_home(k, peer, name, out))
+            .transpose()?
+            .flatten()
+        {
+            WireRef::OnceHome { id }
         } else {
             let id = self.peer(peer).ledger.export_send_once(u64::from(name));
             self.request_dead_name(k, name)?;
@@ -1541,8 +1563,39 @@ impl Translator {
             let _ = k.port_deallocate(self.task, request);
             return Ok(None);
         }
-        let r = self.export_right(k, peer, request, msg_type::PORT_SEND_ONCE, out)?;
+        let r = self.export_right_as(k, peer, request, msg_type::PORT_SEND_ONCE, false, out)?;
         Ok(Some(Box::new(r)))
+    }
+
+    /// If netmsg's send-once right `name` is to one of its one-shot proxies
+    /// of `peer`'s exports, it goes home: the proxy's import ends as if used
+    /// (the peer settles the export by giving the right it holds for it),
+    /// and the proxy goes. Its export's ID.
+    fn once_going_home(
+        &mut self,
+        k: &mut Kernel,
+        peer: PeerId,
+        name: Name,
+        out: &mut Vec<Out>,
+    ) -> Result<Option<u64>, TranslateError> {
+        if !self.peers[&peer].ledger.has_once_imports() {
+            return Ok(None);
+        }
+        let Some(proxy) = k.send_name_of(self.task, name) else {
+            return Ok(None);
+        };
+        let handle = match self.proxies.get(&proxy) {
+            Some(&(p, ref of)) if p == peer && of.once => of.handle,
+            _ => return Ok(None),
+        };
+        let Some((id, effects)) = self.peer(peer).ledger.once_used(handle) else {
+            return Ok(None);
+        };
+        // The proxy goes, so its one send-once right, `name`, is a dead name
+        // and is dropped without a send-once notification.
+        self.apply(k, peer, effects, out)?;
+        let _ = k.port_deallocate(self.task, name);
+        Ok(Some(id))
     }
 
     /// The send-once rights this node keeps for `peer`'s forwarder of port
@@ -3883,6 +3936,24 @@ impl Translator {
                 }
                 Ok((port, disposition))
             }
+            WireRef::OnceHome { id } => {
+                let (right, dead, effects) = self
+                    .peer(peer)
+                    .ledger
+                    .once_home(*id)
+                    .map_err(|e| protocol(self.peer_name(peer), e))?;
+                self.apply(k, peer, effects, out)?;
+                let right = right as Name;
+                if dead {
+                    // (Its dead name went with its dead-name notification.)
+                    return Ok((NAME_DEAD, disposition));
+                }
+                // (If its port died with the notification still on its way,
+                // the right is a dead name, which arrives as one, and the
+                // notification finds the export gone.)
+                self.cancel_dead_name(k, right);
+                Ok((right, disposition))
+            }
             WireRef::ReceiverExport { id } => {
                 if r.form != Form::Send {
                     return Err(TranslateError::Protocol {
@@ -4556,6 +4627,8 @@ fn home_waits(peer: &str, m: &WireMessage) -> Vec<Wait> {
 /// once (a moved port's no-senders request included).
 fn check_rights(m: &WireMessage) -> Result<(), String> {
     let mut once_ids: SmallVec<[u64; 4]> = SmallVec::new();
+    // (The receiver's one-shot exports coming home, another ID space.)
+    let mut home_ids: SmallVec<[u64; 2]> = SmallVec::new();
     let items = m.items.iter().flat_map(|i| match i {
         WireItem::Rights { form, rights, .. } => rights.iter().map(|r| (Some(*form), r)).collect(),
         WireItem::Data { .. } => Vec::new(),
@@ -4609,6 +4682,15 @@ fn check_rights(m: &WireMessage) -> Result<(), String> {
             }
             WireRef::ReceiverExport { id } if r.form != Form::Send || once_id(id) => {
                 return Err(format!("export {id} coming home as a {:?} right", r.form));
+            }
+            WireRef::OnceHome { id } => {
+                if !once_id(id) || r.form != Form::SendOnce {
+                    return Err(format!("export {id} coming home as a {:?} right", r.form));
+                }
+                if home_ids.contains(&id) {
+                    return Err(format!("one-shot export {id} home twice in a message"));
+                }
+                home_ids.push(id);
             }
             _ => {}
         }

@@ -139,6 +139,10 @@ pub enum WireRef {
     /// A port the receiver exported, coming home (its `id` in the receiver's
     /// export table).
     ReceiverExport { id: u64 },
+    /// The send-once right of the receiver's one-shot export `id`, coming
+    /// home: the receiver gives the right it holds for the export, which the
+    /// export's import (the sender's one-shot proxy) no longer stands for.
+    OnceHome { id: u64 },
     /// A receive right moving to the receiver: the port is the one the
     /// [`StreamFrame::Moved`] frame on stream `id` (an ID the sender chose,
     /// with `MOVED_ID_BIT`) created there; `no_senders` and
@@ -339,6 +343,10 @@ impl Writer {
             }
             WireRef::ReceiverExport { id } => {
                 self.u8(3);
+                self.u64(*id);
+            }
+            WireRef::OnceHome { id } => {
+                self.u8(8);
                 self.u64(*id);
             }
             WireRef::OnceExport { id, port_stream } => {
@@ -813,6 +821,9 @@ impl Reader<'_> {
                 id: self.u64("export id")?,
                 port_stream: None,
             },
+            8 => WireRef::OnceHome {
+                id: self.u64("export id")?,
+            },
             6 => WireRef::OnceExport {
                 id: self.u64("export id")?,
                 port_stream: Some(self.u64("port stream")?),
@@ -865,7 +876,10 @@ impl Reader<'_> {
                     Form::Send,
                     WireRef::SenderExport { .. } | WireRef::ReceiverExport { .. }
                 )
-                | (Form::SendOnce, WireRef::OnceExport { .. })
+                | (
+                    Form::SendOnce,
+                    WireRef::OnceExport { .. } | WireRef::OnceHome { .. }
+                )
         );
         if !fits {
             return Err(WireError::Invalid {
@@ -884,6 +898,7 @@ impl Reader<'_> {
                     | WireRef::Dead
                     | WireRef::MovedReceive { .. }
                     | WireRef::OnceExport { .. }
+                    | WireRef::OnceHome { .. }
             )
         {
             return Err(WireError::Invalid {

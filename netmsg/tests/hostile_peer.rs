@@ -3,7 +3,7 @@
 //! one-shot IDs, acknowledgements out of turn. The translator answers with
 //! errors, never panics, and the kernel stays consistent.
 
-use mach::types::msg_type;
+use mach::types::{msg_type, port_type};
 use mach::{Abi, Kernel, Name, PortRight, TaskId};
 use netmsg::release::{Frame, MOVED_ID_BIT, SEND_ONCE_ID_BIT};
 use netmsg::translate::{TranslateError, Translator};
@@ -43,6 +43,7 @@ fn right() -> impl Strategy<Value = WireRight> {
         )
             .prop_map(frames::sender_export),
         id().prop_map(|id| WireRef::ReceiverExport { id }),
+        id().prop_map(|id| WireRef::OnceHome { id }),
         (id(), prop::option::of(id()))
             .prop_map(|(id, port_stream)| WireRef::OnceExport { id, port_stream }),
         // Receive rights of ports the peer moved here (or did not), with or
@@ -261,6 +262,16 @@ fn answered(frames: Vec<(u64, StreamFrame)>) -> Result<(), TestCaseError> {
     prop_assert!(errors.is_empty());
     k.check_invariants().map_err(TestCaseError::fail)?;
     Ok(())
+}
+
+/// The kernel is consistent, and losing the link to "evil" leaves the
+/// translator idle and the kernel consistent.
+fn ends_clean(k: &mut Kernel, t: &mut Translator) {
+    k.check_invariants().unwrap();
+    t.link_lost(k, "evil").unwrap();
+    assert!(t.pump(k, &mut Vec::new()).is_empty());
+    k.check_invariants().unwrap();
+    assert!(t.is_idle());
 }
 
 /// This node ("home") with a server task.
@@ -561,11 +572,7 @@ fn a_message_on_a_send_stream_names_only_a_live_one_shot_export() {
     // p's stream goes on.
     t.on_frame(&mut k, evil, to_p, plain(4)).unwrap();
     assert_eq!(k.receive(server, p, opts).unwrap().unwrap().id, 4);
-    k.check_invariants().unwrap();
-    t.link_lost(&mut k, "evil").unwrap();
-    assert!(t.pump(&mut k, &mut Vec::new()).is_empty());
-    k.check_invariants().unwrap();
-    assert!(t.is_idle());
+    ends_clean(&mut k, &mut t);
 }
 
 /// A message through a one-shot export on the stream of the peer's send
@@ -608,6 +615,146 @@ fn a_send_once_message_read_past_a_send_waiting_for_room_goes_in_after_it() {
     assert!(t.pump(&mut k, &mut Vec::new()).is_empty());
     k.check_invariants().unwrap();
     assert!(t.is_idle());
+}
+
+/// The peer sends the reply right back (`WireRef::OnceHome`): the server's
+/// task gets the send-once right netmsg held for the export, which reaches
+/// p, and the export is settled. The same right home again, a one-shot
+/// export home twice in one message, or a send right of it, is refused.
+#[test]
+fn a_one_shot_export_coming_home_gives_back_the_right_it_holds() {
+    let Requested {
+        mut k,
+        mut t,
+        server,
+        evil,
+        p,
+        to_p,
+        once,
+        ..
+    } = requested();
+    let opts = mach::RecvOptions::default();
+    let home = |rights: Vec<WireRight>| {
+        let mut f = plain(5);
+        if let StreamFrame::Message(m) = &mut f {
+            m.items = vec![WireItem::Rights {
+                form: rights[0].form,
+                inline: true,
+                longform: false,
+                deallocate: false,
+                rights,
+            }];
+        }
+        f
+    };
+    let right = |form, id| WireRight {
+        form,
+        reference: WireRef::OnceHome { id },
+        watermark: 0,
+        after: Vec::new(),
+        home_stream: None,
+    };
+    let refused = |r: Result<Vec<netmsg::translate::Out>, TranslateError>| {
+        matches!(r, Err(TranslateError::Protocol { .. }))
+    };
+    let twice = home(vec![
+        right(Form::SendOnce, once),
+        right(Form::SendOnce, once),
+    ]);
+    assert!(refused(t.on_frame(&mut k, evil, to_p, twice)));
+    assert!(refused(t.on_frame(
+        &mut k,
+        evil,
+        to_p,
+        home(vec![right(Form::Send, once)])
+    )));
+    assert!(k.receive(server, p, opts).unwrap().is_none());
+    t.on_frame(&mut k, evil, to_p, home(vec![right(Form::SendOnce, once)]))
+        .unwrap();
+    // Its dead-name request was cancelled before it left netmsg's space:
+    // no port-deleted notification waits for netmsg.
+    let waiting: usize = k
+        .names(t.task())
+        .unwrap()
+        .iter()
+        .filter_map(|&(name, _, _)| k.queued(t.task(), name).ok())
+        .sum();
+    assert_eq!(waiting, 0);
+    let m = k.receive(server, p, opts).unwrap().unwrap();
+    let back = m.body[0].names_payload().unwrap()[0];
+    assert_eq!(k.port_type(server, back).unwrap(), port_type::SEND_ONCE);
+    // Through it, the server's task reaches p itself.
+    let through = mach::Message::simple(back, msg_type::MOVE_SEND_ONCE, 6, vec![]);
+    k.send(server, through, false).unwrap();
+    let m = k.receive(server, p, opts).unwrap().unwrap();
+    assert_eq!((m.id, m.local_type()), (6, msg_type::PORT_SEND_ONCE));
+    assert!(t.pump(&mut k, &mut Vec::new()).is_empty());
+    // Settled: not again.
+    assert!(refused(t.on_frame(
+        &mut k,
+        evil,
+        to_p,
+        home(vec![right(Form::SendOnce, once)])
+    )));
+    ends_clean(&mut k, &mut t);
+}
+
+/// A reply right whose port died comes home dead, and nothing of it is
+/// left, whether netmsg has handled the port's dead-name notification yet
+/// or not (it may be on its way).
+#[test]
+fn a_one_shot_export_of_a_dead_port_comes_home_dead() {
+    for pump_first in [false, true] {
+        let Requested {
+            mut k,
+            mut t,
+            server,
+            evil,
+            p,
+            once,
+            ..
+        } = requested();
+        // The server's other port, which the peer reaches, carries the right.
+        let (q, to_q) = exported_port(&mut k, &mut t, server);
+        k.port_destroy(server, p).unwrap();
+        if pump_first {
+            let mut out = Vec::new();
+            assert!(t.pump(&mut k, &mut out).is_empty());
+            let dead = |o: &netmsg::translate::Out| matches!(o.frame, StreamFrame::Release(Frame::Dead { id }) if id == once);
+            assert!(out.iter().any(dead), "{out:?}");
+        }
+        let mut f = plain(7);
+        if let StreamFrame::Message(m) = &mut f {
+            m.items = vec![WireItem::Rights {
+                form: Form::SendOnce,
+                inline: true,
+                longform: false,
+                deallocate: false,
+                rights: vec![WireRight {
+                    form: Form::SendOnce,
+                    reference: WireRef::OnceHome { id: once },
+                    watermark: 0,
+                    after: Vec::new(),
+                    home_stream: None,
+                }],
+            }];
+        }
+        t.on_frame(&mut k, evil, to_q, f).unwrap();
+        let m = k
+            .receive(server, q, mach::RecvOptions::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.body[0].names_payload().unwrap(), [mach::NAME_DEAD]);
+        assert!(t.pump(&mut k, &mut Vec::new()).is_empty());
+        ends_clean(&mut k, &mut t);
+        // netmsg's space holds no right of the port, dead or not.
+        let left = k.names(t.task()).unwrap();
+        let of_the_port = port_type::SEND_ONCE | port_type::DEAD_NAME;
+        assert!(
+            left.iter().all(|&(_, ty, _)| ty & of_the_port == 0),
+            "{left:?}"
+        );
+    }
 }
 
 /// Found by `any_decodable_frame_is_answered_without_panic`: a message

@@ -26,6 +26,8 @@ enum Settled {
     Notified,
     /// The port died first: nothing to deliver or notify.
     PortDied,
+    /// Sent back to A in a message: A's task holds the right again.
+    CameHome,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -51,6 +53,9 @@ struct World {
     to_b: BTreeMap<u64, VecDeque<Frame>>,
     /// Send-once rights B's tasks hold: proxy → export id.
     held: BTreeMap<u64, u64>,
+    /// Rights B's tasks sent back to A, in messages on other streams (in any
+    /// order relative to the one-shot streams): export ids.
+    going_home: Vec<u64>,
     rng: u64,
 }
 
@@ -162,7 +167,45 @@ impl World {
         }
     }
 
+    /// A task of B's sends a right it holds back to A: the proxy's import
+    /// ends as if used (`WireRef::OnceHome` carries the export's ID).
+    fn send_home(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let proxies: Vec<u64> = self.held.keys().copied().collect();
+        let proxy = proxies[self.rand(proxies.len())];
+        let (id, effects) = self.b.once_used(proxy).expect("a held proxy is known");
+        self.apply_b(effects);
+        self.going_home.push(id);
+    }
+
+    fn arrive_home(&mut self) {
+        if self.going_home.is_empty() {
+            return;
+        }
+        let i = self.rand(self.going_home.len());
+        let id = self.going_home.swap_remove(i);
+        let (right, dead, effects) = self.a.once_home(id).expect("B sent a known right home");
+        self.apply_a(effects);
+        assert_eq!(right, self.export_right[&id]);
+        let alive = self.ports_alive[self.right_port[&right] as usize];
+        assert_eq!(dead, !alive, "export {id}");
+        // A right to a dead port was settled by the death.
+        if alive {
+            self.settle(right, Settled::CameHome);
+        }
+    }
+
     fn step(&mut self) {
+        if self.rand(10) == 0 {
+            if self.rand(2) == 0 {
+                self.send_home();
+            } else {
+                self.arrive_home();
+            }
+            return;
+        }
         match self.rand(8) {
             0 => {
                 let port = self.rand(self.ports_alive.len());
@@ -228,6 +271,7 @@ impl World {
         );
         // Whatever was in flight is gone with the connection.
         self.carried.clear();
+        self.going_home.clear();
         self.to_a.clear();
         self.to_b.clear();
         assert!(self.a.is_empty() && self.b.is_empty());
@@ -242,8 +286,14 @@ impl World {
                 moved = true;
             }
             if !self.held.is_empty() {
-                let use_it = self.rand(2) == 0;
-                self.use_or_destroy(use_it);
+                match self.rand(3) {
+                    0 => self.send_home(),
+                    n => self.use_or_destroy(n == 1),
+                }
+                moved = true;
+            }
+            if !self.going_home.is_empty() {
+                self.arrive_home();
                 moved = true;
             }
             for id in common::busy_streams(&self.to_a) {
@@ -300,7 +350,7 @@ fn fixed_seeds_consume_every_send_once_right_exactly_once() {
         }
     }
     // Every outcome is exercised, so the oracle is not vacuous.
-    assert_eq!(seen.len(), 3, "outcomes seen: {seen:?}");
+    assert_eq!(seen.len(), 4, "outcomes seen: {seen:?}");
 }
 
 proptest! {

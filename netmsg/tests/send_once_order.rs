@@ -5,7 +5,7 @@
 //! proxy comes back to netmsg's port set with messages queued (they join
 //! behind those queued there meanwhile), the one-shot stream is taken.
 
-use mach::types::msg_type;
+use mach::types::{msg_type, port_type};
 use mach::{Abi, Item, Kernel, Message, Name, PortRight, RecvOptions, TaskId};
 use netmsg::release::SEND_ONCE_ID_BIT;
 use netmsg::translate::{Out, Translator};
@@ -154,6 +154,25 @@ impl Client {
     }
 }
 
+/// What netmsg forwards now, one message carrying rights: its stream and
+/// its first right.
+fn first_right_out(k: &mut Kernel, t: &mut Translator) -> (u64, WireRef) {
+    let mut out: Vec<Out> = Vec::new();
+    assert!(t.pump(k, &mut out).is_empty());
+    let [Out {
+        id,
+        frame: StreamFrame::Message(m),
+        ..
+    }] = &out[..]
+    else {
+        panic!("one message: {out:?}");
+    };
+    let WireItem::Rights { rights, .. } = &m.items[0] else {
+        panic!("a right: {m:?}");
+    };
+    (*id, rights[0].reference.clone())
+}
+
 /// (Odd values go through the send right, even ones through a send-once.)
 #[test]
 fn send_once_messages_take_the_send_rights_stream_in_their_place() {
@@ -253,19 +272,7 @@ fn the_exporter_names_its_one_shot_exports_of_the_port_in_a_new_send_export() {
             vec![Item::port(disposition, port)],
         );
         k.send(server, m, false).unwrap();
-        let mut out: Vec<Out> = Vec::new();
-        assert!(t.pump(k, &mut out).is_empty());
-        let [Out {
-            frame: StreamFrame::Message(m),
-            ..
-        }] = &out[..]
-        else {
-            panic!("one message: {out:?}");
-        };
-        let WireItem::Rights { rights, .. } = &m.items[0] else {
-            panic!("a right: {m:?}");
-        };
-        rights[0].reference.clone()
+        first_right_out(k, t).1
     };
     let once_to = |r: WireRef| match r {
         WireRef::OnceExport {
@@ -298,4 +305,41 @@ fn the_exporter_names_its_one_shot_exports_of_the_port_in_a_new_send_export() {
         "{third:?}"
     );
     k.check_invariants().unwrap();
+}
+
+/// A send-once right the server exported, sent back to the server, goes
+/// home as that export (`WireRef::OnceHome`): its one-shot proxy goes
+/// without a send-once notification (nothing reports it destroyed), and a
+/// later `Dead` for it finds nothing.
+#[test]
+fn a_send_once_right_sent_back_to_its_exporter_goes_home() {
+    let mut c = client();
+    let carrying = Message::simple(
+        c.to_port,
+        msg_type::COPY_SEND,
+        12,
+        vec![Item::port(msg_type::MOVE_SEND_ONCE, c.once[0])],
+    );
+    c.k.send(c.task, carrying, false).unwrap();
+    let (stream, right) = first_right_out(&mut c.k, &mut c.t);
+    assert_eq!(stream, SEND, "on the send right's stream");
+    assert_eq!(right, WireRef::OnceHome { id: ONCE[0] });
+    // Nothing of the right is left in netmsg's space, not even a dead name.
+    let left = c.k.names(c.t.task()).unwrap();
+    assert!(
+        left.iter()
+            .all(|&(_, ty, _)| ty & (port_type::SEND_ONCE | port_type::DEAD_NAME) == 0),
+        "{left:?}"
+    );
+    let server = c.t.peer_id("server");
+    let dead = StreamFrame::Release(netmsg::release::Frame::Dead { id: ONCE[0] });
+    let out = c.t.on_frame(&mut c.k, server, ONCE[0], dead).unwrap();
+    assert!(out.is_empty(), "{out:?}");
+    let mut out = Vec::new();
+    assert!(c.t.pump(&mut c.k, &mut out).is_empty());
+    assert!(out.is_empty(), "{out:?}");
+    // The other one-shot proxy is still there, and still goes its way.
+    c.send_once(1, 4);
+    assert_eq!(c.pump(), [(SEND, 4)]);
+    c.k.check_invariants().unwrap();
 }

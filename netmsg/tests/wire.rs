@@ -38,6 +38,7 @@ fn reference() -> impl Strategy<Value = WireRef> {
         )
             .prop_map(frames::sender_export),
         any::<u64>().prop_map(|id| WireRef::ReceiverExport { id }),
+        any::<u64>().prop_map(|id| WireRef::OnceHome { id }),
         (any::<u64>(), prop::option::of(any::<u64>()))
             .prop_map(|(id, port_stream)| WireRef::OnceExport { id, port_stream }),
         (any::<u64>(), request(), request()).prop_map(|(id, no_senders, port_destroyed)| {
@@ -1035,6 +1036,7 @@ fn references_of_another_form_are_rejected() {
         right(Form::SendOnce, WireRef::Null),
         right(Form::SendOnce, WireRef::Dead),
         right(Form::Send, WireRef::ReceiverExport { id: 5 }),
+        right(Form::SendOnce, WireRef::OnceHome { id: once_id }),
         right(
             Form::Send,
             WireRef::SenderExport {
@@ -1056,6 +1058,7 @@ fn references_of_another_form_are_rejected() {
             },
         ),
         right(Form::SendOnce, WireRef::ReceiverExport { id: once_id }),
+        right(Form::Send, WireRef::OnceHome { id: once_id }),
         right(
             Form::Send,
             WireRef::OnceExport {

@@ -5,8 +5,8 @@ use netmsg::wire::{Dependency, Form, HomeLane, WireRef, WireRight};
 
 /// A right as the decoder accepts it: positions only on a named send right,
 /// a home stream only on a send right its sender exports, a named
-/// send-once right only as a one-shot export and a one-shot export only as
-/// a send-once right, a named receive right only as a moved one and a moved
+/// send-once right only as a one-shot export (or one coming home) and a
+/// one-shot export only as a send-once right, a named receive right only as a moved one and a moved
 /// one only as a receive right (the rest is dropped or changed to fit).
 pub(crate) fn valid_right(
     form: Form,
@@ -20,6 +20,7 @@ pub(crate) fn valid_right(
         WireRef::SenderExport { id, .. }
         | WireRef::ReceiverExport { id }
         | WireRef::OnceExport { id, .. }
+        | WireRef::OnceHome { id }
             if form == Form::Receive =>
         {
             WireRef::MovedReceive {
@@ -36,13 +37,18 @@ pub(crate) fn valid_right(
                 port_stream: None,
             }
         }
-        WireRef::OnceExport { id, .. } if form == Form::Send => WireRef::ReceiverExport { id },
+        WireRef::OnceExport { id, .. } | WireRef::OnceHome { id } if form == Form::Send => {
+            WireRef::ReceiverExport { id }
+        }
         WireRef::MovedReceive { .. } if form != Form::Receive => WireRef::Null,
         r => r,
     };
     let named = named && reference != WireRef::Null;
     let moved = matches!(reference, WireRef::MovedReceive { .. });
-    let once = matches!(reference, WireRef::OnceExport { .. });
+    let once = matches!(
+        reference,
+        WireRef::OnceExport { .. } | WireRef::OnceHome { .. }
+    );
     let exported = matches!(reference, WireRef::SenderExport { .. });
     WireRight {
         form,
