@@ -337,8 +337,11 @@ impl Writer {
                 self.u64(*id);
                 self.global(global);
                 if !once_exports.is_empty() {
-                    self.u16(once_exports.len() as u16);
-                    once_exports.iter().for_each(|&e| self.u64(e));
+                    // (A count is a u16: beyond it, the rest keep the
+                    // one-shot stream, as if not named.)
+                    let named = &once_exports[..once_exports.len().min(usize::from(u16::MAX))];
+                    self.u16(named.len() as u16);
+                    named.iter().for_each(|&e| self.u64(e));
                 }
             }
             WireRef::ReceiverExport { id } => {
@@ -821,12 +824,12 @@ impl Reader<'_> {
                 id: self.u64("export id")?,
                 port_stream: None,
             },
-            8 => WireRef::OnceHome {
-                id: self.u64("export id")?,
-            },
             6 => WireRef::OnceExport {
                 id: self.u64("export id")?,
                 port_stream: Some(self.u64("port stream")?),
+            },
+            8 => WireRef::OnceHome {
+                id: self.u64("export id")?,
             },
             4 if nested => {
                 return Err(WireError::Invalid {
