@@ -235,8 +235,15 @@ pub struct Translator {
     /// Messages written per (peer, export id) stream: the watermark a right
     /// going home carries.
     written: FxHashMap<(PeerId, u64), u64>,
+    /// Of those, messages through send-once rights (an embargo leaves them
+    /// out: one the peer takes in after the move comes back in its lane).
+    once_written: FxHashMap<(PeerId, u64), u64>,
     /// Messages delivered per lane.
     delivered: BTreeMap<StreamKey, u64>,
+    /// Of those in a peer's own lane of a send export's stream (peer,
+    /// export), messages through one-shot exports: an embargo's counts leave
+    /// them out (see `once_written`).
+    once_delivered: FxHashMap<(PeerId, u64), u64>,
     /// Frames held for their dependencies, in lanes: per peer stream, and
     /// within it per lane of forwarded messages.
     holds: Holds<StreamKey, StreamFrame>,
@@ -515,6 +522,8 @@ impl Translator {
             peer_ids: FxHashMap::default(),
             proxies: FxHashMap::default(),
             written: FxHashMap::default(),
+            once_written: FxHashMap::default(),
+            once_delivered: FxHashMap::default(),
             delivered: BTreeMap::new(),
             holds: Holds::new(),
             proxy_global: BTreeMap::new(),
@@ -1029,6 +1038,7 @@ impl Translator {
                             w.dependencies.extend(deps);
                         }
                         self.wrote(peer, e);
+                        *self.once_written.entry((peer, e)).or_insert(0) += 1;
                         out.push(Out {
                             peer,
                             id: e,
@@ -1697,7 +1707,14 @@ impl Translator {
             .delivered
             .iter()
             .filter(|(lane, _)| *lane.node == *self.peer_name(peer) && lane.port == export)
-            .map(|(lane, &n)| (lane.origin.clone(), n))
+            .map(|(lane, &n)| {
+                // (What came through one-shot exports the peer leaves out.)
+                let once = match lane.origin {
+                    None => self.once_delivered.get(&(peer, export)).copied(),
+                    Some(_) => None,
+                };
+                (lane.origin.clone(), n.saturating_sub(once.unwrap_or(0)))
+            })
             .collect();
         if lanes.len() > crate::wire::MAX_EMBARGO_LANES {
             return None;
@@ -1914,7 +1931,7 @@ impl Translator {
             }
             Some(())
         };
-        let own = self.written.get(&(peer, e.export)).copied().unwrap_or(0);
+        let own = self.own_written(peer, e.export);
         lane(
             Origin {
                 node: self.node.clone(),
@@ -2017,7 +2034,7 @@ impl Translator {
                 .find(|(o, _)| o == origin)
                 .map_or(0, |&(_, n)| n)
         };
-        let own = self.written.get(&(peer, e.export)).copied().unwrap_or(0);
+        let own = self.own_written(peer, e.export);
         let forwarded = self
             .forwarded
             .iter()
@@ -2564,6 +2581,17 @@ impl Translator {
         }
     }
 
+    /// Messages written on stream `id` to `peer` that an embargo counts:
+    /// those not through send-once rights.
+    fn own_written(&self, peer: PeerId, id: u64) -> u64 {
+        let written = self.written.get(&(peer, id)).copied().unwrap_or(0);
+        let once = match self.once_written.is_empty() {
+            true => 0,
+            false => self.once_written.get(&(peer, id)).copied().unwrap_or(0),
+        };
+        written.saturating_sub(once)
+    }
+
     /// A frame is written on stream `id` to `peer`.
     fn wrote(&mut self, peer: PeerId, id: u64) {
         *self.written.entry((peer, id)).or_insert(0) += 1;
@@ -2738,7 +2766,11 @@ impl Translator {
     /// with their stream (one-shot streams keep none), so a link's many
     /// RPCs and short-lived ports leave nothing behind.
     pub fn stream_records(&self) -> usize {
-        self.written.len() + self.delivered.len() + self.holds.records()
+        self.written.len()
+            + self.once_written.len()
+            + self.delivered.len()
+            + self.once_delivered.len()
+            + self.holds.records()
     }
 
     /// Per-stream records left with no export or import for them, for the
@@ -3002,6 +3034,9 @@ impl Translator {
             // record; a moved port's stream keeps a tombstone, as a right
             // coming home to it waits for its `Moved` frame.
             let tombstone = port & crate::release::MOVED_ID_BIT != 0;
+            if !self.once_delivered.is_empty() {
+                self.once_delivered.remove(&(peer, port));
+            }
             if !tombstone {
                 for lane in crate::causal::stream_lanes(&self.delivered, node, port) {
                     self.delivered.remove(&lane);
@@ -3133,8 +3168,12 @@ impl Translator {
                 // A flush marker of this node's goes no further (no task
                 // sees it), wherever it arrives.
                 let marker = self.own_marker(&m);
+                let once_on_stream = m.once.is_some() && m.origin.is_none() && lane.is_some();
                 if marker.is_none() {
                     self.deliver(k, peer, id, m, out)?;
+                }
+                if once_on_stream {
+                    *self.once_delivered.entry((peer, id)).or_insert(0) += 1;
                 }
                 let position = lane.map(|lane| {
                     let n = match self.delivered.get_mut(&lane) {
@@ -4447,6 +4486,9 @@ impl Translator {
                     // is read only through its live proxy.
                     if id & crate::release::SEND_ONCE_ID_BIT == 0 {
                         self.written.remove(&(peer, id));
+                        if !self.once_written.is_empty() {
+                            self.once_written.remove(&(peer, id));
+                        }
                     }
                     self.finished.push((peer, id))
                 }
@@ -4551,8 +4593,10 @@ impl Translator {
         self.holds.link_lost(&name);
         self.holds.link_up(&name);
         self.written.retain(|(p, _), _| *p != peer);
+        self.once_written.retain(|(p, _), _| *p != peer);
         self.behind_sends.retain(|b| b.peer != peer);
         self.delivered.retain(|lane, _| *lane.node != *name);
+        self.once_delivered.retain(|(p, _), _| *p != peer);
         self.congested.retain(|(p, _)| *p != peer);
         // Frames from other peers that waited on the lost streams go now.
         self.handle_freed(k, &mut out)?;

@@ -1002,6 +1002,53 @@ fn an_embargo_waits_for_room_a_task_will_make() {
     }
 }
 
+/// The client sends through a send-once right to the server's port `r` on
+/// its send right's stream, and the server moves `r` to the client before
+/// it reads that message: it goes into `r`'s forwarder through the one-shot
+/// export's right and comes back in the server's lane, not the client's.
+/// The client's embargo leaves it out of what it waits for in its own lane
+/// (the server's count leaves it out too), so the client takes `r` under
+/// its one name. (It used to wait for it there until the embargo clock gave
+/// up: a second name, the most common one on two nodes.)
+#[test]
+fn an_embargo_leaves_out_send_once_messages_on_the_stream() {
+    for seed in 1..=10 {
+        let mut c = Cluster::new(2, seed);
+        let x = pair(&mut c);
+        let r = c.port(x.server);
+        let to_r = c.give_send(x.server, r, x.client);
+        send_right(
+            &mut c,
+            x.server,
+            x.to_inbox,
+            940,
+            msg_type::MAKE_SEND_ONCE,
+            r,
+        );
+        c.settle();
+        let once = right_in_next(&mut c, x.client, x.inbox, "the send-once right");
+        c.send(
+            x.client,
+            Message::simple(once, msg_type::MOVE_SEND_ONCE, 941, vec![int(941)]),
+        );
+        move_receive(&mut c, x.server, x.to_inbox, r);
+        c.settle();
+        let rr = right_in_next(&mut c, x.client, x.inbox, "the receive right");
+        assert_eq!(rr, to_r, "seed {seed}: the client's one name for r");
+        let m = c.receive(x.client, rr).expect("the send-once message");
+        assert_eq!(
+            (m.id, m.local_type()),
+            (941, msg_type::PORT_SEND_ONCE),
+            "seed {seed}"
+        );
+        drop_sends(&mut c, x.client, rr);
+        c.destroy_port(x.client, rr);
+        c.settle();
+        end_pair(&mut c, &x);
+        c.check_clean();
+    }
+}
+
 /// Node `from`'s netmsg pumps; the frames it wrote to node `to` are handled
 /// there before `to`'s netmsg looks at its own queue.
 fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
