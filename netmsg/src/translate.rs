@@ -1703,17 +1703,20 @@ impl Translator {
             // would reach the port there instead (no stand-in for them).
             return None;
         }
+        let once = self
+            .once_delivered
+            .get(&(peer, export))
+            .copied()
+            .unwrap_or(0);
         let lanes: Vec<(Option<Origin>, u64)> = self
             .delivered
             .iter()
             .filter(|(lane, _)| *lane.node == *self.peer_name(peer) && lane.port == export)
-            .map(|(lane, &n)| {
-                // (What came through one-shot exports the peer leaves out.)
-                let once = match lane.origin {
-                    None => self.once_delivered.get(&(peer, export)).copied(),
-                    Some(_) => None,
-                };
-                (lane.origin.clone(), n.saturating_sub(once.unwrap_or(0)))
+            // (What came through one-shot exports, in the peer's own lane,
+            // the peer leaves out.)
+            .map(|(lane, &n)| match lane.origin {
+                None => (None, n.saturating_sub(once)),
+                Some(_) => (lane.origin.clone(), n),
             })
             .collect();
         if lanes.len() > crate::wire::MAX_EMBARGO_LANES {
@@ -2585,10 +2588,7 @@ impl Translator {
     /// those not through send-once rights.
     fn own_written(&self, peer: PeerId, id: u64) -> u64 {
         let written = self.written.get(&(peer, id)).copied().unwrap_or(0);
-        let once = match self.once_written.is_empty() {
-            true => 0,
-            false => self.once_written.get(&(peer, id)).copied().unwrap_or(0),
-        };
+        let once = self.once_written.get(&(peer, id)).copied().unwrap_or(0);
         written.saturating_sub(once)
     }
 
