@@ -359,12 +359,13 @@ struct PortInfo {
     alive: bool,
     /// Its receive right is in a message (`home` and `name` are stale).
     moving: bool,
-    /// Its receive right moved between nodes. netmsg forwards, without
-    /// route shortening yet: a node that already named the port names it
-    /// twice, and a sender whose way to it changes may overtake what it
-    /// sent the old way (docs/protocol.md, "Known divergences"). So the
-    /// one-name and order checks are off for it; where messages and rights
-    /// go, loss, duplication, send-once accounting and cleanup are checked.
+    /// Its receive right moved between nodes. A node that already named the
+    /// port may name it twice where route shortening is not done, and a
+    /// sender's message may arrive after one it sent later, through another
+    /// way or lane (docs/protocol.md, "Known divergences"). So the one-name
+    /// and order checks are off for it (`Stats` counts both); where
+    /// messages and rights go, loss, duplication, send-once accounting and
+    /// cleanup are checked.
     relaxed: bool,
 }
 
@@ -421,6 +422,9 @@ struct Sim {
     /// The last message of each sender and port received, also through
     /// send-once rights, and whether it was.
     last_all: BTreeMap<(Task, usize), (u32, bool)>,
+    /// The last message of each sender received through a send right to a
+    /// port whose receive right went through netmsg.
+    last_moved: BTreeMap<(Task, usize), u32>,
     once_made: BTreeMap<usize, u64>,
     once_used: BTreeMap<usize, u64>,
     once_notified: BTreeMap<usize, u64>,
@@ -452,6 +456,12 @@ pub struct Stats {
     /// through a send-once right (docs/protocol.md, "Known divergences").
     pub send_once_messages: u64,
     pub send_once_out_of_order: u64,
+    /// Messages sent with send rights to ports whose receive right went
+    /// through netmsg (`PortInfo::relaxed`), and those that arrived after
+    /// one their sender sent later to the same port (docs/protocol.md,
+    /// "Known divergences": measured, not required).
+    pub moved_port_messages: u64,
+    pub moved_port_out_of_order: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -466,6 +476,8 @@ impl std::ops::AddAssign for Stats {
         self.second_names += s.second_names;
         self.send_once_messages += s.send_once_messages;
         self.send_once_out_of_order += s.send_once_out_of_order;
+        self.moved_port_messages += s.moved_port_messages;
+        self.moved_port_out_of_order += s.moved_port_out_of_order;
     }
 }
 
@@ -495,6 +507,7 @@ impl Sim {
             in_flight: BTreeMap::new(),
             last: BTreeMap::new(),
             last_all: BTreeMap::new(),
+            last_moved: BTreeMap::new(),
             once_made: BTreeMap::new(),
             once_used: BTreeMap::new(),
             once_notified: BTreeMap::new(),
@@ -1077,6 +1090,17 @@ impl Sim {
                 }
             }
             self.last.insert(key, tag);
+        }
+        // Order of messages through send rights to ports that moved across
+        // nodes: measured, not required (see `PortInfo::relaxed`).
+        if !sent.via_once && self.ports[p].relaxed && !self.lost_links {
+            self.stats.moved_port_messages += 1;
+            match self.last_moved.get(&key) {
+                Some(&prev) if prev > tag => self.stats.moved_port_out_of_order += 1,
+                _ => {
+                    self.last_moved.insert(key, tag);
+                }
+            }
         }
         // Order among them counting messages through send-once rights too:
         // measured, not required (see above).
