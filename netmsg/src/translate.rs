@@ -412,6 +412,9 @@ struct Embargoed {
     seqno: u32,
     qlimit: u32,
     waits: Vec<(StreamKey, u64)>,
+    /// The sender's own lane position where the port's queue ends on the
+    /// stream: what it relayed in other lanes after the move waits for it.
+    queue_end: u64,
     parked: Vec<Message>,
     /// Send-once rights the sender kept for the proxy (a forwarder) and
     /// destroyed at the move: the rights tasks here hold to the proxy stand
@@ -473,6 +476,20 @@ struct Staged {
 /// The rights a message placed here holds until the kernel takes it (made
 /// or moved out of netmsg's space; destroyed if the send fails): a few.
 type HeldRights = SmallVec<[(Name, u8); 4]>;
+
+/// The pseudo-lane that frames relayed on `Moved` stream `id` from `peer`
+/// under an embargo wait on: advanced to 1 once the port's queue has come
+/// in the sender's own lane, or the embargo is over.
+fn queue_sent(peer: &str, id: u64) -> StreamKey {
+    StreamKey {
+        node: peer.into(),
+        port: id,
+        origin: Some(Origin {
+            node: String::new(),
+            era: u64::MAX - 1,
+        }),
+    }
+}
 
 /// The pseudo-lane a moved port's receive right waits on: advanced to 1 once
 /// the port of `Moved` stream `id` from `peer` is ready (made, and handed
@@ -1836,6 +1853,7 @@ impl Translator {
                     seqno: m.seqno,
                     qlimit: m.qlimit,
                     waits,
+                    queue_end: m.embargo.as_ref().map_or(1, |e| e.queued.saturating_add(1)),
                     parked: Vec::new(),
                     send_once: m.embargo.as_ref().map_or(0, |e| e.send_once),
                     own_send_once: 0,
@@ -2349,6 +2367,7 @@ impl Translator {
         self.adopted.insert(proxy, e.global.clone());
         self.adopted_port.insert(e.global, proxy);
         self.unclaimed.insert(key, proxy);
+        self.holds.advanced(queue_sent(self.peer_name(peer), id), 1);
         self.holds.advanced(port_ready(self.peer_name(peer), id), 1);
         Ok(())
     }
@@ -2407,6 +2426,7 @@ impl Translator {
         } else {
             self.adopted_port.insert(e.global, e.staging);
         }
+        self.holds.advanced(queue_sent(self.peer_name(peer), id), 1);
         self.holds.advanced(port_ready(self.peer_name(peer), id), 1);
         Ok(())
     }
@@ -2874,6 +2894,22 @@ impl Translator {
             return Ok(out);
         }
         let mut waits = waits;
+        // On a moved port's stream under an embargo, what the sender relayed
+        // in others' lanes reached the port after the messages queued on it
+        // (one kernel would have queued it behind them): it waits for the
+        // queue's end in the sender's own lane.
+        if origin.is_some() && matches!(frame, StreamFrame::Message(_)) {
+            if let Some(e) = self.embargoes.get(&(peer, id)) {
+                let own = StreamKey::stream(self.peer_shared(peer), id);
+                if self.delivered.get(&own).copied().unwrap_or(0) < e.queue_end {
+                    waits.push(Wait {
+                        stream: queue_sent(self.peer_name(peer), id),
+                        position: 1,
+                        kind: WaitKind::Order,
+                    });
+                }
+            }
+        }
         if let StreamFrame::Release(Frame::Release { .. }) = &frame {
             // The export ends after every message before it on the stream,
             // forwarded ones in their lanes included (which hold messages
@@ -2923,6 +2959,9 @@ impl Translator {
         // A moved port's readiness waits, under an embargo, on the
         // embargo's lanes: cycles may run through several embargoes.
         let behind = |s: &StreamKey| -> Vec<StreamKey> {
+            if *s == queue_sent(&s.node, s.port) {
+                return vec![StreamKey::stream(s.node.clone(), s.port)];
+            }
             if *s != port_ready(&s.node, s.port) {
                 return Vec::new();
             }
@@ -2934,6 +2973,27 @@ impl Translator {
                 .map(unmet_of)
                 .unwrap_or_default()
         };
+        // What was relayed waits for the queue, unless the queue waits for
+        // it (a right queued whose positions name a relayed message: sent
+        // before it, so one kernel would have queued it first): then the
+        // relayed frames go, in their lanes.
+        let relayed_first: Vec<StreamKey> = self
+            .embargoes
+            .iter()
+            .filter_map(|(&(peer, id), e)| {
+                let own = StreamKey::stream(self.peer_shared(peer), id);
+                let key = queue_sent(self.peer_name(peer), id);
+                (self.delivered.get(&own).copied().unwrap_or(0) < e.queue_end
+                    && self.holds.depends_on(&[own], |s| *s == key, behind))
+                .then_some(key)
+            })
+            .collect();
+        if !relayed_first.is_empty() {
+            for key in relayed_first {
+                self.holds.advanced(key, 1);
+            }
+            return Ok(true);
+        }
         // Streams stalled on a full queue whose receive right netmsg holds
         // (staged, or in a message held here): a task holding it instead
         // will make room. (One in a message in a kernel queue of a port
@@ -3204,6 +3264,16 @@ impl Translator {
                         if let Some(staged) = self.staged.get_mut(&port) {
                             staged.queue.extend(taken);
                         }
+                    }
+                }
+                if let Some((lane, n)) = &position {
+                    let queue_in = lane.origin.is_none()
+                        && self
+                            .embargoes
+                            .get(&(peer, id))
+                            .is_some_and(|e| *n == e.queue_end);
+                    if queue_in {
+                        self.holds.advanced(queue_sent(self.peer_name(peer), id), 1);
                     }
                 }
                 self.end_embargo_if_back(k, peer, id, out)?;

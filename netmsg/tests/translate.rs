@@ -1049,6 +1049,49 @@ fn an_embargo_leaves_out_send_once_messages_on_the_stream() {
     }
 }
 
+/// The client sends the server's port `r` a message carrying the receive
+/// right of its own port `s`, which waits in `r`'s queue, then another
+/// message; the server moves `r` to the client meanwhile. The first comes
+/// back in the server's lane as `r`'s queue, held at the client until `s`
+/// is ready there; the second, taken in after the move, is relayed in the
+/// client's lane. It waits for the queue: the client reads them in the
+/// order it sent them. (It went first in the 2-node simulator.)
+#[test]
+fn what_is_relayed_after_a_move_waits_for_the_queue() {
+    for seed in 1..=20 {
+        let mut c = Cluster::new(2, seed);
+        let x = pair(&mut c);
+        let r = c.port(x.server);
+        let to_r = c.give_send(x.server, r, x.client);
+        let s = c.port(x.client);
+        c.settle();
+        c.send(
+            x.client,
+            Message::simple(
+                to_r,
+                msg_type::COPY_SEND,
+                950,
+                vec![int(950), Item::port(msg_type::MOVE_RECEIVE, s)],
+            ),
+        );
+        c.settle();
+        send_int(&mut c, x.client, to_r, 951, 951);
+        move_receive(&mut c, x.server, x.to_inbox, r);
+        c.settle();
+        let rr = right_in_next(&mut c, x.client, x.inbox, "the receive right");
+        let first = c.receive(x.client, rr).expect("the first message");
+        let second = c.receive(x.client, rr).expect("the second message");
+        assert_eq!((first.id, second.id), (950, 951), "seed {seed}");
+        let s = first.body[1].names_payload().unwrap()[0];
+        c.destroy_port(x.client, s);
+        drop_sends(&mut c, x.client, rr);
+        c.destroy_port(x.client, rr);
+        c.settle();
+        end_pair(&mut c, &x);
+        c.check_clean();
+    }
+}
+
 /// Node `from`'s netmsg pumps; the frames it wrote to node `to` are handled
 /// there before `to`'s netmsg looks at its own queue.
 fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
