@@ -6,7 +6,10 @@
  * writes MOVED on the port's new stream M with the embargo (how many of B's
  * messages on E it took in, and the queue it forwards right behind the
  * frame, in its own lane), the carrying message goes on another stream, and
- * B's messages still arriving on E are forwarded back on M in B's lane. B
+ * B's messages still arriving on E are forwarded back on M in B's lane. The
+ * lanes of M are held apart at B (a queued message may wait there for a
+ * right it carries while the other lane goes on), so what comes back in
+ * B's lane waits until A's queue is in. B
  * parks what T queues on Q meanwhile; once as many of its messages as it
  * wrote less those A took in are back, and A's queue too, Q becomes the
  * port: what came back, then what was parked, is its queue, and only then
@@ -19,12 +22,13 @@
 
 #define N 4
 
-mtype = { MOVED, QUEUED, BACK };
+mtype = { MOVED, QUEUED };
 
 chan qq = [N] of { byte };              /* Q's queue on B (the port's, after) */
 chan e = [N] of { byte };               /* B -> A: stream E */
 chan pa = [N] of { byte };              /* P's queue on A */
-chan m = [N + 1] of { mtype, byte, byte }; /* A -> B: stream M */
+chan m = [N + 1] of { mtype, byte, byte }; /* A -> B: stream M, A's lane */
+chan mb = [N] of { byte };              /* A -> B: stream M, B's lane */
 chan carry = [1] of { bit };            /* A -> B: the carrying message */
 chan staged = [N] of { byte };          /* what came back, then what was parked */
 chan parked = [N] of { byte };
@@ -40,6 +44,14 @@ byte need_back = 0;     /* B's messages to come back on M */
 byte need_queued = 0;   /* A's queue, on M after MOVED */
 byte got_back = 0;
 byte got_queued = 0;
+
+/* B takes its lane of M once MOVED is in (the stream's first frame) and
+ * A's queue has come behind it. */
+#ifdef BROKEN_NO_QUEUE_WAIT
+#define QUEUE_IN (embargo || handed)
+#else
+#define QUEUE_IN ((embargo || handed) && got_queued >= need_queued)
+#endif
 
 byte last = 0;
 byte received = 0;
@@ -74,7 +86,7 @@ end:
        /* the queue goes right behind the frame */
        do :: pa?n -> m!QUEUED,n,0 :: empty(pa) -> break od;
        carry!1 }
-  :: atomic { moved && nempty(e) -> e?n; m!BACK,n,0 }
+  :: atomic { moved && nempty(e) -> e?n; mb!n }
   od
 }
 
@@ -101,7 +113,8 @@ end:
      /* what comes on M: staged until the port is claimed, then the port's */
   :: atomic { m?QUEUED,n,k -> got_queued++;
        if :: claimed -> qq!n :: else -> staged!n fi }
-  :: atomic { m?BACK,n,k -> got_back++;
+     /* B's lane (see QUEUE_IN) */
+  :: atomic { nempty(mb) && QUEUE_IN -> mb?n; got_back++;
        if :: claimed -> qq!n :: else -> staged!n fi }
      /* everything back: Q becomes the port */
   :: atomic { embargo && got_back >= need_back && got_queued >= need_queued ->
@@ -122,7 +135,7 @@ end:
 
 proctype Quiescence() {
   timeout ->
-    assert(len(qq) == 0 && len(e) == 0 && len(pa) == 0 && len(m) == 0);
+    assert(len(qq) == 0 && len(e) == 0 && len(pa) == 0 && len(m) == 0 && len(mb) == 0);
     assert(len(carry) == 0 && len(staged) == 0 && len(parked) == 0);
     assert(received == N);
     assert(claimed && handed)
