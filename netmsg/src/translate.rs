@@ -3266,7 +3266,8 @@ impl Translator {
                         }
                     }
                 }
-                if let Some((lane, n)) = &position {
+                // (The common case has no embargo: no lookup then.)
+                if let (false, Some((lane, n))) = (self.embargoes.is_empty(), &position) {
                     let queue_in = lane.origin.is_none()
                         && self
                             .embargoes
