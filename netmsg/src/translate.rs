@@ -415,6 +415,10 @@ struct Embargoed {
     /// The sender's own lane position where the port's queue ends on the
     /// stream: what it relayed in other lanes after the move waits for it.
     queue_end: u64,
+    /// A relayed frame waits for the queue (on `queue_sent`, which is then
+    /// advanced once the queue is in or the embargo ends: without one, no
+    /// record of it is made).
+    relayed_held: bool,
     parked: Vec<Message>,
     /// Send-once rights the sender kept for the proxy (a forwarder) and
     /// destroyed at the move: the rights tasks here hold to the proxy stand
@@ -1854,6 +1858,7 @@ impl Translator {
                     qlimit: m.qlimit,
                     waits,
                     queue_end: m.embargo.as_ref().map_or(1, |e| e.queued.saturating_add(1)),
+                    relayed_held: false,
                     parked: Vec::new(),
                     send_once: m.embargo.as_ref().map_or(0, |e| e.send_once),
                     own_send_once: 0,
@@ -2214,6 +2219,7 @@ impl Translator {
         self.embargoed.remove(&e.proxy);
         let (peer, id) = key;
         let proxy = e.proxy;
+        let relayed_held = e.relayed_held;
         // (The proxy leads to the sender, or, with markers, another way.)
         let (upstream, handle) = match self.proxies.get(&proxy) {
             Some((p, of)) if !of.once => (*p, of.handle),
@@ -2367,7 +2373,9 @@ impl Translator {
         self.adopted.insert(proxy, e.global.clone());
         self.adopted_port.insert(e.global, proxy);
         self.unclaimed.insert(key, proxy);
-        self.holds.advanced(queue_sent(self.peer_name(peer), id), 1);
+        if relayed_held {
+            self.holds.advanced(queue_sent(self.peer_name(peer), id), 1);
+        }
         self.holds.advanced(port_ready(self.peer_name(peer), id), 1);
         Ok(())
     }
@@ -2388,6 +2396,9 @@ impl Translator {
         };
         self.embargoed.remove(&e.proxy);
         let (peer, id) = key;
+        if e.relayed_held {
+            self.holds.advanced(queue_sent(self.peer_name(peer), id), 1);
+        }
         // Not shortened, the rights the sender let go are made here (less
         // those its messages already came back through).
         if k.port_type(self.task, e.staging)
@@ -2426,7 +2437,6 @@ impl Translator {
         } else {
             self.adopted_port.insert(e.global, e.staging);
         }
-        self.holds.advanced(queue_sent(self.peer_name(peer), id), 1);
         self.holds.advanced(port_ready(self.peer_name(peer), id), 1);
         Ok(())
     }
@@ -2899,9 +2909,11 @@ impl Translator {
         // (one kernel would have queued it behind them): it waits for the
         // queue's end in the sender's own lane.
         if origin.is_some() && matches!(frame, StreamFrame::Message(_)) {
-            if let Some(e) = self.embargoes.get(&(peer, id)) {
-                let own = StreamKey::stream(self.peer_shared(peer), id);
-                if self.delivered.get(&own).copied().unwrap_or(0) < e.queue_end {
+            let own = StreamKey::stream(self.peer_shared(peer), id);
+            let at = self.delivered.get(&own).copied().unwrap_or(0);
+            if let Some(e) = self.embargoes.get_mut(&(peer, id)) {
+                if at < e.queue_end {
+                    e.relayed_held = true;
                     waits.push(Wait {
                         stream: queue_sent(self.peer_name(peer), id),
                         position: 1,
@@ -2980,6 +2992,7 @@ impl Translator {
         let relayed_first: Vec<StreamKey> = self
             .embargoes
             .iter()
+            .filter(|(_, e)| e.relayed_held)
             .filter_map(|(&(peer, id), e)| {
                 let own = StreamKey::stream(self.peer_shared(peer), id);
                 let key = queue_sent(self.peer_name(peer), id);
@@ -3272,7 +3285,7 @@ impl Translator {
                         && self
                             .embargoes
                             .get(&(peer, id))
-                            .is_some_and(|e| *n == e.queue_end);
+                            .is_some_and(|e| e.relayed_held && *n == e.queue_end);
                     if queue_in {
                         self.holds.advanced(queue_sent(self.peer_name(peer), id), 1);
                     }
