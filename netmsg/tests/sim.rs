@@ -43,7 +43,47 @@ fn fixed_seeds(nodes: usize, seeds: u64, actions: u64, moves: bool) {
             total.receive_rights_moved > seeds && total.second_names > 0,
             "{total:?}"
         );
+        // The known divergences (docs/protocol.md) stay near what they were
+        // measured at (these seeds, 2026-11-28: two nodes 0.56 %, 0.19 %,
+        // 0.15 %; three 6.0 %, 2.2 %, 0.70 %), so that a change that raises
+        // one shows here rather than in a later bisection (the rise of
+        // second names at 8d0e922 was 0.5 % to 1.5 %). Fewer seeds vary
+        // too much to bound.
+        if seeds >= 40 {
+            let [second, once, moved] = if nodes == 2 {
+                [0.9, 0.3, 0.25]
+            } else {
+                [9.0, 3.3, 1.05]
+            };
+            at_most(
+                "second names per receive right moved",
+                total.second_names,
+                total.receive_rights_moved,
+                second,
+            );
+            at_most(
+                "send-once messages out of order",
+                total.send_once_out_of_order,
+                total.send_once_messages,
+                once,
+            );
+            at_most(
+                "messages to moved ports out of order",
+                total.moved_port_out_of_order,
+                total.moved_port_messages,
+                moved,
+            );
+        }
     }
+}
+
+/// `n` of `of` is at most `percent` %.
+fn at_most(what: &str, n: u64, of: u64, percent: f64) {
+    let rate = 100.0 * n as f64 / of.max(1) as f64;
+    assert!(
+        rate <= percent,
+        "{what}: {n} of {of} ({rate:.2} %), more than {percent} %"
+    );
 }
 
 #[test]
