@@ -481,32 +481,31 @@ struct Staged {
 /// or moved out of netmsg's space; destroyed if the send fails): a few.
 type HeldRights = SmallVec<[(Name, u8); 4]>;
 
-/// The pseudo-lane that frames relayed on `Moved` stream `id` from `peer`
-/// under an embargo wait on: advanced to 1 once the port's queue has come
-/// in the sender's own lane, or the embargo is over.
-fn queue_sent(peer: &str, id: u64) -> StreamKey {
+/// A pseudo-lane of `Moved` stream `id` from `peer`: no origin node has an
+/// empty name, so no real lane is one.
+fn pseudo_lane(peer: &str, id: u64, era: u64) -> StreamKey {
     StreamKey {
         node: peer.into(),
         port: id,
         origin: Some(Origin {
             node: String::new(),
-            era: u64::MAX - 1,
+            era,
         }),
     }
+}
+
+/// The pseudo-lane that frames relayed on `Moved` stream `id` from `peer`
+/// under an embargo wait on: advanced to 1 once the port's queue has come
+/// in the sender's own lane, or the embargo is over.
+fn queue_sent(peer: &str, id: u64) -> StreamKey {
+    pseudo_lane(peer, id, u64::MAX - 1)
 }
 
 /// The pseudo-lane a moved port's receive right waits on: advanced to 1 once
 /// the port of `Moved` stream `id` from `peer` is ready (made, and handed
 /// over when there is an embargo).
 fn port_ready(peer: &str, id: u64) -> StreamKey {
-    StreamKey {
-        node: peer.into(),
-        port: id,
-        origin: Some(Origin {
-            node: String::new(),
-            era: u64::MAX,
-        }),
-    }
+    pseudo_lane(peer, id, u64::MAX)
 }
 
 /// The secret incarnations are derived from.
