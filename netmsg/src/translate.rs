@@ -1472,7 +1472,22 @@ impl Translator {
         name: Name,
         out: &mut Vec<Out>,
     ) -> Result<WireRight, TranslateError> {
-        let status = kr("receive status", k.port_get_receive_status(self.task, name))?;
+        let mut status = kr("receive status", k.port_get_receive_status(self.task, name))?;
+        if status.msgcount >= status.qlimit {
+            // Senders waiting for room (netmsg's own among them, for
+            // messages from the wire) join the queue that goes with the
+            // move, in the order they blocked: netmsg, the receiver now,
+            // would let them in next anyway. Let in later, they would go on
+            // behind the queue's end, where the peer no longer holds its
+            // tasks' later messages back.
+            let limit = status.qlimit;
+            kr(
+                "queue limit raised",
+                k.port_set_qlimit(self.task, name, mach::types::QLIMIT_MAX),
+            )?;
+            kr("queue limit", k.port_set_qlimit(self.task, name, limit))?;
+            status = kr("receive status", k.port_get_receive_status(self.task, name))?;
+        }
         let no_senders = self.take_request(k, peer, name, notify_id::NO_SENDERS, out)?;
         // (Left on the forwarder, it would hand the forwarder to the task
         // that asked when netmsg lets it go.)

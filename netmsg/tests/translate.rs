@@ -1092,6 +1092,46 @@ fn what_is_relayed_after_a_move_waits_for_the_queue() {
     }
 }
 
+/// The client's second message to the server's port `r` waits at the
+/// server for room in `r`'s full queue when the server moves `r` to the
+/// client. It goes with the queue (netmsg, holding `r` then, lets it in
+/// first), so the client's embargo waits for it: the message the client
+/// sends while `r` is on its way comes after it. (Let in behind the
+/// queue's end, it used to arrive after the embargo ended, behind that
+/// later message: most of the 2-node simulator's moved-port disorder.)
+#[test]
+fn a_message_waiting_for_room_moves_with_the_queue() {
+    for seed in 1..=30 {
+        let mut c = Cluster::new(2, seed);
+        let x = pair(&mut c);
+        let r = c.port(x.server);
+        c.k(x.server).port_set_qlimit(x.server.task, r, 1).unwrap();
+        let to_r = c.give_send(x.server, r, x.client);
+        c.settle();
+        send_int(&mut c, x.client, to_r, 960, 960);
+        send_int(&mut c, x.client, to_r, 961, 961);
+        c.settle();
+        move_receive(&mut c, x.server, x.to_inbox, r);
+        for _ in 0..seed % 8 {
+            c.step();
+        }
+        // (Once `r` is the client's, its queue is full: this send waits.)
+        let late = Message::simple(to_r, msg_type::COPY_SEND, 962, vec![int(962)]);
+        c.k(x.client).send(x.client.task, late, true).expect("send");
+        c.settle();
+        let rr = right_in_next(&mut c, x.client, x.inbox, "the receive right");
+        let ids: Vec<i32> = (0..3)
+            .map(|_| c.receive(x.client, rr).expect("the client's messages").id)
+            .collect();
+        assert_eq!(ids, [960, 961, 962], "seed {seed}");
+        drop_sends(&mut c, x.client, rr);
+        c.destroy_port(x.client, rr);
+        c.settle();
+        end_pair(&mut c, &x);
+        c.check_clean();
+    }
+}
+
 /// Node `from`'s netmsg pumps; the frames it wrote to node `to` are handled
 /// there before `to`'s netmsg looks at its own queue.
 fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
