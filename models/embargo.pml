@@ -15,18 +15,24 @@
  * port: what came back, then what was parked, is its queue, and only then
  * does the carrying message give the receive right to B's receiver, under
  * Q's name. T's later messages go straight into the port.
+ * P's queue holds QL messages: A's netmsg waits for room with a message
+ * from E (it has taken it in) and reads no more of E meanwhile; when the
+ * receive right leaves, such waiting senders are let in first, and counted
+ * in the queue that goes behind MOVED.
  * Checked over every interleaving; the broken variants (spin -DBROKEN_...)
  * must fail, see check.sh. It asserts that P's receivers get T's messages
  * in the order T sent them, all of them, and that nothing is left over.
  */
 
 #define N 4
+#define QL 2                            /* P's queue limit on A */
 
 mtype = { MOVED, QUEUED };
 
 chan qq = [N] of { byte };              /* Q's queue on B (the port's, after) */
 chan e = [N] of { byte };               /* B -> A: stream E */
-chan pa = [N] of { byte };              /* P's queue on A */
+chan pa = [N] of { byte };              /* P's queue on A (QL let in) */
+chan blocked = [N] of { byte };         /* A's netmsg's sends waiting for room */
 chan m = [N + 1] of { mtype, byte, byte }; /* A -> B: stream M, A's lane */
 chan mb = [N] of { byte };              /* A -> B: stream M, B's lane */
 chan carry = [1] of { bit };            /* A -> B: the carrying message */
@@ -74,9 +80,15 @@ proctype A() {
   byte n, q;
 end:
   do
-  :: atomic { !moved && nempty(e) -> e?n; taken++; pa!n }
-  :: atomic { !moved && nempty(pa) -> pa?n; receive_msg(n) }
+  :: atomic { !moved && nempty(e) && empty(blocked) -> e?n; taken++;
+       if :: len(pa) < QL -> pa!n :: else -> blocked!n fi }
+     /* the kernel lets a waiting sender in as room appears */
+  :: atomic { !moved && nempty(pa) -> pa?n; receive_msg(n);
+       if :: blocked?n -> pa!n :: empty(blocked) -> skip fi }
   :: atomic { !moved -> moved = true;
+#ifndef BROKEN_LATE_BLOCKED
+       do :: blocked?n -> pa!n :: empty(blocked) -> break od;
+#endif
        q = len(pa);
 #ifdef BROKEN_NO_QUEUED
        m!MOVED,taken,0;
@@ -86,7 +98,11 @@ end:
        /* the queue goes right behind the frame */
        do :: pa?n -> m!QUEUED,n,0 :: empty(pa) -> break od;
        carry!1 }
-  :: atomic { moved && nempty(e) -> e?n; mb!n }
+  :: atomic { moved && nempty(e) && empty(blocked) -> e?n; mb!n }
+#ifdef BROKEN_LATE_BLOCKED
+     /* let in only as the forwarder drains: behind the queue's end */
+  :: atomic { moved && nempty(blocked) -> blocked?n; m!QUEUED,n,0 }
+#endif
   od
 }
 
@@ -136,6 +152,7 @@ end:
 proctype Quiescence() {
   timeout ->
     assert(len(qq) == 0 && len(e) == 0 && len(pa) == 0 && len(m) == 0 && len(mb) == 0);
+    assert(len(blocked) == 0);
     assert(len(carry) == 0 && len(staged) == 0 && len(parked) == 0);
     assert(received == N);
     assert(claimed && handed)
