@@ -1733,6 +1733,17 @@ fn drop_sends(c: &mut Cluster, t: T, name: Name) {
         .unwrap();
 }
 
+/// Drops the send rights `t` holds under any of `names` (one name, or two
+/// when a port got a second name).
+fn drop_any_sends(c: &mut Cluster, t: T, names: &[Name]) {
+    for &name in names {
+        let ty = c.k(t).port_type(t.task, name).unwrap_or(0);
+        if ty & port_type::SEND != 0 {
+            drop_sends(c, t, name);
+        }
+    }
+}
+
 /// `t` sends message `id` carrying `v` to `dest`.
 fn send_int(c: &mut Cluster, t: T, dest: Name, id: i32, v: i32) {
     c.send(
@@ -2020,12 +2031,7 @@ fn receive_right_to_a_name_through_a_third_node(c: &mut Cluster) {
     c.k(server)
         .port_deallocate(server.task, server_to_inbox)
         .unwrap();
-    for name in [rr, via] {
-        let ty = c.k(client).port_type(client.task, name).unwrap_or(0);
-        if ty & port_type::SEND != 0 {
-            drop_sends(c, client, name);
-        }
-    }
+    drop_any_sends(c, client, &[rr, via]);
     c.settle();
     c.destroy_port(client, rr);
     c.destroy_port(client, inbox);
