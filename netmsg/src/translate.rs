@@ -332,6 +332,10 @@ pub struct Translator {
     /// no-senders requests on each arrive at: not the forwarder itself,
     /// whose messages (a task's notifications among them) all go on.
     forwarders: BTreeMap<Name, Name>,
+    /// Forwarders that sent a message through a send-once right: at the
+    /// hop it went into the port's queue, and on in the hop's own lane,
+    /// where no flush marker of this node's follows it.
+    sent_once: std::collections::BTreeSet<Name>,
     forwarder_of_notify: BTreeMap<Name, Name>,
     /// Forwarders with no senders left but send-once rights: released when
     /// the last of those is used (every one ends in a message here).
@@ -578,6 +582,7 @@ impl Translator {
             congested: std::collections::BTreeSet::new(),
             finished: Vec::new(),
             forwarders: BTreeMap::new(),
+            sent_once: std::collections::BTreeSet::new(),
             forwarder_of_notify: BTreeMap::new(),
             draining: std::collections::BTreeSet::new(),
             adopted: BTreeMap::new(),
@@ -617,6 +622,7 @@ impl Translator {
             && self.swallow.is_empty()
             && self.queue_cuts.is_empty()
             && self.pool_let_go.is_empty()
+            && self.sent_once.is_empty()
             && self.holds.held() == 0
             && self.blocked.is_empty()
             && self.behind_sends.is_empty()
@@ -1111,7 +1117,9 @@ impl Translator {
             wire.dependencies.extend(deps);
         }
         self.wrote(peer, id);
-        if !via_pool {
+        if via_pool {
+            self.sent_once.insert(on);
+        } else {
             self.went_through(peer, on);
         }
         let frame = StreamFrame::Message(wire);
@@ -2018,16 +2026,16 @@ impl Translator {
             // A forwarder to the sender itself, through another export than
             // the one it counted: what the forwarder sent through send-once
             // rights went into the port's queue there (counted as queued)
-            // or comes back in its own lane. Not with send-once rights to
+            // or comes back in its own lane. Through a third node, only if
+            // it sent none (at the hop they go on in the hop's own lane,
+            // where no marker follows them). Not with send-once rights to
             // it left (the sender's pool for them would outlive the
             // hand-over), nor with its moved queue, notifications or a pool
-            // it let go still pending. (Through a third node, its
-            // send-once messages go on in the hop's lane, where no marker
-            // follows them.)
+            // it let go still pending.
             let sorights = k
                 .port_get_receive_status(self.task, proxy)
                 .map_or(1, |s| s.sorights);
-            if upstream != peer
+            if (upstream != peer && self.sent_once.contains(&proxy))
                 || sorights > 0
                 || self.pool_let_go.contains(&proxy)
                 || self.draining.contains(&proxy)
@@ -2249,6 +2257,7 @@ impl Translator {
             let _ = k.port_deallocate(self.task, previous);
         }
         let forwarder = self.forwarders.remove(&proxy);
+        let sent_once = self.sent_once.remove(&proxy);
         self.end_queue_cut(proxy);
         for m in self.take_queue(k, proxy)? {
             if self.swallowed(k, &m) {
@@ -2277,6 +2286,9 @@ impl Translator {
             // (Not a live proxy of the export any more.)
             if let Some(notify) = forwarder {
                 self.forwarders.insert(proxy, notify);
+                if sent_once {
+                    self.sent_once.insert(proxy);
+                }
             }
             self.arm_no_senders(k, upstream, handle)?;
             return self.abandon_embargo(k, key, Some(e), out);
@@ -4513,6 +4525,7 @@ impl Translator {
                     self.swallow.remove(&name);
                     self.end_queue_cut(name);
                     self.pool_let_go.remove(&name);
+                    self.sent_once.remove(&name);
                     if let Some(notify) = self.forwarders.remove(&name) {
                         // The name no longer stands for the port (which
                         // lives on elsewhere), also while netmsg holds it

@@ -45,7 +45,7 @@ fn fixed_seeds(nodes: usize, seeds: u64, actions: u64, moves: bool) {
         );
         // The known divergences (docs/protocol.md) stay near what they were
         // measured at (these seeds, 2026-11-28: two nodes 0.68 %, 0.17 %,
-        // 0.071 %; three 5.3 %, 2.2 %, 0.60 %), so that a change that raises
+        // 0.071 %; three 5.5 %, 2.0 %, 0.61 %), so that a change that raises
         // one shows here rather than in a later bisection (the rise of
         // second names at 8d0e922 was 0.5 % to 1.5 %). Fewer seeds vary
         // too much to bound.

@@ -2042,6 +2042,68 @@ fn a_receive_right_to_a_name_through_a_third_node_keeps_that_name() {
     differential(receive_right_to_a_name_through_a_third_node);
 }
 
+/// A receive right goes round three nodes and back to the first, which kept
+/// a send right to it: on three nodes its name there is then a forwarder
+/// leading through the node the right went to first. It sent nothing
+/// through send-once rights, so flush markers that way show everything it
+/// sent is in, and the receive right joins the send right under its name;
+/// the messages sent on the way arrive in order.
+fn receive_right_round_three_nodes(c: &mut Cluster) {
+    let first = c.task(1);
+    let second = c.task(2);
+    let third = c.task(0);
+    let p = c.port(first);
+    c.k(first)
+        .port_insert_right(first.task, p, first.task, p, msg_type::MAKE_SEND)
+        .unwrap();
+    let inbox_first = c.port(first);
+    let inbox_second = c.port(second);
+    let inbox_third = c.port(third);
+    let to_second = c.give_send(second, inbox_second, first);
+    let to_third = c.give_send(third, inbox_third, second);
+    let to_first = c.give_send(first, inbox_first, third);
+    c.settle();
+    move_receive(c, first, to_second, p);
+    send_int(c, first, p, 761, 1);
+    c.settle();
+    let at_second = observe_right(c, "second", second, inbox_second);
+    move_receive(c, second, to_third, at_second);
+    send_int(c, first, p, 762, 2);
+    c.settle();
+    let at_third = observe_right(c, "third", third, inbox_third);
+    move_receive(c, third, to_first, at_third);
+    send_int(c, first, p, 763, 3);
+    c.settle();
+    let back = observe_right(c, "first", first, inbox_first);
+    note_name(c, "first's receive right", first, back, p);
+    c.send(
+        first,
+        Message::simple(back, msg_type::MAKE_SEND, 764, vec![int(4)]),
+    );
+    c.settle();
+    for _ in 0..4 {
+        c.observe("first on the port", first, back);
+    }
+    for (t, name) in [(first, to_second), (second, to_third), (third, to_first)] {
+        c.k(t).port_deallocate(t.task, name).unwrap();
+    }
+    drop_any_sends(c, first, &[back, p]);
+    c.settle();
+    c.destroy_port(first, back);
+    for (t, inbox) in [
+        (first, inbox_first),
+        (second, inbox_second),
+        (third, inbox_third),
+    ] {
+        c.destroy_port(t, inbox);
+    }
+}
+
+#[test]
+fn a_receive_right_round_three_nodes_comes_back_under_its_name() {
+    differential(receive_right_round_three_nodes);
+}
+
 /// netmsg-test 5 with send-once rights behind: the client holds a send right
 /// and send-once rights to its port while the receive right goes to the
 /// server and comes back; one send-once right is used while the port is
