@@ -893,6 +893,16 @@ impl Ledger {
         self.once_export_of_right.get(&right).copied()
     }
 
+    /// The newest live send export of local `port` (of two, when a moved
+    /// port was handed over to a name that had one), if any.
+    pub fn newest_live_export(&self, port: u64) -> Option<u64> {
+        let others = self.other_exports.get(&port).into_iter().flatten().rev();
+        others
+            .copied()
+            .find(|id| self.exports.get(id).is_some_and(|e| !e.dead))
+            .or_else(|| self.live_export(port))
+    }
+
     /// The live send export of local `port`, if any.
     pub fn live_export(&self, port: u64) -> Option<u64> {
         let &id = self.export_of.get(&port)?;

@@ -1719,10 +1719,12 @@ impl Translator {
     /// let go, or this node keeps returning rights for it. (`queued` is
     /// filled in by the caller.)
     fn embargo_for(&self, peer: PeerId, name: Name) -> Option<Embargo> {
+        // (Of two, the newer: that of the peer's forwarder, where the port
+        // was handed over to a name that had one to the peer before.)
         let export = self
             .peers
             .get(&peer)
-            .and_then(|p| p.ledger.live_export(u64::from(name)));
+            .and_then(|p| p.ledger.newest_live_export(u64::from(name)));
         let Some(export) = export else {
             // The peer may reach the port through a third node: it counts
             // what comes back that way with markers; only the queue is ours.

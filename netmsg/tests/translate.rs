@@ -1132,6 +1132,68 @@ fn a_message_waiting_for_room_moves_with_the_queue() {
     }
 }
 
+/// `t` takes the next message on `name` as soon as it is there, stepping
+/// the cluster until then: the right it carries.
+fn right_at_once(c: &mut Cluster, t: T, name: Name) -> Name {
+    loop {
+        if let Some(m) = c.receive(t, name) {
+            return m.body[1].names_payload().unwrap()[0];
+        }
+        assert!(c.step() || c.tick(), "nothing left to happen");
+    }
+}
+
+/// The server's port `r` goes to the client (which names it), back, and to
+/// the client again, each time as soon as it arrives, so that the export
+/// of `r` the client first had a right through may still be live at the
+/// server when the client's name for `r` is the forwarder `r` left. The
+/// server counts the newer export, the forwarder's: the client takes `r`
+/// under its one name each time, though it holds a send-once right to the
+/// forwarder. (Counting the older one, the client's forwarder led through
+/// an export the server had not counted, and with a send-once right to it
+/// no flush markers would do: a second name, most of those on two nodes.)
+#[test]
+fn a_receive_right_back_and_forth_keeps_one_name() {
+    for seed in 1..=30 {
+        let mut c = Cluster::new(2, seed);
+        let x = pair(&mut c);
+        let r = c.port(x.server);
+        let to_r = c.give_send(x.server, r, x.client);
+        c.settle();
+        move_receive(&mut c, x.server, x.to_inbox, r);
+        let at_client = right_at_once(&mut c, x.client, x.inbox);
+        assert_eq!(at_client, to_r, "seed {seed}: the first move");
+        // (Kept while the port is away: the forwarder has a send-once right
+        // to it, so no flush markers would do.)
+        let (once, _) = c
+            .k(x.client)
+            .port_extract_right(
+                x.client.task,
+                at_client,
+                msg_type::MAKE_SEND_ONCE,
+                x.client.task,
+            )
+            .unwrap();
+        move_receive(&mut c, x.client, x.to_p, at_client);
+        let at_server = right_at_once(&mut c, x.server, x.p);
+        move_receive(&mut c, x.server, x.to_inbox, at_server);
+        let again = right_at_once(&mut c, x.client, x.inbox);
+        assert_eq!(again, to_r, "seed {seed}: the second move to the client");
+        c.send(
+            x.client,
+            Message::simple(once, msg_type::MOVE_SEND_ONCE, 981, vec![int(1)]),
+        );
+        c.settle();
+        let m = c.receive(x.client, again).expect("the send-once message");
+        assert_eq!(m.local_type(), msg_type::PORT_SEND_ONCE, "seed {seed}");
+        drop_sends(&mut c, x.client, again);
+        c.destroy_port(x.client, again);
+        c.settle();
+        end_pair(&mut c, &x);
+        c.check_clean();
+    }
+}
+
 /// Node `from`'s netmsg pumps; the frames it wrote to node `to` are handled
 /// there before `to`'s netmsg looks at its own queue.
 fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
