@@ -1041,11 +1041,7 @@ fn an_embargo_leaves_out_send_once_messages_on_the_stream() {
             (941, msg_type::PORT_SEND_ONCE),
             "seed {seed}"
         );
-        drop_sends(&mut c, x.client, rr);
-        c.destroy_port(x.client, rr);
-        c.settle();
-        end_pair(&mut c, &x);
-        c.check_clean();
+        moved_port_then_end(&mut c, &x, rr);
     }
 }
 
@@ -1084,11 +1080,7 @@ fn what_is_relayed_after_a_move_waits_for_the_queue() {
         assert_eq!((first.id, second.id), (950, 951), "seed {seed}");
         let s = first.body[1].names_payload().unwrap()[0];
         c.destroy_port(x.client, s);
-        drop_sends(&mut c, x.client, rr);
-        c.destroy_port(x.client, rr);
-        c.settle();
-        end_pair(&mut c, &x);
-        c.check_clean();
+        moved_port_then_end(&mut c, &x, rr);
     }
 }
 
@@ -1124,11 +1116,7 @@ fn a_message_waiting_for_room_moves_with_the_queue() {
             .map(|_| c.receive(x.client, rr).expect("the client's messages").id)
             .collect();
         assert_eq!(ids, [960, 961, 962], "seed {seed}");
-        drop_sends(&mut c, x.client, rr);
-        c.destroy_port(x.client, rr);
-        c.settle();
-        end_pair(&mut c, &x);
-        c.check_clean();
+        moved_port_then_end(&mut c, &x, rr);
     }
 }
 
@@ -1782,6 +1770,16 @@ fn last_sends_then_end(c: &mut Cluster, x: &Pair, rr: Name) {
     c.observe("client no-senders", x.client, rr);
     c.destroy_port(x.client, rr);
     end_pair(c, x);
+}
+
+/// The client drops its send rights to the port `rr` it now holds the
+/// receive right of and destroys it; then the pair goes, leaving nothing.
+fn moved_port_then_end(c: &mut Cluster, x: &Pair, rr: Name) {
+    drop_sends(c, x.client, rr);
+    c.destroy_port(x.client, rr);
+    c.settle();
+    end_pair(c, x);
+    c.check_clean();
 }
 
 /// `t` drops every send reference it has under `name`.
