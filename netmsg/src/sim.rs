@@ -14,7 +14,7 @@ use mach::types::{msg_type, notify_id, port_type};
 use mach::{Abi, Item, Kernel, Message, Name, Payload, PortRight, RecvOptions, TaskId};
 use mach::{NAME_DEAD, NAME_NULL};
 
-use crate::translate::{stream_of, Out, Translator, ABOUT_SENDERS_EXPORT};
+use crate::translate::{stream_of, Out, Translator, ABOUT_SENDERS_EXPORT, ONE_SHOT_STREAM};
 use crate::wire::StreamFrame;
 
 /// A task on a node.
@@ -22,6 +22,15 @@ use crate::wire::StreamFrame;
 pub struct Task {
     pub node: usize,
     pub task: TaskId,
+}
+
+/// The transport stream that carries port stream `stream`'s frames.
+pub fn transport_stream(stream: u64) -> u64 {
+    if stream & ONE_SHOT_STREAM != 0 {
+        ONE_SHOT_STREAM
+    } else {
+        stream
+    }
 }
 
 pub fn node_name(i: usize) -> String {
@@ -32,8 +41,11 @@ pub fn node_name(i: usize) -> String {
 pub struct Cluster {
     pub kernels: Vec<Kernel>,
     pub nets: Vec<Translator>,
-    /// Frames in flight: (from, to, transport stream id) → FIFO.
-    pub streams: BTreeMap<(usize, usize, u64), VecDeque<StreamFrame>>,
+    /// Frames in flight: (from, to, transport stream id) → FIFO of (port
+    /// stream id, frame). As the driver writes them, every one-shot port
+    /// stream's frames share one transport stream per direction
+    /// ([`ONE_SHOT_STREAM`]); any other port stream is one of its own.
+    pub streams: BTreeMap<(usize, usize, u64), VecDeque<(u64, StreamFrame)>>,
     /// Frames delivered so far.
     pub frames: u64,
     /// Steps that left a stream unread because of back-pressure.
@@ -163,12 +175,13 @@ impl Cluster {
                 o.frame,
                 stream_of(&o)
             );
-            self.opened.insert((from, to, stream_of(&o)));
+            let stream = stream_of(&o);
+            self.opened.insert((from, to, stream));
             // One FIFO per transport stream, as on a link.
             self.streams
-                .entry((from, to, stream_of(&o)))
+                .entry((from, to, transport_stream(stream)))
                 .or_default()
-                .push_back(o.frame);
+                .push_back((stream, o.frame));
         }
         // Streams FINed after those frames: nothing more may follow.
         let mut finished = Vec::new();
@@ -208,8 +221,9 @@ impl Cluster {
         let busy: Vec<(usize, usize, u64)> = busy
             .into_iter()
             .filter(|&(from, to, id)| {
-                // (A peer the node has had no frame from has nothing stalled.)
-                id & ABOUT_SENDERS_EXPORT != 0
+                // (A peer the node has had no frame from has nothing stalled;
+                // the one-shot stream never is.)
+                id & (ABOUT_SENDERS_EXPORT | ONE_SHOT_STREAM) != 0
                     || self.nets[to]
                         .known_peer(&node_name(from))
                         .is_none_or(|peer| {
@@ -248,7 +262,7 @@ impl Cluster {
             busy[self.rand(busy.len())]
         };
         let queue = self.streams.get_mut(&key).expect("busy stream");
-        let frame = queue.pop_front().expect("busy stream");
+        let (id, frame) = queue.pop_front().expect("busy stream");
         // Only streams with frames on their way are kept: a step looks at
         // each of them.
         if queue.is_empty() {
@@ -256,7 +270,7 @@ impl Cluster {
         }
         // Through the wire encoding, as on a real link.
         let frame = StreamFrame::decode(&frame.encode()).expect("own frames decode");
-        let (from, to, id) = key;
+        let (from, to, _) = key;
         if self.trace {
             eprintln!("  frame node{from} -> node{to} stream {id}: {frame:?}");
         }

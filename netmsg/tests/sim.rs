@@ -44,14 +44,15 @@ fn fixed_seeds(nodes: usize, seeds: u64, actions: u64, moves: bool) {
             "{total:?}"
         );
         // The known divergences (docs/protocol.md) stay near what they were
-        // measured at (these seeds, 2026-11-28: two nodes 0.43 %, 0.18 %,
-        // 0.087 %; three 5.3 %, 2.4 %, 0.64 %), so that a change that raises
+        // measured at (these seeds, 2026-11-28, one-shot frames on one
+        // stream: two nodes 0.50 %, 0.12 %, 0.15 %; three 5.8 %, 2.4 %,
+        // 0.67 %), so that a change that raises
         // one shows here rather than in a later bisection (the rise of
         // second names at 8d0e922 was 0.5 % to 1.5 %). Fewer seeds vary
         // too much to bound.
         if seeds >= 40 {
             let [second, once, moved] = if nodes == 2 {
-                [0.6, 0.3, 0.12]
+                [0.6, 0.3, 0.2]
             } else {
                 [7.0, 3.3, 0.9]
             };

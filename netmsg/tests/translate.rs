@@ -1193,7 +1193,7 @@ fn frames_before_pump(c: &mut Cluster, from: usize, to: usize) {
         c.c.streams
             .iter_mut()
             .filter(|((f, t, _), _)| (*f, *t) == (from, to))
-            .flat_map(|((_, _, id), q)| q.drain(..).map(|f| (*id, f)).collect::<Vec<_>>())
+            .flat_map(|(_, q)| q.drain(..).collect::<Vec<_>>())
             .collect();
     assert!(!frames.is_empty());
     for (id, frame) in frames {
@@ -1960,10 +1960,10 @@ fn a_proxy_becomes_the_port_before_its_right_sent_home_is_confirmed() {
             .flat_map(|(&key, q)| {
                 let held: Vec<_> = q
                     .iter()
-                    .filter(|f| matches!(f, StreamFrame::Release(Frame::HomeArrived { .. })))
+                    .filter(|(_, f)| matches!(f, StreamFrame::Release(Frame::HomeArrived { .. })))
                     .cloned()
                     .collect();
-                q.retain(|f| !matches!(f, StreamFrame::Release(Frame::HomeArrived { .. })));
+                q.retain(|(_, f)| !matches!(f, StreamFrame::Release(Frame::HomeArrived { .. })));
                 held.into_iter().map(move |f| (key, f))
             })
             .collect();
