@@ -278,6 +278,13 @@ pub struct Translator {
     /// (generation, port) in the order retired; a stale generation is skipped.
     retired_order: std::collections::VecDeque<(u64, GlobalId)>,
     retired_generation: u64,
+    /// (Upstream, port) where a proxy of the port, gone while another name
+    /// for it stays, had written messages: taken in after the port moves on
+    /// from the upstream, they come back in this node's lane, where an
+    /// embargo counts only its own export's. Bounded, oldest forgotten
+    /// first; an entry goes with the port's last name here.
+    wrote_then_gone: std::collections::BTreeSet<(PeerId, GlobalId)>,
+    wrote_then_gone_order: std::collections::VecDeque<(PeerId, GlobalId)>,
     /// Messages this node forwarded per (upstream, import id, lane).
     forwarded: BTreeMap<(PeerId, u64, Origin), u64>,
     /// Where each of a peer's own messages on the stream of export `id`
@@ -569,6 +576,8 @@ impl Translator {
             retired: BTreeMap::new(),
             retired_order: std::collections::VecDeque::new(),
             retired_generation: 0,
+            wrote_then_gone: std::collections::BTreeSet::new(),
+            wrote_then_gone_order: std::collections::VecDeque::new(),
             eras: BTreeMap::new(),
             pending: BTreeMap::new(),
             kept: BTreeMap::new(),
@@ -1776,6 +1785,17 @@ impl Translator {
         })
     }
 
+    fn note_wrote_then_gone(&mut self, peer: PeerId, g: GlobalId) {
+        if self.wrote_then_gone.insert((peer, g.clone())) {
+            self.wrote_then_gone_order.push_back((peer, g));
+            while self.wrote_then_gone_order.len() > MAX_RETIRED {
+                if let Some(old) = self.wrote_then_gone_order.pop_front() {
+                    self.wrote_then_gone.remove(&old);
+                }
+            }
+        }
+    }
+
     /// Remembers that a port of this node moved away (bounded: an identity
     /// forgotten makes a late right to it a dead name, see protocol.md).
     fn note_moved_away(&mut self, g: GlobalId) {
@@ -1948,7 +1968,7 @@ impl Translator {
         let other_way = self.proxies.iter().any(|(&name, (up, of))| {
             name != proxy && *up == peer && !of.once && self.proxy_global.get(&name) == Some(g)
         });
-        if other_way {
+        if other_way || self.wrote_then_gone.contains(&(peer, g.clone())) {
             return None;
         }
         let taken = |origin: &Option<Origin>| {
@@ -4497,6 +4517,8 @@ impl Translator {
                     let import = self.proxy_import.remove(&name);
                     let mut last = self.pending.remove(&name).unwrap_or_default();
                     if let Some(g) = self.proxy_global.remove(&name) {
+                        let wrote = import
+                            .is_some_and(|i| self.written.get(&(peer, i)).is_some_and(|&n| n > 0));
                         if self.canonical.get(&g) == Some(&name) {
                             self.canonical.remove(&g);
                             // A forwarder of the port is its name here now.
@@ -4507,6 +4529,11 @@ impl Translator {
                             if let Some(&other) = other {
                                 self.canonical.insert(g.clone(), other);
                             }
+                        }
+                        if !self.canonical.contains_key(&g) {
+                            self.wrote_then_gone.retain(|(_, o)| *o != g);
+                        } else if wrote {
+                            self.note_wrote_then_gone(peer, g.clone());
                         }
                         // A next proxy for the port may take another way:
                         // its messages wait for this one's at the home.
@@ -4707,6 +4734,7 @@ impl Translator {
         self.holds.link_up(&name);
         self.written.retain(|(p, _), _| *p != peer);
         self.once_written.retain(|(p, _), _| *p != peer);
+        self.wrote_then_gone.retain(|(p, _)| *p != peer);
         self.behind_sends.retain(|b| b.peer != peer);
         self.delivered.retain(|lane, _| *lane.node != *name);
         self.once_delivered.retain(|(p, _), _| *p != peer);
