@@ -285,6 +285,9 @@ pub struct Translator {
     /// first; an entry goes with the port's last name here.
     wrote_then_gone: std::collections::BTreeSet<(PeerId, GlobalId)>,
     wrote_then_gone_order: std::collections::VecDeque<(PeerId, GlobalId)>,
+    /// Per `Moved` stream (peer, id) of a port not shortened here, while
+    /// its queue is coming.
+    queue_orders: BTreeMap<(PeerId, u64), QueueOrder>,
     /// Messages this node forwarded per (upstream, import id, lane).
     forwarded: BTreeMap<(PeerId, u64, Origin), u64>,
     /// Where each of a peer's own messages on the stream of export `id`
@@ -505,9 +508,23 @@ fn pseudo_lane(peer: &str, id: u64, era: u64) -> StreamKey {
     }
 }
 
+/// A moved port not shortened here whose queue, counted by the sender
+/// (`queued`), has not all come: what the sender relayed in others' lanes
+/// after the move waits for it, as under an embargo.
+#[derive(Debug)]
+struct QueueOrder {
+    /// The sender's own lane position where the queue ends.
+    end: u64,
+    /// A relayed frame waits on `queue_sent`.
+    waiting: bool,
+    /// Ticks of the embargo clock with relayed frames waiting and nothing
+    /// of the queue coming.
+    ticks: u32,
+}
+
 /// The pseudo-lane that frames relayed on `Moved` stream `id` from `peer`
-/// under an embargo wait on: advanced to 1 once the port's queue has come
-/// in the sender's own lane, or the embargo is over.
+/// under an embargo, or a [`QueueOrder`], wait on: advanced to 1 once the
+/// port's queue has come in the sender's own lane, or the wait is given up.
 fn queue_sent(peer: &str, id: u64) -> StreamKey {
     pseudo_lane(peer, id, u64::MAX - 1)
 }
@@ -578,6 +595,7 @@ impl Translator {
             retired_generation: 0,
             wrote_then_gone: std::collections::BTreeSet::new(),
             wrote_then_gone_order: std::collections::VecDeque::new(),
+            queue_orders: BTreeMap::new(),
             eras: BTreeMap::new(),
             pending: BTreeMap::new(),
             kept: BTreeMap::new(),
@@ -636,6 +654,7 @@ impl Translator {
             && self.blocked.is_empty()
             && self.behind_sends.is_empty()
             && self.embargoes.is_empty()
+            && self.queue_orders.is_empty()
             && self.peers.values().all(|p| p.ledger.is_empty())
     }
 
@@ -648,7 +667,7 @@ impl Translator {
     /// Whether an embargo waits (the driver then calls [`Translator::tick`]
     /// now and then).
     pub fn embargoes_pending(&self) -> bool {
-        !self.embargoes.is_empty()
+        !self.embargoes.is_empty() || self.queue_orders.values().any(|q| q.waiting)
     }
 
     /// Time passing, for embargoes (the driver calls it every
@@ -667,7 +686,24 @@ impl Translator {
                 stale.push(*key);
             }
         }
+        // (Relayed frames waiting for a queue that may wait on them, across
+        // nodes: they go on.)
+        let mut stale_queues = Vec::new();
+        for (key, q) in &mut self.queue_orders {
+            if q.waiting {
+                q.ticks += 1;
+                if q.ticks >= EMBARGO_TICKS {
+                    stale_queues.push(*key);
+                }
+            }
+        }
+        for key in &stale_queues {
+            self.end_queue_order(*key);
+        }
         if stale.is_empty() {
+            if !stale_queues.is_empty() {
+                self.handle_freed(k, &mut out)?;
+            }
             return Ok(out);
         }
         for key in stale {
@@ -1785,6 +1821,17 @@ impl Translator {
         })
     }
 
+    /// The queue of `Moved` stream `key` is in, or no longer waited for:
+    /// frames relayed after it go on.
+    fn end_queue_order(&mut self, key: (PeerId, u64)) {
+        if let Some(q) = self.queue_orders.remove(&key) {
+            if q.waiting {
+                self.holds
+                    .advanced(queue_sent(self.peer_name(key.0), key.1), 1);
+            }
+        }
+    }
+
     fn note_wrote_then_gone(&mut self, peer: PeerId, g: GlobalId) {
         if self.wrote_then_gone.insert((peer, g.clone())) {
             self.wrote_then_gone_order.push_back((peer, g));
@@ -1928,6 +1975,16 @@ impl Translator {
         // rights to the forwarder comes back to this port through them.
         if let Some(e) = &m.embargo {
             self.grow_pool(k, (peer, id), port, e.send_once, true)?;
+            if e.queued > 0 {
+                self.queue_orders.insert(
+                    (peer, id),
+                    QueueOrder {
+                        end: e.queued.saturating_add(1),
+                        waiting: false,
+                        ticks: 0,
+                    },
+                );
+            }
         }
         // Otherwise a node that already has a name for the port keeps that
         // one for rights arriving later (the port gets a second name).
@@ -2968,6 +3025,15 @@ impl Translator {
                         kind: WaitKind::Order,
                     });
                 }
+            } else if let Some(q) = self.queue_orders.get_mut(&(peer, id)) {
+                if at < q.end {
+                    q.waiting = true;
+                    waits.push(Wait {
+                        stream: queue_sent(self.peer_name(peer), id),
+                        position: 1,
+                        kind: WaitKind::Order,
+                    });
+                }
             }
         }
         if let StreamFrame::Release(Frame::Release { .. }) = &frame {
@@ -3336,6 +3402,16 @@ impl Translator {
                             .is_some_and(|e| e.relayed_held && *n == e.queue_end);
                     if queue_in {
                         self.holds.advanced(queue_sent(self.peer_name(peer), id), 1);
+                    }
+                }
+                if let (false, Some((lane, n))) = (self.queue_orders.is_empty(), &position) {
+                    if lane.origin.is_none() {
+                        if let Some(q) = self.queue_orders.get_mut(&(peer, id)) {
+                            q.ticks = 0;
+                            if *n >= q.end {
+                                self.end_queue_order((peer, id));
+                            }
+                        }
                     }
                 }
                 self.end_embargo_if_back(k, peer, id, out)?;
@@ -4619,6 +4695,9 @@ impl Translator {
                     self.forget_if_freed(k, right as Name);
                 }
                 Effect::FinishExport { id } => {
+                    if !self.queue_orders.is_empty() {
+                        self.end_queue_order((peer, id));
+                    }
                     self.finished.push((peer, id ^ ABOUT_SENDERS_EXPORT))
                 }
                 Effect::FinishImport { id } => {
@@ -4735,6 +4814,7 @@ impl Translator {
         self.written.retain(|(p, _), _| *p != peer);
         self.once_written.retain(|(p, _), _| *p != peer);
         self.wrote_then_gone.retain(|(p, _)| *p != peer);
+        self.queue_orders.retain(|(p, _), _| *p != peer);
         self.behind_sends.retain(|b| b.peer != peer);
         self.delivered.retain(|lane, _| *lane.node != *name);
         self.once_delivered.retain(|(p, _), _| *p != peer);

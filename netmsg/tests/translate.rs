@@ -1084,6 +1084,51 @@ fn what_is_relayed_after_a_move_waits_for_the_queue() {
     }
 }
 
+/// As above, with the port moving to a node that has no name for it (no
+/// embargo): a third node's task sends `r` a message carrying the receive
+/// right of its own port `s`, then another; the server moves `r` to the
+/// client meanwhile. The first goes with `r`'s queue and is held at the
+/// client until `s` is ready there; the second, relayed after the move in
+/// the third node's lane, waits for the queue. (It went first in the
+/// 2-node simulator, where a chain of moves made most of the moved-port
+/// disorder.)
+#[test]
+fn what_is_relayed_after_a_move_waits_for_the_queue_without_an_embargo() {
+    for seed in 1..=20 {
+        let mut c = Cluster::new(3, seed);
+        let x = pair(&mut c);
+        let third = c.task(2);
+        let r = c.port(x.server);
+        let to_r = c.give_send(x.server, r, third);
+        let s = c.port(third);
+        c.settle();
+        c.send(
+            third,
+            Message::simple(
+                to_r,
+                msg_type::COPY_SEND,
+                970,
+                vec![int(970), Item::port(msg_type::MOVE_RECEIVE, s)],
+            ),
+        );
+        c.settle();
+        send_int(&mut c, third, to_r, 971, 971);
+        move_receive(&mut c, x.server, x.to_inbox, r);
+        c.settle();
+        let rr = right_in_next(&mut c, x.client, x.inbox, "the receive right");
+        let first = c.receive(x.client, rr).expect("the first message");
+        let second = c.receive(x.client, rr).expect("the second message");
+        assert_eq!((first.id, second.id), (970, 971), "seed {seed}");
+        let s = first.body[1].names_payload().unwrap()[0];
+        c.destroy_port(x.client, s);
+        drop_sends(&mut c, third, to_r);
+        c.destroy_port(x.client, rr);
+        c.settle();
+        end_pair(&mut c, &x);
+        c.check_clean();
+    }
+}
+
 /// The client's second message to the server's port `r` waits at the
 /// server for room in `r`'s full queue when the server moves `r` to the
 /// client. It goes with the queue (netmsg, holding `r` then, lets it in
