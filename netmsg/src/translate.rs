@@ -3009,31 +3009,28 @@ impl Translator {
             return Ok(out);
         }
         let mut waits = waits;
-        // On a moved port's stream under an embargo, what the sender relayed
-        // in others' lanes reached the port after the messages queued on it
-        // (one kernel would have queued it behind them): it waits for the
-        // queue's end in the sender's own lane.
+        // On a moved port's stream, under an embargo or not, what the sender
+        // relayed in others' lanes reached the port after the messages
+        // queued on it (one kernel would have queued it behind them): it
+        // waits for the queue's end in the sender's own lane.
         if origin.is_some() && matches!(frame, StreamFrame::Message(_)) {
             let own = StreamKey::stream(self.peer_shared(peer), id);
             let at = self.delivered.get(&own).copied().unwrap_or(0);
-            if let Some(e) = self.embargoes.get_mut(&(peer, id)) {
-                if at < e.queue_end {
-                    e.relayed_held = true;
-                    waits.push(Wait {
-                        stream: queue_sent(self.peer_name(peer), id),
-                        position: 1,
-                        kind: WaitKind::Order,
-                    });
-                }
+            let queue_coming = if let Some(e) = self.embargoes.get_mut(&(peer, id)) {
+                e.relayed_held |= at < e.queue_end;
+                at < e.queue_end
             } else if let Some(q) = self.queue_orders.get_mut(&(peer, id)) {
-                if at < q.end {
-                    q.waiting = true;
-                    waits.push(Wait {
-                        stream: queue_sent(self.peer_name(peer), id),
-                        position: 1,
-                        kind: WaitKind::Order,
-                    });
-                }
+                q.waiting |= at < q.end;
+                at < q.end
+            } else {
+                false
+            };
+            if queue_coming {
+                waits.push(Wait {
+                    stream: queue_sent(self.peer_name(peer), id),
+                    position: 1,
+                    kind: WaitKind::Order,
+                });
             }
         }
         if let StreamFrame::Release(Frame::Release { .. }) = &frame {

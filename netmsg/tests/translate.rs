@@ -1059,29 +1059,45 @@ fn what_is_relayed_after_a_move_waits_for_the_queue() {
         let x = pair(&mut c);
         let r = c.port(x.server);
         let to_r = c.give_send(x.server, r, x.client);
-        let s = c.port(x.client);
-        c.settle();
-        c.send(
-            x.client,
-            Message::simple(
-                to_r,
-                msg_type::COPY_SEND,
-                950,
-                vec![int(950), Item::port(msg_type::MOVE_RECEIVE, s)],
-            ),
-        );
-        c.settle();
-        send_int(&mut c, x.client, to_r, 951, 951);
-        move_receive(&mut c, x.server, x.to_inbox, r);
-        c.settle();
-        let rr = right_in_next(&mut c, x.client, x.inbox, "the receive right");
-        let first = c.receive(x.client, rr).expect("the first message");
-        let second = c.receive(x.client, rr).expect("the second message");
-        assert_eq!((first.id, second.id), (950, 951), "seed {seed}");
-        let s = first.body[1].names_payload().unwrap()[0];
-        c.destroy_port(x.client, s);
+        let rr = queue_then_relayed(&mut c, &x, x.client, (r, to_r), 950, seed);
         moved_port_then_end(&mut c, &x, rr);
     }
+}
+
+/// `sender` sends the server's port `r` (through its right `to_r`) message
+/// `id`, carrying the receive right of a port of its own, then `id + 1`;
+/// the server moves `r` to the client meanwhile. The client reads them in
+/// that order, and keeps the receive right of `r` under the name returned.
+fn queue_then_relayed(
+    c: &mut Cluster,
+    x: &Pair,
+    sender: T,
+    (r, to_r): (Name, Name),
+    id: i32,
+    seed: u64,
+) -> Name {
+    let s = c.port(sender);
+    c.settle();
+    c.send(
+        sender,
+        Message::simple(
+            to_r,
+            msg_type::COPY_SEND,
+            id,
+            vec![int(id), Item::port(msg_type::MOVE_RECEIVE, s)],
+        ),
+    );
+    c.settle();
+    send_int(c, sender, to_r, id + 1, id + 1);
+    move_receive(c, x.server, x.to_inbox, r);
+    c.settle();
+    let rr = right_in_next(c, x.client, x.inbox, "the receive right");
+    let first = c.receive(x.client, rr).expect("the first message");
+    let second = c.receive(x.client, rr).expect("the second message");
+    assert_eq!((first.id, second.id), (id, id + 1), "seed {seed}");
+    let s = first.body[1].names_payload().unwrap()[0];
+    c.destroy_port(x.client, s);
+    rr
 }
 
 /// As above, with the port moving to a node that has no name for it (no
@@ -1100,27 +1116,7 @@ fn what_is_relayed_after_a_move_waits_for_the_queue_without_an_embargo() {
         let third = c.task(2);
         let r = c.port(x.server);
         let to_r = c.give_send(x.server, r, third);
-        let s = c.port(third);
-        c.settle();
-        c.send(
-            third,
-            Message::simple(
-                to_r,
-                msg_type::COPY_SEND,
-                970,
-                vec![int(970), Item::port(msg_type::MOVE_RECEIVE, s)],
-            ),
-        );
-        c.settle();
-        send_int(&mut c, third, to_r, 971, 971);
-        move_receive(&mut c, x.server, x.to_inbox, r);
-        c.settle();
-        let rr = right_in_next(&mut c, x.client, x.inbox, "the receive right");
-        let first = c.receive(x.client, rr).expect("the first message");
-        let second = c.receive(x.client, rr).expect("the second message");
-        assert_eq!((first.id, second.id), (970, 971), "seed {seed}");
-        let s = first.body[1].names_payload().unwrap()[0];
-        c.destroy_port(x.client, s);
+        let rr = queue_then_relayed(&mut c, &x, third, (r, to_r), 970, seed);
         drop_sends(&mut c, third, to_r);
         c.destroy_port(x.client, rr);
         c.settle();
