@@ -51,7 +51,7 @@ done
 for variant in "" NO_MOVED_WAIT NO_DRAIN NO_SO_WAIT NO_POOL; do
   check moves.pml "$variant"
 done
-for variant in "" NO_EMBARGO NO_PARK NO_CLAIM_WAIT NO_QUEUED NO_QUEUE_WAIT LATE_BLOCKED; do
+for variant in "" NO_EMBARGO NO_PARK NO_CLAIM_WAIT NO_QUEUED NO_QUEUE_WAIT QUEUE_WAIT_IF_SHORTENED LATE_BLOCKED; do
   check embargo.pml "$variant"
 done
 for variant in "" KEEP_POOL NO_RETURNING NO_FRESH; do

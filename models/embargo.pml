@@ -19,6 +19,9 @@
  * from E (it has taken it in) and reads no more of E meanwhile; when the
  * receive right leaves, such waiting senders are let in first, and counted
  * in the queue that goes behind MOVED.
+ * Or B does not shorten (a new name for P, "Receive rights moving" step
+ * 11): Q goes on forwarding T's messages on E, A relays them on M in B's
+ * lane, and they still wait there for A's queue.
  * Checked over every interleaving; the broken variants (spin -DBROKEN_...)
  * must fail, see check.sh. It asserts that P's receivers get T's messages
  * in the order T sent them, all of them, and that nothing is left over.
@@ -45,6 +48,8 @@ byte taken = 0;         /* B's messages A took in from E before the move */
 bool moved = false;
 bool embargo = false;
 bool handed = false;    /* Q is the port */
+bool moved_in = false;  /* MOVED handled at B */
+bool new_name = false;  /* B did not shorten: P is a port of its own there */
 bool claimed = false;   /* B's receiver has the receive right */
 byte need_back = 0;     /* B's messages to come back on M */
 byte need_queued = 0;   /* A's queue, on M after MOVED */
@@ -54,9 +59,12 @@ byte got_queued = 0;
 /* B takes its lane of M once MOVED is in (the stream's first frame) and
  * A's queue has come behind it. */
 #ifdef BROKEN_NO_QUEUE_WAIT
-#define QUEUE_IN (embargo || handed)
+#define QUEUE_IN moved_in
+#elif defined(BROKEN_QUEUE_WAIT_IF_SHORTENED)
+/* the wait only under an embargo, as before step 11 */
+#define QUEUE_IN (new_name || (moved_in && got_queued >= need_queued))
 #else
-#define QUEUE_IN ((embargo || handed) && got_queued >= need_queued)
+#define QUEUE_IN (moved_in && got_queued >= need_queued)
 #endif
 
 byte last = 0;
@@ -120,18 +128,23 @@ end:
        parked!n
 #endif
      }
-  :: atomic { m?MOVED,k,q -> embargo = true;
-       need_back = written - k; need_queued = q;
+  :: atomic { m?MOVED,k,q -> moved_in = true; need_queued = q;
+       if
+       :: embargo = true; need_back = written - k;
 #ifdef BROKEN_NO_EMBARGO
-       need_back = 0; need_queued = 0
+          need_back = 0; need_queued = 0
 #endif
+       :: new_name = true
+       fi
      }
      /* what comes on M: staged until the port is claimed, then the port's */
   :: atomic { m?QUEUED,n,k -> got_queued++;
-       if :: claimed -> qq!n :: else -> staged!n fi }
+       if :: claimed && handed -> qq!n :: claimed && new_name -> receive_msg(n)
+          :: else -> staged!n fi }
      /* B's lane (see QUEUE_IN) */
   :: atomic { nempty(mb) && QUEUE_IN -> mb?n; got_back++;
-       if :: claimed -> qq!n :: else -> staged!n fi }
+       if :: claimed && handed -> qq!n :: claimed && new_name -> receive_msg(n)
+          :: else -> staged!n fi }
      /* everything back: Q becomes the port */
   :: atomic { embargo && got_back >= need_back && got_queued >= need_queued ->
        do :: qq?n -> parked!n :: empty(qq) -> break od;
@@ -140,12 +153,12 @@ end:
 #ifdef BROKEN_NO_CLAIM_WAIT
   :: atomic { moved && !claimed && nempty(carry) -> carry?1;
 #else
-  :: atomic { handed && !claimed && nempty(carry) -> carry?1;
+  :: atomic { (handed || new_name) && !claimed && nempty(carry) -> carry?1;
 #endif
        /* the staged messages go back in first */
        do :: staged?n -> receive_msg(n) :: empty(staged) -> break od;
        claimed = true }
-  :: atomic { claimed && nempty(qq) -> qq?n; receive_msg(n) }
+  :: atomic { claimed && handed && nempty(qq) -> qq?n; receive_msg(n) }
   od
 }
 
@@ -155,7 +168,7 @@ proctype Quiescence() {
     assert(len(blocked) == 0);
     assert(len(carry) == 0 && len(staged) == 0 && len(parked) == 0);
     assert(received == N);
-    assert(claimed && handed)
+    assert(claimed && (handed || new_name))
 }
 
 init {
