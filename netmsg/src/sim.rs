@@ -25,7 +25,7 @@ pub struct Task {
 }
 
 /// The transport stream that carries port stream `stream`'s frames.
-pub fn transport_stream(stream: u64) -> u64 {
+fn transport_stream(stream: u64) -> u64 {
     if stream & ONE_SHOT_STREAM != 0 {
         ONE_SHOT_STREAM
     } else {

@@ -281,8 +281,10 @@ pub struct Translator {
     /// (Upstream, port) where a proxy of the port, gone while another name
     /// for it stays, had written messages: taken in after the port moves on
     /// from the upstream, they come back in this node's lane, where an
-    /// embargo counts only its own export's. Bounded, oldest forgotten
-    /// first; an entry goes with the port's last name here.
+    /// embargo counts only its own export's. An entry goes with the port's
+    /// last name here. Bounded, oldest forgotten first (the order keeps
+    /// entries already gone, so one noted again may age out early, as if
+    /// evicted).
     wrote_then_gone: std::collections::BTreeSet<(PeerId, GlobalId)>,
     wrote_then_gone_order: std::collections::VecDeque<(PeerId, GlobalId)>,
     /// Per `Moved` stream (peer, id) of a port not shortened here, while
@@ -664,8 +666,8 @@ impl Translator {
         self.holds.held() > 0
     }
 
-    /// Whether an embargo waits (the driver then calls [`Translator::tick`]
-    /// now and then).
+    /// Whether an embargo waits, or frames relayed after a move wait for a
+    /// moved queue (the driver then calls [`Translator::tick`] now and then).
     pub fn embargoes_pending(&self) -> bool {
         !self.embargoes.is_empty() || self.queue_orders.values().any(|q| q.waiting)
     }
@@ -676,7 +678,8 @@ impl Translator {
     /// moved port's stream in between is given up (the port keeps the name
     /// it was made with). Its lanes may wait on frames another node holds
     /// behind an embargo of its own that waits on this node: a cycle that no
-    /// node sees whole.
+    /// node sees whole. Frames relayed after a move that waited as many
+    /// calls for the moved queue, with none of it coming, go on.
     pub fn tick(&mut self, k: &mut Kernel) -> Result<Vec<Out>, TranslateError> {
         let mut out = Vec::new();
         let mut stale = Vec::new();
@@ -1832,6 +1835,8 @@ impl Translator {
         }
     }
 
+    /// Remembers (bounded) that a proxy of `g` toward `peer` that had
+    /// written messages is gone while another name for `g` stays.
     fn note_wrote_then_gone(&mut self, peer: PeerId, g: GlobalId) {
         if self.wrote_then_gone.insert((peer, g.clone())) {
             self.wrote_then_gone_order.push_back((peer, g));
