@@ -47,10 +47,9 @@ fn fixed_seeds(nodes: usize, seeds: u64, actions: u64, moves: bool) {
         // measured at (these seeds, 2026-11-28, one-shot frames on one
         // stream, relayed messages waiting for the queue: two nodes 0.50 %,
         // 0.12 %, 0.090 %; three 5.7 %, 2.2 %, 0.35 %), so that a change
-        // that raises
-        // one shows here rather than in a later bisection (the rise of
-        // second names at 8d0e922 was 0.5 % to 1.5 %). Fewer seeds vary
-        // too much to bound.
+        // that raises one shows here rather than in a later bisection (the
+        // rise of second names at 8d0e922 was 0.5 % to 1.5 %). Fewer seeds
+        // vary too much to bound.
         if seeds >= 40 {
             let [second, once, moved] = if nodes == 2 {
                 [0.6, 0.3, 0.12]
