@@ -282,11 +282,8 @@ pub struct Translator {
     /// for it stays, had written messages: taken in after the port moves on
     /// from the upstream, they come back in this node's lane, where an
     /// embargo counts only its own export's. An entry goes with the port's
-    /// last name here. Bounded, oldest forgotten first (the order keeps
-    /// entries already gone, so one noted again may age out early, as if
-    /// evicted).
-    wrote_then_gone: std::collections::BTreeSet<(PeerId, GlobalId)>,
-    wrote_then_gone_order: std::collections::VecDeque<(PeerId, GlobalId)>,
+    /// last name here.
+    wrote_then_gone: Recent<(PeerId, GlobalId)>,
     /// Per `Moved` stream (peer, id) of a port not shortened here, while
     /// its queue is coming.
     queue_orders: BTreeMap<(PeerId, u64), QueueOrder>,
@@ -387,8 +384,7 @@ pub struct Translator {
     swallow: BTreeMap<Name, Swallow>,
     /// Identities of this node's ports whose receive right moved away: a
     /// right to one is not dead for lack of an export here (bounded).
-    moved_away: std::collections::BTreeSet<GlobalId>,
-    moved_away_order: std::collections::VecDeque<GlobalId>,
+    moved_away: Recent<GlobalId>,
     /// Moved ports (by the peer's `Moved` stream) that a proxy of this node
     /// becomes once this node's earlier messages to it are back, and the
     /// proxies waiting so.
@@ -510,6 +506,49 @@ fn pseudo_lane(peer: &str, id: u64, era: u64) -> StreamKey {
     }
 }
 
+/// A set that remembers at most [`MAX_RETIRED`] entries, forgetting the
+/// oldest first. (The order keeps entries removed since, so one inserted
+/// again may be forgotten early, as if evicted.)
+#[derive(Debug)]
+struct Recent<T> {
+    set: std::collections::BTreeSet<T>,
+    order: std::collections::VecDeque<T>,
+}
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Self {
+            set: std::collections::BTreeSet::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<T: Ord + Clone> Recent<T> {
+    fn insert(&mut self, t: T) {
+        if self.set.insert(t.clone()) {
+            self.order.push_back(t);
+            if self.order.len() > MAX_RETIRED {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, t: &T) -> bool {
+        self.set.contains(t)
+    }
+
+    fn remove(&mut self, t: &T) {
+        self.set.remove(t);
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        self.set.retain(keep);
+    }
+}
+
 /// A moved port not shortened here whose queue, counted by the sender
 /// (`queued`), has not all come: what the sender relayed in others' lanes
 /// after the move waits for it, as under an embargo.
@@ -595,8 +634,7 @@ impl Translator {
             retired: BTreeMap::new(),
             retired_order: std::collections::VecDeque::new(),
             retired_generation: 0,
-            wrote_then_gone: std::collections::BTreeSet::new(),
-            wrote_then_gone_order: std::collections::VecDeque::new(),
+            wrote_then_gone: Recent::default(),
             queue_orders: BTreeMap::new(),
             eras: BTreeMap::new(),
             pending: BTreeMap::new(),
@@ -623,8 +661,7 @@ impl Translator {
             send_once_pool: BTreeMap::new(),
             returning_pool: BTreeMap::new(),
             swallow: BTreeMap::new(),
-            moved_away: std::collections::BTreeSet::new(),
-            moved_away_order: std::collections::VecDeque::new(),
+            moved_away: Recent::default(),
             embargoes: BTreeMap::new(),
             embargoed: BTreeMap::new(),
             handover_sends: Vec::new(),
@@ -1552,7 +1589,9 @@ impl Translator {
         let embargo = self.embargo_for(peer, name);
         self.forget_adoption(name);
         if global.home == self.node {
-            self.note_moved_away(global.clone());
+            // (Bounded: an identity forgotten makes a late right to it a
+            // dead name, see protocol.md.)
+            self.moved_away.insert(global.clone());
         }
         let (id, handle) = self.peer(peer).ledger.import_moved();
         // The forwarder counts only the rights netmsg makes on it from now.
@@ -1831,32 +1870,6 @@ impl Translator {
             if q.waiting {
                 self.holds
                     .advanced(queue_sent(self.peer_name(key.0), key.1), 1);
-            }
-        }
-    }
-
-    /// Remembers (bounded) that a proxy of `g` toward `peer` that had
-    /// written messages is gone while another name for `g` stays.
-    fn note_wrote_then_gone(&mut self, peer: PeerId, g: GlobalId) {
-        if self.wrote_then_gone.insert((peer, g.clone())) {
-            self.wrote_then_gone_order.push_back((peer, g));
-            while self.wrote_then_gone_order.len() > MAX_RETIRED {
-                if let Some(old) = self.wrote_then_gone_order.pop_front() {
-                    self.wrote_then_gone.remove(&old);
-                }
-            }
-        }
-    }
-
-    /// Remembers that a port of this node moved away (bounded: an identity
-    /// forgotten makes a late right to it a dead name, see protocol.md).
-    fn note_moved_away(&mut self, g: GlobalId) {
-        if self.moved_away.insert(g.clone()) {
-            self.moved_away_order.push_back(g);
-            if self.moved_away_order.len() > MAX_RETIRED {
-                if let Some(old) = self.moved_away_order.pop_front() {
-                    self.moved_away.remove(&old);
-                }
             }
         }
     }
@@ -4611,7 +4624,7 @@ impl Translator {
                         if !self.canonical.contains_key(&g) {
                             self.wrote_then_gone.retain(|(_, o)| *o != g);
                         } else if wrote {
-                            self.note_wrote_then_gone(peer, g.clone());
+                            self.wrote_then_gone.insert((peer, g.clone()));
                         }
                         // A next proxy for the port may take another way:
                         // its messages wait for this one's at the home.
